@@ -1,0 +1,27 @@
+//! The `McpRollout` API, group `mcprollout.dev`, version `v1alpha1`.
+
+mod duration;
+pub mod protocol;
+mod revision;
+mod spec;
+mod status;
+
+pub use duration::{DURATION_PATTERN, DurationError, HumanDuration};
+pub use revision::revision_of;
+pub use spec::*;
+pub use status::*;
+
+/// API group of every resource this project defines.
+pub const GROUP: &str = "mcprollout.dev";
+
+/// Labels the operator puts on everything it creates.
+pub mod labels {
+    /// Name of the owning McpRollout.
+    pub const ROLLOUT: &str = "mcprollout.dev/rollout";
+    /// Revision (template hash) a pod or Deployment belongs to.
+    pub const REVISION: &str = "mcprollout.dev/revision";
+}
+
+/// Pod readiness gate the operator sets to take a pod in or out of rotation without stopping
+/// it, so its open sessions and streams keep being served while it drains.
+pub const IN_ROTATION_GATE: &str = "mcprollout.dev/in-rotation";

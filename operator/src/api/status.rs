@@ -1,0 +1,258 @@
+//! `McpRollout` status: what the operator observed and decided.
+//!
+//! Status is all the rollout engine remembers between reconciles: an operator restarted at any
+//! point reads it back and continues without repeating or skipping a step. It also follows the
+//! kstatus conventions (`observedGeneration`, `Ready` / `Reconciling` / `Stalled` conditions) so
+//! Flux and Argo CD read health without plugins.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of an McpRollout.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct McpRolloutStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// One-word summary: Progressing, Paused, Healthy or Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// Human-readable explanation of the phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+
+    /// Revision (hash of spec.template) that serves traffic when no rollout is in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+
+    /// Revision being rolled out: the canary, or the blue-green preview.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_revision: Option<String>,
+
+    /// Index of the current canary step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step_index: Option<i32>,
+
+    /// When the current step (or blue-green stage) began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Time>,
+
+    /// Percentage of traffic the operator wants on the canary revision.
+    #[serde(default)]
+    pub desired_weight: i32,
+
+    /// Percentage of traffic the canary revision actually gets, from its share of the ready
+    /// pods in rotation (replica-ratio routing) or the route's weights (Gateway API).
+    #[serde(default)]
+    pub effective_weight: i32,
+
+    /// When the canary weight last increased. A new increase needs a probe newer than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_increased_at: Option<Time>,
+
+    /// Blue-green: when traffic flipped to the new revision (start of the post-promotion window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<Time>,
+
+    /// Latest probe result per live revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["revision".into()]))]
+    pub probes: Vec<ProbeStatus>,
+
+    /// Latest verdict of each analysis check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub analysis: Vec<CheckStatus>,
+
+    /// Revisions that have left traffic and are kept alive for their open sessions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["revision".into()]))]
+    pub drains: Vec<DrainStatus>,
+
+    /// Set when the latest rollout was rolled back or aborted. Cleared by a new revision or a
+    /// retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackStatus>,
+
+    /// Id of the last manual request (promote, abort, retry, …) the operator acted on, so each
+    /// request is acted on once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_request: Option<String>,
+
+    /// Conditions: Ready, Reconciling, Stalled (kstatus), and more.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Summary phase, for people and for `kubectl get`.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// A revision is being brought up, probed, or shifted into traffic.
+    Progressing,
+    /// Waiting for a human (pause step, `paused`, or an inconclusive gate).
+    Paused,
+    /// The stable revision serves all traffic and nothing is in progress.
+    Healthy,
+    /// The latest rollout was rolled back or aborted, or the rollout cannot proceed.
+    Degraded,
+}
+
+/// Outcome of one check or probe.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// Not enough data, or the data source was unreachable. Never promotes, never rolls back.
+    Inconclusive,
+}
+
+/// Latest MCP probe of one revision.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeStatus {
+    /// Revision probed.
+    pub revision: String,
+
+    /// Whether the probe (and the schema gate, for the canary) passed.
+    pub passed: bool,
+
+    /// When the probe finished.
+    pub at: Time,
+
+    /// Consecutive failed probes.
+    #[serde(default)]
+    pub consecutive_failures: i32,
+
+    /// Protocol versions the revision serves (discover's list plus the handshake versions
+    /// initialize accepted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protocol_versions: Vec<String>,
+
+    /// Number of tools listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_count: Option<i32>,
+
+    /// Failure class and detail, or the schema-diff summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Latest verdict of one analysis check.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckStatus {
+    /// Check name: errorRate, latency, schemaValidationErrors, crash, or a custom metric.
+    pub name: String,
+
+    /// Verdict of the latest evaluation.
+    pub verdict: Verdict,
+
+    /// Measured value (a ratio, a percentage, a count, or the custom query's value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+
+    /// Threshold the value was compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+
+    /// Consecutive failed evaluations.
+    #[serde(default)]
+    pub consecutive_failures: i32,
+
+    /// When the latest evaluation ran.
+    pub at: Time,
+
+    /// What was measured, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Drain of one revision that has left traffic.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainStatus {
+    /// Revision draining.
+    pub revision: String,
+
+    /// When it left traffic.
+    pub started_at: Time,
+
+    /// The window in force, after clamping.
+    pub window_seconds: i64,
+
+    /// The session-duration quantile measured, before clamping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_seconds: Option<f64>,
+
+    /// Which clamp applied to the measurement.
+    pub clamp: DrainClamp,
+
+    /// Open sessions and in-flight streams on the revision's pods at the last look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_sessions: Option<i64>,
+}
+
+/// How the drain window relates to what was measured.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainClamp {
+    /// The measured quantile was within [min, max].
+    None,
+    /// Raised to drain.min.
+    Min,
+    /// Lowered to drain.max.
+    Max,
+    /// Nothing measured: drain.max.
+    NoData,
+}
+
+/// Why the latest rollout was undone.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackStatus {
+    /// Revision that was rolled back. It is not rolled out again until the template changes or
+    /// a retry is requested.
+    pub revision: String,
+
+    /// What triggered it.
+    pub reason: RollbackReason,
+
+    /// The check, probe step, or pod behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+
+    /// Details, with the numbers.
+    pub message: String,
+
+    /// When it happened.
+    pub at: Time,
+}
+
+/// Rollback triggers.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollbackReason {
+    /// An analysis check failed.
+    AnalysisFailed,
+    /// The MCP probe failed `probe.failureLimit` times, or the schema gate blocked.
+    ProbeFailed,
+    /// A canary container crashed or crash-looped.
+    Crashed,
+    /// No progress within `progressDeadline`.
+    ProgressDeadlineExceeded,
+    /// A human aborted it.
+    Aborted,
+}
+
+/// Condition types this operator sets.
+pub mod condition {
+    /// kstatus: the rollout is done and healthy.
+    pub const READY: &str = "Ready";
+    /// kstatus: the operator is working towards the spec.
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: the operator cannot make progress without a change.
+    pub const STALLED: &str = "Stalled";
+}
