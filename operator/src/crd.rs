@@ -30,6 +30,9 @@ pub fn all() -> Vec<CustomResourceDefinition> {
 ///   the template fully; only prose goes (Argo Rollouts does the same).
 /// - Doc comments are wrapped at 100 columns in the source; `kubectl explain` should show
 ///   sentences, so single line breaks become spaces (paragraph breaks stay).
+/// - The label maps the selector CEL rule iterates get bounds (label values are at most 63
+///   characters in Kubernetes anyway). Unbounded, the API server's cost estimator assumes
+///   megabytes of labels and refuses the rule.
 fn polish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         let Some(root) = version
@@ -44,18 +47,42 @@ fn polish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
                 *text = unwrap_lines(text);
             }
         });
-        let template = root
-            .properties
-            .as_mut()
-            .and_then(|p| p.get_mut("spec"))
-            .and_then(|spec| spec.properties.as_mut())
-            .and_then(|p| p.get_mut("template"))
-            .and_then(|template| template.properties.as_mut());
+        for labels in [
+            &["spec", "selector", "matchLabels"][..],
+            &["spec", "template", "metadata", "labels"],
+        ] {
+            if let Some(map) = property_mut(root, labels) {
+                bound_label_map(map);
+            }
+        }
+        let template =
+            property_mut(root, &["spec", "template"]).and_then(|t| t.properties.as_mut());
         for field in template.into_iter().flat_map(|props| props.values_mut()) {
             visit_schemas(field, &mut |schema| schema.description = None);
         }
     }
     crd
+}
+
+/// Maximum labels in a map the CEL rules iterate.
+const MAX_LABELS: i64 = 128;
+/// Kubernetes' limit on a label value.
+const MAX_LABEL_VALUE_LEN: i64 = 63;
+
+fn bound_label_map(map: &mut JSONSchemaProps) {
+    map.max_properties = Some(MAX_LABELS);
+    if let Some(JSONSchemaPropsOrBool::Schema(value)) = map.additional_properties.as_mut() {
+        value.max_length = Some(MAX_LABEL_VALUE_LEN);
+    }
+}
+
+/// The schema of the property at `path` below `root`.
+fn property_mut<'a>(
+    root: &'a mut JSONSchemaProps,
+    path: &[&str],
+) -> Option<&'a mut JSONSchemaProps> {
+    path.iter()
+        .try_fold(root, |node, name| node.properties.as_mut()?.get_mut(*name))
 }
 
 /// Calls `f` on `schema` and every schema nested in it.

