@@ -1,6 +1,10 @@
 //! mcp-rollout: a Kubernetes operator that rolls out new versions of MCP servers safely.
 //!
-//! Modules: [`api`] (the McpRollout custom resource), [`crd`] (CRD generation).
+//! Modules: [`api`] (the McpRollout custom resource), [`crd`] (CRD generation), [`reference`]
+//! (the README's API reference, generated from the CRD schema), [`validate`]
+//! (offline admission checks of manifests).
 
 pub mod api;
 pub mod crd;
+pub mod reference;
+pub mod validate;

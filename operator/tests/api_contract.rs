@@ -3,6 +3,8 @@
 //! should (evaluated by kube's client-side CEL engine, which runs the same Kubernetes CEL
 //! library functions as the API server), and the examples are valid.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
 use std::path::{Path, PathBuf};
 
 use kube::{
@@ -492,4 +494,15 @@ fn blue_green_example_keeps_a_five_minute_window() {
     };
     assert_eq!(bg.post_promotion_window.as_secs(), 300);
     assert!(!bg.auto_promote);
+}
+
+#[test]
+fn readme_api_reference_matches_the_schema() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let updated = mcp_rollout::reference::update_readme(&readme)
+        .expect("README has the api-reference markers");
+    assert!(
+        updated == readme,
+        "README.md's API reference is out of date. Regenerate it with:\n  hack/update-crds.sh"
+    );
 }

@@ -5,6 +5,8 @@
 //! time it builds a TLS config. The workspace pins aws-lc-rs everywhere; these tests fail if
 //! a dependency change brings ring back.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
 use std::{path::Path, process::Command};
 
 #[tokio::test]

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::{HumanDuration, McpRolloutStatus, protocol};
 
 /// Desired state of an MCP server rollout.
+// Each printcolumn(...) repeats `type_`; clippy reads them as one attribute repeated.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "mcprollout.dev",

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a bare Debian machine of the `rust` kind (which has the
+# Rust toolchain, Python 3 and Node). Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages. Nothing beyond the base image is needed yet; later issues add prometheus etc.
+DEBIAN_PACKAGES=()
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# Rust components: rustup cannot download here, so say plainly if one is absent.
+for tool in cargo rustfmt cargo-clippy; do
+  command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
+done
+
+# Python tools in a project-local virtualenv (.venv, git-ignored).
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+# With every pin already satisfied pip returns at once without asking the index.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r hack/requirements.txt
+echo "test dependencies ready"
