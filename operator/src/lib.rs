@@ -6,5 +6,6 @@
 
 pub mod api;
 pub mod crd;
+pub mod engine;
 pub mod reference;
 pub mod validate;

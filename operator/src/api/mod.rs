@@ -25,3 +25,10 @@ pub mod labels {
 /// Pod readiness gate the operator sets to take a pod in or out of rotation without stopping
 /// it, so its open sessions and streams keep being served while it drains.
 pub const IN_ROTATION_GATE: &str = "mcprollout.dev/in-rotation";
+
+/// Annotation through which people (and `kubectl mcprollout`, Argo CD resource actions) ask for
+/// `promote`, `promote-full`, `pause`, `resume`, `abort` or `retry`, as `<action>@<unique id>`.
+/// The operator acts on each id once and records it in `status.lastHandledRequest`. An
+/// annotation rather than a spec field: Git owns the spec, and Argo CD self-heal or Flux would
+/// undo a CLI's edit there, while neither touches an annotation it does not manage.
+pub const REQUEST_ANNOTATION: &str = "mcprollout.dev/request";

@@ -58,6 +58,19 @@ pub struct McpRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_at: Option<Time>,
 
+    /// Blue-green: when the preview first passed its gates (start of `autoPromoteAfter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_ready_at: Option<Time>,
+
+    /// Paused by `kubectl mcprollout pause` (as opposed to `spec.paused`, which Git owns).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused_by_request: bool,
+
+    /// `kubectl mcprollout promote --full` was requested: skip the remaining steps (and the
+    /// post-promotion window) once the new revision passes its probe at full size.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_promotion_requested: bool,
+
     /// Latest probe result per live revision.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["revision".into()]))]
@@ -137,6 +150,15 @@ pub struct ProbeStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_count: Option<i32>,
 
+    /// Pods of the revision the probe reached (all must pass).
+    #[serde(default)]
+    pub pods: i32,
+
+    /// Whether the tool schemas and protocol versions are compatible with the stable
+    /// revision's under `probe.schemaCompatibility` (canary only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_compatible: Option<bool>,
+
     /// Failure class and detail, or the schema-diff summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -184,6 +206,9 @@ pub struct DrainStatus {
 
     /// The window in force, after clamping.
     pub window_seconds: i64,
+
+    /// Pods kept alive for the drain.
+    pub replicas: i32,
 
     /// The session-duration quantile measured, before clamping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,8 +262,10 @@ pub struct RollbackStatus {
 pub enum RollbackReason {
     /// An analysis check failed.
     AnalysisFailed,
-    /// The MCP probe failed `probe.failureLimit` times, or the schema gate blocked.
+    /// The MCP probe failed `probe.failureLimit` times in a row.
     ProbeFailed,
+    /// The new revision's tools or protocol versions break agents of the stable one.
+    IncompatibleSchema,
     /// A canary container crashed or crash-looped.
     Crashed,
     /// No progress within `progressDeadline`.

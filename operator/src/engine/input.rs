@@ -1,0 +1,111 @@
+//! What the engine is told: the spec, the status it wrote last time, and what was observed.
+//! Nothing here is fetched by the engine; the reconciler gathers it.
+
+use jiff::Timestamp;
+
+use crate::api::{McpRolloutSpec, McpRolloutStatus, Verdict};
+
+/// One call's input.
+#[derive(Clone, Debug)]
+pub struct Input<'a> {
+    pub spec: &'a McpRolloutSpec,
+    /// `metadata.generation` of the McpRollout.
+    pub generation: Option<i64>,
+    pub status: &'a McpRolloutStatus,
+    pub observed: &'a Observed,
+    pub now: Timestamp,
+}
+
+/// The world as the reconciler saw it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Pods of each revision that has a Deployment.
+    pub revisions: Vec<RevisionObserved>,
+    /// Latest probe result of each revision.
+    pub probes: Vec<ProbeReport>,
+    /// Latest analysis of the current new revision against stable.
+    pub analysis: Option<AnalysisReport>,
+    /// Latest measurement of the rollout's session-duration quantile (for drain windows).
+    pub session_duration: Option<SessionDuration>,
+    /// Open sessions and in-flight streams per draining revision.
+    pub active_sessions: Vec<ActiveSessions>,
+    /// The value of the request annotation, if any.
+    pub request: Option<String>,
+}
+
+impl Observed {
+    pub fn revision(&self, revision: &str) -> Option<&RevisionObserved> {
+        self.revisions.iter().find(|r| r.revision == revision)
+    }
+
+    pub fn probe(&self, revision: &str) -> Option<&ProbeReport> {
+        self.probes.iter().find(|p| p.revision == revision)
+    }
+}
+
+/// Pods of one revision.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RevisionObserved {
+    pub revision: String,
+    /// Pods whose containers are ready (whatever the rotation gate says).
+    pub ready: i32,
+    /// Ready pods that are in rotation (the rotation gate is True).
+    pub ready_in_rotation: i32,
+    /// Container restarts summed over the revision's pods.
+    pub restarts: i32,
+    /// A container is in CrashLoopBackOff, or was OOM-killed.
+    pub crash_looping: bool,
+}
+
+/// Result of an MCP probe of one revision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeReport {
+    pub revision: String,
+    /// When the probe finished.
+    pub at: Timestamp,
+    /// Every pod answered the protocol correctly (handshake or discover, tools, tool call).
+    pub passed: bool,
+    /// Pods probed.
+    pub pods: i32,
+    /// Compatibility with the stable revision's tools and protocol versions, already judged
+    /// under the rollout's policy. `None` when there was nothing to compare with.
+    pub schema_compatible: Option<bool>,
+    pub protocol_versions: Vec<String>,
+    pub tool_count: Option<i32>,
+    /// Failure detail or diff summary.
+    pub message: Option<String>,
+}
+
+/// One evaluation of the analysis checks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalysisReport {
+    /// The new revision the checks measured.
+    pub revision: String,
+    pub at: Timestamp,
+    pub checks: Vec<CheckResult>,
+}
+
+/// Verdict of one check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckResult {
+    pub name: String,
+    pub verdict: Verdict,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// The configured quantile of session durations over the drain lookback.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SessionDuration {
+    /// `None` when Prometheus had no sessions to measure.
+    pub seconds: Option<f64>,
+}
+
+/// Open sessions of a draining revision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActiveSessions {
+    pub revision: String,
+    pub at: Timestamp,
+    pub count: i64,
+}

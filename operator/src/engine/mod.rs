@@ -1,0 +1,1320 @@
+//! The rollout engine: a pure decision from (spec, last status, observations, now) to (next
+//! status, plan). No I/O, no clock, no randomness: the reconciler observes and applies.
+//!
+//! ```text
+//! stage          derived from status                     leaves by
+//! ─────────────  ──────────────────────────────────────  ───────────────────────────────────────
+//! FirstDeploy    no stableRevision                       ready + probe pass → Steady
+//! Steady         canary none, template == stable         template change → Canary | Preview
+//! Canary         canary set, strategy canary             weight 100 → Steady (old stable drains)
+//!                                                        trigger/abort → RolledBack (canary drains)
+//! Preview        canary set, blue-green, not flipped     gates + (auto after delay | promote) → PostPromotion
+//!                                                        trigger/abort → RolledBack
+//! PostPromotion  canary set, blue-green, promotedAt set  window ends → Steady (old stable drained, removed)
+//!                                                        trigger/abort → RolledBack (flip back)
+//! RolledBack     rollback.revision == template revision  template change → Canary | Preview; retry
+//! ```
+//!
+//! Triggers (checked while a new revision is live): crash or CrashLoopBackOff (immediately),
+//! `probe.failureLimit` consecutive probe failures, an incompatible schema, an analysis check
+//! failing `failureLimit` times in a row, the progress deadline while waiting for pods or a
+//! probe. Inconclusive analysis holds the rollout (Paused) and never triggers anything.
+//! A revision that leaves traffic drains: it stays up, out of rotation, until its window (the
+//! measured session-duration quantile, clamped) elapses or its pods report no open sessions.
+
+mod conditions;
+pub mod control;
+mod drain;
+pub mod input;
+pub mod plan;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+pub use control::{Action, Request, parse_request};
+pub use input::*;
+pub use plan::*;
+
+use crate::api::{
+    BlueGreenStrategy, CanaryStep, CheckStatus, DrainStatus, McpRolloutSpec, McpRolloutStatus,
+    Phase, ProbeStatus, RollbackReason, RollbackStatus, StrategyRef, Verdict, revision_of,
+};
+
+/// The stages of the table above.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    FirstDeploy,
+    Steady,
+    Canary,
+    Preview,
+    PostPromotion,
+    RolledBack,
+}
+
+/// The stage a status is in, for a template whose revision is `desired`.
+pub fn stage_of(spec: &McpRolloutSpec, status: &McpRolloutStatus, desired: &str) -> Stage {
+    match (&status.stable_revision, &status.canary_revision) {
+        (None, _) => Stage::FirstDeploy,
+        (Some(_), Some(_)) => match (spec.strategy.kind(), &status.promoted_at) {
+            (StrategyRef::Canary(_), _) => Stage::Canary,
+            (StrategyRef::BlueGreen(_), None) => Stage::Preview,
+            (StrategyRef::BlueGreen(_), Some(_)) => Stage::PostPromotion,
+        },
+        (Some(_), None)
+            if status
+                .rollback
+                .as_ref()
+                .is_some_and(|r| r.revision == desired) =>
+        {
+            Stage::RolledBack
+        }
+        (Some(_), None) => Stage::Steady,
+    }
+}
+
+/// Decides the next status and plan.
+pub fn decide(input: &Input<'_>) -> Decision {
+    let mut e = Engine::new(input);
+    e.record_observations();
+    e.handle_request();
+    e.follow_template();
+    e.check_triggers();
+    e.progress();
+    e.finish_drains();
+    e.finish()
+}
+
+/// Why the rollout is not moving, for phase and message.
+#[derive(Clone, Debug, PartialEq)]
+enum Hold {
+    /// Waiting on something that should come by itself (pods, a probe, an analysis run).
+    Waiting(String),
+    /// Waiting for a human or for data: phase Paused.
+    Paused(String),
+    /// Cannot proceed without a change: phase Degraded.
+    Stalled {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+struct Engine<'a> {
+    spec: &'a McpRolloutSpec,
+    observed: &'a Observed,
+    generation: Option<i64>,
+    /// Now, truncated to whole seconds: status times are stored at that precision, and a
+    /// decision must not change when status is read back after an operator restart.
+    now: i64,
+    desired: String,
+    st: McpRolloutStatus,
+    events: Vec<Event>,
+    hold: Option<Hold>,
+    /// A promote request arrived in this call.
+    promote_now: bool,
+    /// An abort request arrived in this call.
+    abort_now: bool,
+}
+
+fn secs(t: &Time) -> i64 {
+    t.0.as_second()
+}
+
+fn time(s: i64) -> Time {
+    Time(Timestamp::from_second(s).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// Pods needed for `weight` percent of `total`: ceil, and at least one for any traffic.
+pub fn replicas_for(total: i32, weight: i32) -> i32 {
+    if weight <= 0 {
+        return 0;
+    }
+    let exact = (i64::from(total) * i64::from(weight.min(100)) + 99) / 100;
+    i32::try_from(exact).unwrap_or(total).clamp(1, total.max(1))
+}
+
+impl<'a> Engine<'a> {
+    fn new(input: &Input<'a>) -> Self {
+        Self {
+            spec: input.spec,
+            observed: input.observed,
+            generation: input.generation,
+            now: input.now.as_second(),
+            desired: revision_of(&input.spec.template),
+            st: input.status.clone(),
+            events: Vec::new(),
+            hold: None,
+            promote_now: false,
+            abort_now: false,
+        }
+    }
+
+    fn stage(&self) -> Stage {
+        stage_of(self.spec, &self.st, &self.desired)
+    }
+
+    fn total(&self) -> i32 {
+        self.spec.replicas.max(1)
+    }
+
+    fn paused(&self) -> bool {
+        self.spec.paused || self.st.paused_by_request
+    }
+
+    fn hold(&mut self, hold: Hold) {
+        if self.hold.is_none() {
+            self.hold = Some(hold);
+        }
+    }
+
+    // ── observations ────────────────────────────────────────────────────────────────────
+
+    /// Folds new probe and analysis results into status (only results newer than what status
+    /// already holds count, so a repeated call changes nothing).
+    fn record_observations(&mut self) {
+        let live: Vec<String> = self.live_revisions();
+        self.st.probes.retain(|p| live.contains(&p.revision));
+        for report in &self.observed.probes {
+            if !live.contains(&report.revision) {
+                continue;
+            }
+            let at = report.at.as_second();
+            let previous = self
+                .st
+                .probes
+                .iter()
+                .position(|p| p.revision == report.revision);
+            if previous.is_some_and(|i| secs(&self.st.probes[i].at) >= at) {
+                continue;
+            }
+            let failures = match (report.passed, previous) {
+                (true, _) => 0,
+                (false, Some(i)) => self.st.probes[i].consecutive_failures.saturating_add(1),
+                (false, None) => 1,
+            };
+            if !report.passed {
+                self.events.push(Event::warning(
+                    "ProbeFailed",
+                    format!(
+                        "MCP probe of revision {} failed ({} in a row): {}",
+                        report.revision,
+                        failures,
+                        report.message.as_deref().unwrap_or("no detail")
+                    ),
+                ));
+            }
+            let status = ProbeStatus {
+                revision: report.revision.clone(),
+                passed: report.passed,
+                at: time(at),
+                consecutive_failures: failures,
+                protocol_versions: report.protocol_versions.clone(),
+                tool_count: report.tool_count,
+                pods: report.pods,
+                schema_compatible: report.schema_compatible,
+                message: report.message.clone(),
+            };
+            match previous {
+                Some(i) => self.st.probes[i] = status,
+                None => self.st.probes.push(status),
+            }
+        }
+        self.st.probes.sort_by(|a, b| a.revision.cmp(&b.revision));
+
+        let Some(report) = &self.observed.analysis else {
+            return;
+        };
+        if self.st.canary_revision.as_deref() != Some(report.revision.as_str()) {
+            return;
+        }
+        let at = report.at.as_second();
+        if self.st.analysis.iter().any(|c| secs(&c.at) >= at) {
+            return;
+        }
+        let checks = report
+            .checks
+            .iter()
+            .map(|check| {
+                let before = self.st.analysis.iter().find(|c| c.name == check.name);
+                let failures = before.map_or(0, |c| c.consecutive_failures);
+                CheckStatus {
+                    name: check.name.clone(),
+                    verdict: check.verdict,
+                    value: check.value.filter(|v| v.is_finite()),
+                    threshold: check.threshold.filter(|v| v.is_finite()),
+                    consecutive_failures: match check.verdict {
+                        Verdict::Fail => failures.saturating_add(1),
+                        Verdict::Pass => 0,
+                        // Missing data neither confirms nor clears a failure streak.
+                        Verdict::Inconclusive => failures,
+                    },
+                    at: time(at),
+                    message: check.message.clone(),
+                }
+            })
+            .collect();
+        self.st.analysis = checks;
+    }
+
+    /// Revisions whose pods serve or may serve again: stable, the new one, and a blue-green
+    /// flip-back target. Probes are kept for these only.
+    fn live_revisions(&self) -> Vec<String> {
+        let mut live: Vec<String> = [&self.st.stable_revision, &self.st.canary_revision]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        if !live.contains(&self.desired) {
+            live.push(self.desired.clone());
+        }
+        live
+    }
+
+    // ── manual requests ─────────────────────────────────────────────────────────────────
+
+    fn handle_request(&mut self) {
+        let Some(value) = self.observed.request.as_deref() else {
+            return;
+        };
+        if self.st.last_handled_request.as_deref() == Some(value) {
+            return;
+        }
+        self.st.last_handled_request = Some(value.to_owned());
+        let request = match parse_request(value) {
+            Ok(r) => r,
+            Err(e) => {
+                self.events.push(Event::warning(
+                    "RequestRejected",
+                    format!("ignored request: {e}"),
+                ));
+                return;
+            }
+        };
+        let stage = self.stage();
+        let in_rollout = matches!(stage, Stage::Canary | Stage::Preview | Stage::PostPromotion);
+        let accepted = match request.action {
+            Action::Pause => {
+                self.st.paused_by_request = true;
+                true
+            }
+            Action::Resume => {
+                let was = self.st.paused_by_request;
+                self.st.paused_by_request = false;
+                was
+            }
+            Action::Promote => {
+                self.promote_now = in_rollout;
+                in_rollout
+            }
+            Action::PromoteFull => {
+                self.st.full_promotion_requested = in_rollout;
+                in_rollout
+            }
+            Action::Abort => {
+                self.abort_now = in_rollout;
+                in_rollout
+            }
+            Action::Retry => {
+                let retry = stage == Stage::RolledBack;
+                if retry {
+                    self.st.rollback = None;
+                }
+                retry
+            }
+        };
+        if accepted {
+            self.events.push(Event::normal(
+                "RequestHandled",
+                format!("{} requested", request.action.as_str()),
+            ));
+        } else {
+            self.events.push(Event::warning(
+                "RequestIgnored",
+                format!(
+                    "{} does not apply now (stage {stage:?})",
+                    request.action.as_str()
+                ),
+            ));
+        }
+    }
+
+    // ── template changes ────────────────────────────────────────────────────────────────
+
+    /// Makes the desired revision the one being rolled out (or the stable one).
+    fn follow_template(&mut self) {
+        let desired = self.desired.clone();
+        let Some(stable) = self.st.stable_revision.clone() else {
+            // First deploy: nothing has had traffic, so a replaced candidate just goes.
+            if self.st.canary_revision.as_deref() != Some(desired.as_str()) {
+                self.reset_rollout_fields();
+                self.st.canary_revision = Some(desired.clone());
+                self.st.step_started_at = Some(time(self.now));
+                self.events.push(Event::normal(
+                    "FirstDeploy",
+                    format!("deploying revision {desired}"),
+                ));
+            }
+            return;
+        };
+        let canary = self.st.canary_revision.clone();
+        if desired == stable {
+            if let Some(canary) = canary {
+                self.abandon_canary(&canary);
+                self.events.push(Event::normal(
+                    "RolloutAbandoned",
+                    format!(
+                        "template is back to stable revision {stable}; revision {canary} leaves"
+                    ),
+                ));
+            }
+            self.st.rollback = None;
+            return;
+        }
+        if canary.as_deref() == Some(desired.as_str()) {
+            return;
+        }
+        if canary.is_none()
+            && self
+                .st
+                .rollback
+                .as_ref()
+                .is_some_and(|r| r.revision == desired)
+        {
+            return; // stays rolled back until the template changes or a retry
+        }
+        if let Some(canary) = canary {
+            if self.stage() == Stage::PostPromotion {
+                // The flipped revision already serves everything: a newer template ends its
+                // window early rather than sending agents back to the old revision.
+                self.finalize_promotion(
+                    "a newer revision arrived during the post-promotion window",
+                );
+            } else {
+                self.abandon_canary(&canary);
+                self.events.push(Event::normal(
+                    "CanaryReplaced",
+                    format!("revision {canary} is replaced by {desired}"),
+                ));
+            }
+        }
+        self.reset_rollout_fields();
+        self.st.rollback = None;
+        self.st.canary_revision = Some(desired.clone());
+        self.st.step_started_at = Some(time(self.now));
+        if let StrategyRef::Canary(_) = self.spec.strategy.kind() {
+            self.st.current_step_index = Some(0);
+        }
+        let stable = self.st.stable_revision.clone().unwrap_or_default();
+        self.events.push(Event::normal(
+            "RolloutStarted",
+            format!("rolling out revision {desired} (stable {stable})"),
+        ));
+    }
+
+    fn reset_rollout_fields(&mut self) {
+        self.st.canary_revision = None;
+        self.st.current_step_index = None;
+        self.st.step_started_at = None;
+        self.st.desired_weight = 0;
+        self.st.weight_increased_at = None;
+        self.st.promoted_at = None;
+        self.st.preview_ready_at = None;
+        self.st.full_promotion_requested = false;
+        self.st.analysis.clear();
+    }
+
+    /// The new revision leaves without a verdict: it drains if it had traffic, else it just goes.
+    fn abandon_canary(&mut self, canary: &str) {
+        if self.stage() == Stage::PostPromotion {
+            self.flip_back();
+        }
+        if self.st.desired_weight > 0 {
+            let replicas = self.canary_replicas_now();
+            self.start_drain(canary, replicas);
+        }
+        self.reset_rollout_fields();
+    }
+
+    // ── triggers ────────────────────────────────────────────────────────────────────────
+
+    fn check_triggers(&mut self) {
+        let stage = self.stage();
+        let Some(canary) = self.st.canary_revision.clone() else {
+            return;
+        };
+        if !matches!(
+            stage,
+            Stage::FirstDeploy | Stage::Canary | Stage::Preview | Stage::PostPromotion
+        ) {
+            return;
+        }
+        if let Some((reason, check, message)) = self.failed_trigger(&canary) {
+            if stage == Stage::FirstDeploy {
+                self.hold(Hold::Stalled {
+                    reason: "FirstDeployFailing",
+                    message: format!("revision {canary} cannot become stable: {message}"),
+                });
+                return;
+            }
+            self.roll_back(&canary, reason, check, message);
+        }
+    }
+
+    /// The first rollback trigger that fires for the new revision, with its numbers.
+    fn failed_trigger(&self, canary: &str) -> Option<(RollbackReason, Option<String>, String)> {
+        if self.abort_now {
+            return Some((RollbackReason::Aborted, None, "aborted by request".into()));
+        }
+        let crash = self
+            .spec
+            .analysis
+            .as_ref()
+            .map(|a| a.checks.crash.clone())
+            .unwrap_or_default();
+        if let Some(pods) = self.observed.revision(canary).filter(|_| crash.enabled) {
+            if pods.crash_looping || pods.restarts > crash.max_restarts {
+                return Some((
+                    RollbackReason::Crashed,
+                    Some("crash".into()),
+                    format!(
+                        "revision {canary}: {} container restart(s) (tolerated {}){}",
+                        pods.restarts,
+                        crash.max_restarts,
+                        if pods.crash_looping {
+                            ", crash-looping"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+        }
+        if let Some(probe) = self.st.probes.iter().find(|p| p.revision == canary) {
+            if probe.schema_compatible == Some(false) {
+                return Some((
+                    RollbackReason::IncompatibleSchema,
+                    Some("schema".into()),
+                    probe
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "tool schemas are incompatible".into()),
+                ));
+            }
+            if probe.consecutive_failures >= self.spec.probe.failure_limit {
+                return Some((
+                    RollbackReason::ProbeFailed,
+                    Some("probe".into()),
+                    format!(
+                        "{} consecutive probe failures (limit {}): {}",
+                        probe.consecutive_failures,
+                        self.spec.probe.failure_limit,
+                        probe.message.as_deref().unwrap_or("no detail")
+                    ),
+                ));
+            }
+        }
+        let analysis = self.spec.analysis.as_ref()?;
+        self.st.analysis.iter().find_map(|check| {
+            let limit = analysis
+                .metrics
+                .iter()
+                .find(|m| m.name == check.name)
+                .map_or(analysis.failure_limit, |m| m.failure_limit);
+            (check.consecutive_failures >= limit).then(|| {
+                (
+                    RollbackReason::AnalysisFailed,
+                    Some(check.name.clone()),
+                    format!(
+                        "check {} failed {} time(s) in a row: value {} against threshold {}{}",
+                        check.name,
+                        check.consecutive_failures,
+                        check.value.map_or("n/a".into(), |v| format!("{v:.4}")),
+                        check.threshold.map_or("n/a".into(), |v| format!("{v:.4}")),
+                        check
+                            .message
+                            .as_deref()
+                            .map(|m| format!(" ({m})"))
+                            .unwrap_or_default()
+                    ),
+                )
+            })
+        })
+    }
+
+    /// Sends all traffic back to stable at once; the new revision drains.
+    fn roll_back(
+        &mut self,
+        canary: &str,
+        reason: RollbackReason,
+        check: Option<String>,
+        message: String,
+    ) {
+        let had_traffic = self.st.desired_weight > 0;
+        let replicas = self.canary_replicas_now();
+        if self.stage() == Stage::PostPromotion {
+            self.flip_back();
+        }
+        if had_traffic {
+            self.start_drain(canary, replicas);
+        }
+        self.reset_rollout_fields();
+        self.events.push(Event::warning(
+            "RolledBack",
+            format!("revision {canary} rolled back ({reason:?}): {message}"),
+        ));
+        self.st.rollback = Some(RollbackStatus {
+            revision: canary.to_owned(),
+            reason,
+            check,
+            message,
+            at: time(self.now),
+        });
+    }
+
+    /// Blue-green: the old revision takes traffic again; its drain is cancelled.
+    fn flip_back(&mut self) {
+        if let Some(stable) = self.st.stable_revision.clone() {
+            self.st.drains.retain(|d| d.revision != stable);
+        }
+        self.st.promoted_at = None;
+    }
+
+    // ── progress ────────────────────────────────────────────────────────────────────────
+
+    fn progress(&mut self) {
+        match self.stage() {
+            Stage::FirstDeploy => self.progress_first_deploy(),
+            Stage::Steady => {}
+            Stage::RolledBack => {
+                let message = self
+                    .st
+                    .rollback
+                    .as_ref()
+                    .map(|r| r.message.clone())
+                    .unwrap_or_default();
+                self.hold(Hold::Stalled {
+                    reason: "RolledBack",
+                    message,
+                });
+            }
+            Stage::Canary => self.progress_canary(),
+            Stage::Preview => self.progress_preview(),
+            Stage::PostPromotion => self.progress_post_promotion(),
+        }
+    }
+
+    fn progress_first_deploy(&mut self) {
+        let Some(revision) = self.st.canary_revision.clone() else {
+            return;
+        };
+        if !self.pods_and_probe_ready(&revision, self.total()) {
+            return;
+        }
+        self.st.stable_revision = Some(revision.clone());
+        self.reset_rollout_fields();
+        self.events.push(Event::normal(
+            "Promoted",
+            format!("revision {revision} is stable (first deploy)"),
+        ));
+    }
+
+    /// Whether `revision` has `pods` ready pods and a passing probe of at least that many pods
+    /// newer than the current step's start. Holds (with the progress deadline) when not.
+    fn pods_and_probe_ready(&mut self, revision: &str, pods: i32) -> bool {
+        let ready = self.observed.revision(revision).map_or(0, |r| r.ready);
+        let since = self.st.step_started_at.as_ref().map_or(i64::MIN, secs);
+        let waiting = if ready < pods {
+            format!("waiting for {pods} ready pod(s) of revision {revision} ({ready} ready)")
+        } else {
+            match self.st.probes.iter().find(|p| p.revision == revision) {
+                Some(p) if p.passed && p.pods >= pods && secs(&p.at) > since => return true,
+                _ => format!(
+                    "waiting for a passing MCP probe of {pods} pod(s) of revision {revision}"
+                ),
+            }
+        };
+        let deadline = self.spec.progress_deadline.as_secs() as i64;
+        if self.now - since > deadline {
+            if self.stage() == Stage::FirstDeploy {
+                self.hold(Hold::Stalled {
+                    reason: "ProgressDeadlineExceeded",
+                    message: format!("{waiting} for longer than {}", self.spec.progress_deadline),
+                });
+            } else {
+                let message = format!("{waiting} for longer than {}", self.spec.progress_deadline);
+                self.roll_back(
+                    revision,
+                    RollbackReason::ProgressDeadlineExceeded,
+                    None,
+                    message,
+                );
+            }
+        } else {
+            self.hold(Hold::Waiting(waiting));
+        }
+        false
+    }
+
+    /// Whether the analysis lets the weight grow: every check passed in an evaluation newer
+    /// than the last weight increase. Inconclusive holds as Paused (never promote blind).
+    fn analysis_allows_increase(&mut self, step: Option<&CanaryStep>) -> bool {
+        if self.spec.analysis.is_none() || self.st.desired_weight == 0 || step_skips_analysis(step)
+        {
+            return true;
+        }
+        let since = self.st.weight_increased_at.as_ref().map_or(i64::MIN, secs);
+        let fresh: Vec<&CheckStatus> = self
+            .st
+            .analysis
+            .iter()
+            .filter(|c| secs(&c.at) > since)
+            .collect();
+        if fresh.is_empty() {
+            self.hold(Hold::Waiting(
+                "waiting for an analysis run at the current weight".into(),
+            ));
+            return false;
+        }
+        if let Some(c) = fresh.iter().find(|c| c.verdict != Verdict::Pass) {
+            let message = format!(
+                "analysis check {} is {:?}: {}",
+                c.name,
+                c.verdict,
+                c.message.as_deref().unwrap_or("no detail")
+            );
+            self.hold(Hold::Paused(message));
+            return false;
+        }
+        true
+    }
+
+    fn progress_canary(&mut self) {
+        let StrategyRef::Canary(canary) = self.spec.strategy.kind() else {
+            return;
+        };
+        let Some(revision) = self.st.canary_revision.clone() else {
+            return;
+        };
+        let steps = &canary.steps;
+        // Bounded: each pass either advances a step or stops.
+        for _ in 0..=steps.len() + 1 {
+            let index = self.st.current_step_index.unwrap_or(0).max(0) as usize;
+            let step = steps.get(index);
+            let full = self.st.full_promotion_requested;
+            let target = match step {
+                _ if full => Some(100),
+                None => Some(100),
+                Some(s) => s.set_weight.map(|w| w.clamp(0, 100)),
+            };
+            if let Some(target) = target {
+                if target <= self.st.desired_weight {
+                    self.st.desired_weight = target;
+                    self.advance_step(index, format!("weight stays at {target}%"));
+                    continue;
+                }
+                if self.paused() {
+                    self.hold(Hold::Paused("paused".into()));
+                    return;
+                }
+                let pods = replicas_for(self.total(), target);
+                if !self.pods_and_probe_ready(&revision, pods) {
+                    return;
+                }
+                let analysis_step = if full {
+                    None
+                } else {
+                    self.weighted_step(steps, index)
+                };
+                if !full && !self.analysis_allows_increase(analysis_step) {
+                    return;
+                }
+                let from = self.st.desired_weight;
+                self.st.desired_weight = target;
+                self.st.weight_increased_at = Some(time(self.now));
+                if target >= 100 {
+                    self.finalize_promotion(&format!("weight raised from {from}% to 100%"));
+                    return;
+                }
+                self.events.push(Event::normal(
+                    "WeightIncreased",
+                    format!("revision {revision}: {from}% → {target}% of traffic"),
+                ));
+                self.advance_step(index, format!("weight {target}%"));
+                continue;
+            }
+            // A pause step.
+            let duration = step.and_then(|s| s.pause.as_ref()).and_then(|p| p.duration);
+            if self.paused() {
+                self.hold(Hold::Paused("paused".into()));
+                return;
+            }
+            let started = self.st.step_started_at.as_ref().map_or(self.now, secs);
+            let soaked = duration.is_some_and(|d| self.now >= started + d.as_secs() as i64);
+            if self.promote_now || soaked {
+                self.promote_now = false;
+                let why = if soaked {
+                    "soak done"
+                } else {
+                    "promoted by request"
+                };
+                self.advance_step(index, why.to_owned());
+                continue;
+            }
+            match duration {
+                Some(d) => self.hold(Hold::Waiting(format!(
+                    "soaking at {}% for {d}",
+                    self.st.desired_weight
+                ))),
+                None => self.hold(Hold::Paused(format!(
+                    "paused at {}% until `kubectl mcprollout promote`",
+                    self.st.desired_weight
+                ))),
+            }
+            return;
+        }
+    }
+
+    /// The setWeight step whose weight is in force at step `index` (its overrides apply to the
+    /// pauses after it too).
+    fn weighted_step<'s>(&self, steps: &'s [CanaryStep], index: usize) -> Option<&'s CanaryStep> {
+        steps[..index.min(steps.len())]
+            .iter()
+            .rev()
+            .find(|s| s.set_weight.is_some())
+    }
+
+    fn advance_step(&mut self, index: usize, why: String) {
+        let next = index + 1;
+        self.st.current_step_index = Some(i32::try_from(next).unwrap_or(i32::MAX));
+        self.st.step_started_at = Some(time(self.now));
+        self.events.push(Event::normal(
+            "StepAdvanced",
+            format!("step {index} done ({why}); now at step {next}"),
+        ));
+    }
+
+    fn blue_green(&self) -> Option<&'a BlueGreenStrategy> {
+        match self.spec.strategy.kind() {
+            StrategyRef::BlueGreen(b) => Some(b),
+            StrategyRef::Canary(_) => None,
+        }
+    }
+
+    fn preview_replicas(&self) -> i32 {
+        let preview = self
+            .blue_green()
+            .and_then(|b| b.preview_replicas)
+            .unwrap_or(self.total());
+        if self.st.preview_ready_at.is_some() {
+            self.total()
+        } else {
+            preview.clamp(1, self.total())
+        }
+    }
+
+    fn progress_preview(&mut self) {
+        let Some(bg) = self.blue_green() else { return };
+        let Some(revision) = self.st.canary_revision.clone() else {
+            return;
+        };
+        if !self.pods_and_probe_ready(&revision, self.preview_replicas()) {
+            return;
+        }
+        if self.st.preview_ready_at.is_none() {
+            self.st.preview_ready_at = Some(time(self.now));
+            self.events.push(Event::normal(
+                "PreviewReady",
+                format!("revision {revision} passed its gates"),
+            ));
+            if self.preview_replicas() > bg.preview_replicas.unwrap_or(self.total()) {
+                // Scaled to full size for the flip; the new pods need their own probe.
+                self.st.step_started_at = Some(time(self.now));
+                self.hold(Hold::Waiting(format!(
+                    "scaling revision {revision} to full size"
+                )));
+                return;
+            }
+        }
+        if self.paused() {
+            self.hold(Hold::Paused("paused".into()));
+            return;
+        }
+        let ready_at = self.st.preview_ready_at.as_ref().map_or(self.now, secs);
+        let delay = bg.auto_promote_after.map_or(0, |d| d.as_secs() as i64);
+        let auto = bg.auto_promote && self.now >= ready_at + delay;
+        if !(auto || self.promote_now || self.st.full_promotion_requested) {
+            self.hold(if bg.auto_promote {
+                Hold::Waiting(format!(
+                    "flipping to revision {revision} after {}",
+                    bg.auto_promote_after.unwrap_or_default()
+                ))
+            } else {
+                Hold::Paused(format!(
+                    "revision {revision} is ready; waiting for `kubectl mcprollout promote`"
+                ))
+            });
+            return;
+        }
+        self.promote_now = false;
+        let stable = self.st.stable_revision.clone().unwrap_or_default();
+        let total = self.total();
+        self.start_drain(&stable, total);
+        self.st.promoted_at = Some(time(self.now));
+        self.st.desired_weight = 100;
+        self.st.weight_increased_at = Some(time(self.now));
+        self.st.step_started_at = Some(time(self.now));
+        self.events.push(Event::normal(
+            "Flipped",
+            format!(
+                "all traffic to revision {revision}; revision {stable} kept out of rotation for {}",
+                bg.post_promotion_window
+            ),
+        ));
+    }
+
+    fn progress_post_promotion(&mut self) {
+        let Some(bg) = self.blue_green() else { return };
+        let promoted = self.st.promoted_at.as_ref().map_or(self.now, secs);
+        let window_over = self.now >= promoted + bg.post_promotion_window.as_secs() as i64;
+        if !(window_over || self.promote_now || self.st.full_promotion_requested) {
+            self.hold(Hold::Waiting(format!(
+                "post-promotion window of {}",
+                bg.post_promotion_window
+            )));
+            return;
+        }
+        if self.spec.analysis.is_some() && !self.promote_now && !self.st.full_promotion_requested {
+            let fresh: Vec<&CheckStatus> = self
+                .st
+                .analysis
+                .iter()
+                .filter(|c| secs(&c.at) > promoted)
+                .collect();
+            if let Some(c) = fresh.iter().find(|c| c.verdict != Verdict::Pass) {
+                let message = format!(
+                    "analysis check {} is {:?} at the end of the window",
+                    c.name, c.verdict
+                );
+                self.hold(Hold::Paused(message));
+                return;
+            }
+            if fresh.is_empty() {
+                self.hold(Hold::Paused(
+                    "no analysis run completed during the post-promotion window".into(),
+                ));
+                return;
+            }
+        }
+        self.promote_now = false;
+        self.finalize_promotion("post-promotion window passed");
+    }
+
+    /// The new revision becomes stable; the old stable drains (it may already be draining).
+    fn finalize_promotion(&mut self, why: &str) {
+        let Some(revision) = self.st.canary_revision.clone() else {
+            return;
+        };
+        if let Some(old) = self.st.stable_revision.clone() {
+            let total = self.total();
+            self.start_drain(&old, total);
+        }
+        self.st.stable_revision = Some(revision.clone());
+        self.reset_rollout_fields();
+        self.events.push(Event::normal(
+            "Promoted",
+            format!("revision {revision} is stable ({why})"),
+        ));
+    }
+
+    // ── drains ──────────────────────────────────────────────────────────────────────────
+
+    fn start_drain(&mut self, revision: &str, replicas: i32) {
+        if self.st.drains.iter().any(|d| d.revision == revision) || replicas <= 0 {
+            return;
+        }
+        let (window, measured, clamp) =
+            drain::window(&self.spec.drain, self.observed.session_duration);
+        self.events.push(Event::normal(
+            "DrainStarted",
+            format!(
+                "revision {revision} left traffic; draining for up to {window}s (measured {}, clamp {clamp:?})",
+                measured.map_or("nothing".into(), |m| format!("{m:.1}s"))
+            ),
+        ));
+        self.st.drains.push(DrainStatus {
+            revision: revision.to_owned(),
+            started_at: time(self.now),
+            window_seconds: window,
+            measured_seconds: measured,
+            clamp,
+            replicas,
+            active_sessions: None,
+        });
+        self.st.drains.sort_by(|a, b| a.revision.cmp(&b.revision));
+    }
+
+    /// Ends drains whose window elapsed or whose pods report no open sessions. A revision that
+    /// is serving again (rolled back to, or the blue-green flip-back target during the window)
+    /// is never ended here.
+    fn finish_drains(&mut self) {
+        let serving: Vec<String> = [&self.st.stable_revision, &self.st.canary_revision]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let hold_flip_back = self.stage() == Stage::PostPromotion;
+        let stable = self.st.stable_revision.clone();
+        let early_finish = self.spec.drain.early_finish;
+        let now = self.now;
+        let mut finished = Vec::new();
+        self.st.drains.retain_mut(|d| {
+            let is_flip_back = hold_flip_back && stable.as_deref() == Some(d.revision.as_str());
+            if serving.contains(&d.revision) && !is_flip_back {
+                return false; // serving again: no longer draining
+            }
+            let started = secs(&d.started_at);
+            if let Some(s) = self
+                .observed
+                .active_sessions
+                .iter()
+                .find(|s| s.revision == d.revision)
+            {
+                if s.at.as_second() >= started {
+                    d.active_sessions = Some(s.count);
+                }
+            }
+            if is_flip_back {
+                return true;
+            }
+            let elapsed = now >= started + d.window_seconds;
+            let empty = early_finish && d.active_sessions == Some(0);
+            if elapsed || empty {
+                finished.push(format!(
+                    "revision {} drained ({})",
+                    d.revision,
+                    if elapsed {
+                        format!("{}s window elapsed", d.window_seconds)
+                    } else {
+                        "no open sessions".into()
+                    }
+                ));
+                return false;
+            }
+            true
+        });
+        for message in finished {
+            self.events.push(Event::normal("DrainFinished", message));
+        }
+    }
+
+    // ── output ──────────────────────────────────────────────────────────────────────────
+
+    fn canary_replicas_now(&self) -> i32 {
+        match self.stage() {
+            Stage::Preview | Stage::PostPromotion => self.total(),
+            _ => replicas_for(self.total(), self.st.desired_weight),
+        }
+    }
+
+    fn finish(mut self) -> Decision {
+        let stage = self.stage();
+        let plan_revisions = self.plan_revisions(stage);
+        let (phase, reason, message) = self.phase(stage);
+        self.st.phase = Some(phase);
+        self.st.message = Some(message.clone());
+        self.st.observed_generation = self.generation;
+        self.st.effective_weight = self.effective_weight();
+        self.st.conditions = conditions::for_phase(
+            phase,
+            reason,
+            &message,
+            self.generation,
+            &self.st.conditions,
+            &time(self.now),
+        );
+        let probes = self.due_probes(stage);
+        let analysis = self.due_analysis(stage);
+        let requeue_after = Some(self.requeue_after(stage));
+        Decision {
+            status: self.st,
+            plan: Plan {
+                revisions: plan_revisions,
+                probes,
+                analysis,
+                events: self.events,
+                requeue_after,
+            },
+        }
+    }
+
+    fn plan_revisions(&self, stage: Stage) -> Vec<RevisionPlan> {
+        let total = self.total();
+        let mut plan = Vec::new();
+        let canary = self.st.canary_revision.clone();
+        let weight = self.st.desired_weight;
+        match (stage, &self.st.stable_revision, &canary) {
+            (Stage::FirstDeploy, _, Some(c)) => {
+                let probed = self.st.probes.iter().any(|p| &p.revision == c && p.passed);
+                // No traffic to protect yet, but nothing enters rotation before a probe passes.
+                plan.push(revision_plan(
+                    c,
+                    Role::Canary,
+                    total,
+                    if probed { total } else { 0 },
+                    100,
+                ));
+            }
+            (Stage::Canary, Some(s), Some(c)) => {
+                let next = self.next_canary_target();
+                let replicas = replicas_for(total, next.max(weight)).max(1);
+                plan.push(revision_plan(s, Role::Stable, total, total, 100 - weight));
+                plan.push(revision_plan(
+                    c,
+                    Role::Canary,
+                    replicas,
+                    replicas_for(total, weight),
+                    weight,
+                ));
+            }
+            (Stage::Preview, Some(s), Some(c)) => {
+                plan.push(revision_plan(s, Role::Stable, total, total, 100));
+                plan.push(revision_plan(
+                    c,
+                    Role::Canary,
+                    self.preview_replicas(),
+                    0,
+                    0,
+                ));
+            }
+            (Stage::PostPromotion, Some(s), Some(c)) => {
+                plan.push(revision_plan(c, Role::Canary, total, total, 100));
+                plan.push(revision_plan(s, Role::Draining, total, 0, 0));
+            }
+            (_, Some(s), _) => plan.push(revision_plan(s, Role::Stable, total, total, 100)),
+            // Stages never derived without a stable revision.
+            _ => {}
+        }
+        for d in &self.st.drains {
+            if plan.iter().all(|p| p.revision != d.revision) {
+                plan.push(revision_plan(&d.revision, Role::Draining, d.replicas, 0, 0));
+            }
+        }
+        plan
+    }
+
+    /// The weight the canary is being sized for: the next step's (or 100 at the end).
+    fn next_canary_target(&self) -> i32 {
+        if self.st.full_promotion_requested {
+            return 100;
+        }
+        let StrategyRef::Canary(c) = self.spec.strategy.kind() else {
+            return 100;
+        };
+        let index = self.st.current_step_index.unwrap_or(0).max(0) as usize;
+        c.steps[index.min(c.steps.len())..]
+            .iter()
+            .find_map(|s| s.set_weight)
+            .or(if index >= c.steps.len() {
+                Some(100)
+            } else {
+                None
+            })
+            .unwrap_or(self.st.desired_weight)
+    }
+
+    fn effective_weight(&self) -> i32 {
+        let Some(canary) = &self.st.canary_revision else {
+            return 0;
+        };
+        let in_rotation = |r: &Option<String>| {
+            r.as_deref()
+                .and_then(|r| self.observed.revision(r))
+                .map_or(0, |o| o.ready_in_rotation)
+        };
+        let c = in_rotation(&Some(canary.clone()));
+        let s = in_rotation(&self.st.stable_revision);
+        if c + s == 0 {
+            0
+        } else {
+            ((f64::from(c) * 100.0) / f64::from(c + s)).round() as i32
+        }
+    }
+
+    fn phase(&self, stage: Stage) -> (Phase, &'static str, String) {
+        match (&self.hold, stage) {
+            (Some(Hold::Stalled { reason, message }), _) => {
+                (Phase::Degraded, reason, message.clone())
+            }
+            (Some(Hold::Paused(m)), _) => (Phase::Paused, "Paused", m.clone()),
+            (Some(Hold::Waiting(m)), _) => (Phase::Progressing, "Progressing", m.clone()),
+            (None, Stage::Steady) => {
+                let stable = self.st.stable_revision.clone().unwrap_or_default();
+                (
+                    Phase::Healthy,
+                    "RolloutComplete",
+                    format!("revision {stable} serves all traffic"),
+                )
+            }
+            (None, _) => (Phase::Progressing, "Progressing", "rolling out".into()),
+        }
+    }
+
+    fn due_probes(&self, stage: Stage) -> Vec<ProbeRequest> {
+        let interval = self.spec.probe.interval.as_secs() as i64;
+        let step_start = self.st.step_started_at.as_ref().map_or(i64::MIN, secs);
+        let stale = |revision: &str, needs_newer_than: i64| {
+            self.st
+                .probes
+                .iter()
+                .find(|p| p.revision == revision)
+                .is_none_or(|p| {
+                    let at = secs(&p.at);
+                    at + interval <= self.now || at <= needs_newer_than
+                })
+        };
+        let mut due = Vec::new();
+        if let Some(stable) = &self.st.stable_revision {
+            if stale(stable, i64::MIN) {
+                due.push(ProbeRequest {
+                    revision: stable.clone(),
+                    baseline: None,
+                });
+            }
+        }
+        if let Some(canary) = &self.st.canary_revision {
+            let needs_fresh = !matches!(stage, Stage::PostPromotion);
+            if stale(canary, if needs_fresh { step_start } else { i64::MIN }) {
+                due.push(ProbeRequest {
+                    revision: canary.clone(),
+                    baseline: self.st.stable_revision.clone(),
+                });
+            }
+        }
+        due
+    }
+
+    fn due_analysis(&self, stage: Stage) -> Option<AnalysisRequest> {
+        let analysis = self.spec.analysis.as_ref()?;
+        let canary = self.st.canary_revision.clone()?;
+        let stable = self.st.stable_revision.clone()?;
+        let step = match self.spec.strategy.kind() {
+            StrategyRef::Canary(c) => {
+                let index = self.st.current_step_index.unwrap_or(0).max(0) as usize;
+                self.weighted_step(&c.steps, index.saturating_add(1))
+            }
+            StrategyRef::BlueGreen(_) => None,
+        };
+        let measuring = match stage {
+            Stage::Canary => self.st.desired_weight > 0 && !step_skips_analysis(step),
+            Stage::Preview | Stage::PostPromotion => true,
+            _ => false,
+        };
+        let last = self.st.analysis.iter().map(|c| secs(&c.at)).max();
+        let due = last.is_none_or(|at| at + analysis.interval.as_secs() as i64 <= self.now);
+        if !(measuring && due) {
+            return None;
+        }
+        let first_weighted = match self.spec.strategy.kind() {
+            StrategyRef::Canary(c) => c.steps.iter().find(|s| s.set_weight.is_some_and(|w| w > 0)),
+            StrategyRef::BlueGreen(_) => None,
+        };
+        let at_first_step = stage == Stage::Canary
+            && first_weighted.and_then(|s| s.set_weight) == Some(self.st.desired_weight);
+        let max_error_rate_ratio = step
+            .and_then(|s| s.analysis.as_ref())
+            .and_then(|a| a.max_error_rate_ratio)
+            .unwrap_or(if at_first_step {
+                analysis.checks.error_rate.first_step_max_ratio
+            } else {
+                analysis.checks.error_rate.max_ratio
+            });
+        let min_request_count = step
+            .and_then(|s| s.analysis.as_ref())
+            .and_then(|a| a.min_request_count)
+            .unwrap_or(analysis.min_request_count);
+        Some(AnalysisRequest {
+            canary,
+            stable,
+            max_error_rate_ratio,
+            min_request_count,
+        })
+    }
+
+    /// The soonest moment something time-based can change, clamped to [1s, probe interval].
+    fn requeue_after(&self, stage: Stage) -> Duration {
+        let probe_interval = self.spec.probe.interval.as_secs().max(1) as i64;
+        let mut next = self.now + probe_interval;
+        let mut consider = |at: i64| next = next.min(at.max(self.now + 1));
+        for d in &self.st.drains {
+            consider(secs(&d.started_at) + d.window_seconds);
+        }
+        if let Some(a) = &self.spec.analysis {
+            let last = self
+                .st
+                .analysis
+                .iter()
+                .map(|c| secs(&c.at))
+                .max()
+                .unwrap_or(self.now);
+            if matches!(stage, Stage::Canary | Stage::Preview | Stage::PostPromotion) {
+                consider(last + a.interval.as_secs() as i64);
+            }
+        }
+        let step_start = self.st.step_started_at.as_ref().map(secs);
+        match (stage, self.spec.strategy.kind()) {
+            (Stage::Canary, StrategyRef::Canary(c)) => {
+                let index = self.st.current_step_index.unwrap_or(0).max(0) as usize;
+                if let (Some(d), Some(start)) = (
+                    c.steps
+                        .get(index)
+                        .and_then(|s| s.pause.as_ref())
+                        .and_then(|p| p.duration),
+                    step_start,
+                ) {
+                    consider(start + d.as_secs() as i64);
+                }
+            }
+            (Stage::Preview, StrategyRef::BlueGreen(b)) => {
+                if let Some(ready) = self.st.preview_ready_at.as_ref().map(secs) {
+                    consider(ready + b.auto_promote_after.map_or(0, |d| d.as_secs() as i64));
+                }
+            }
+            (Stage::PostPromotion, StrategyRef::BlueGreen(b)) => {
+                if let Some(p) = self.st.promoted_at.as_ref().map(secs) {
+                    consider(p + b.post_promotion_window.as_secs() as i64);
+                }
+            }
+            _ => {}
+        }
+        if matches!(stage, Stage::FirstDeploy | Stage::Canary | Stage::Preview) {
+            if let Some(start) = step_start {
+                consider(start + self.spec.progress_deadline.as_secs() as i64 + 1);
+            }
+        }
+        Duration::from_secs((next - self.now).clamp(1, probe_interval) as u64)
+    }
+}
+
+fn step_skips_analysis(step: Option<&CanaryStep>) -> bool {
+    step.and_then(|s| s.analysis.as_ref())
+        .is_some_and(|a| a.skip)
+}
+
+fn revision_plan(
+    revision: &str,
+    role: Role,
+    replicas: i32,
+    in_rotation: i32,
+    weight: i32,
+) -> RevisionPlan {
+    RevisionPlan {
+        revision: revision.to_owned(),
+        role,
+        replicas,
+        in_rotation: in_rotation.min(replicas),
+        weight,
+    }
+}

@@ -1,0 +1,824 @@
+//! Scenario tests of the engine: each behaviour of the rollout, step by step, with no cluster,
+//! no network and a clock the test moves.
+
+use jiff::Timestamp;
+use serde_json::json;
+
+use super::*;
+use crate::api::{McpRolloutSpec, RollbackReason};
+
+pub(super) const T0: i64 = 1_800_000_000;
+
+/// A test harness: the engine's inputs, and the last decision.
+pub(super) struct World {
+    pub spec: McpRolloutSpec,
+    pub status: McpRolloutStatus,
+    pub observed: Observed,
+    pub now: i64,
+    pub last: Option<Decision>,
+    pub events: Vec<Event>,
+}
+
+pub(super) fn spec(strategy: serde_json::Value, image: &str) -> McpRolloutSpec {
+    serde_json::from_value(json!({
+        "replicas": 4,
+        "template": {"spec": {"containers": [{"name": "server", "image": image}]}},
+        "strategy": strategy,
+        "probe": {"interval": "10s", "timeout": "5s", "failureLimit": 3},
+        "drain": {"min": "60s", "max": "300s"},
+        "progressDeadline": "10m"
+    }))
+    .unwrap()
+}
+
+pub(super) fn canary_steps() -> serde_json::Value {
+    json!({"canary": {"steps": [
+        {"setWeight": 5}, {"pause": {"duration": "30s"}},
+        {"setWeight": 25}, {"pause": {}},
+        {"setWeight": 50}
+    ]}})
+}
+
+impl World {
+    pub fn new(spec: McpRolloutSpec) -> Self {
+        Self {
+            spec,
+            status: McpRolloutStatus::default(),
+            observed: Observed::default(),
+            now: T0,
+            last: None,
+            events: vec![],
+        }
+    }
+
+    pub fn revision(&self) -> String {
+        revision_of(&self.spec.template)
+    }
+
+    pub fn decide(&mut self) -> &Decision {
+        let input = Input {
+            spec: &self.spec,
+            generation: Some(1),
+            status: &self.status,
+            observed: &self.observed,
+            now: Timestamp::from_second(self.now).unwrap(),
+        };
+        let decision = decide(&input);
+        self.status = decision.status.clone();
+        self.events.extend(decision.plan.events.iter().cloned());
+        self.last = Some(decision);
+        self.last.as_ref().unwrap()
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.last.as_ref().unwrap().plan
+    }
+
+    pub fn tick(&mut self, secs: i64) -> &Decision {
+        self.now += secs;
+        self.decide()
+    }
+
+    /// The reconciler's part: every planned revision gets its pods ready, the planned number
+    /// in rotation.
+    pub fn pods_follow_plan(&mut self) {
+        let plan = self.plan().clone();
+        self.observed.revisions = plan
+            .revisions
+            .iter()
+            .map(|r| RevisionObserved {
+                revision: r.revision.clone(),
+                ready: r.replicas,
+                ready_in_rotation: r.in_rotation,
+                restarts: self
+                    .observed
+                    .revision(&r.revision)
+                    .map_or(0, |o| o.restarts),
+                crash_looping: false,
+            })
+            .collect();
+    }
+
+    /// The probes the plan asked for run now, all with the given outcome.
+    pub fn run_probes(&mut self, passed: bool) {
+        let requests = self.plan().probes.clone();
+        for request in requests {
+            let pods = self
+                .observed
+                .revision(&request.revision)
+                .map_or(0, |r| r.ready);
+            self.set_probe(&request.revision, passed, pods, Some(true));
+        }
+    }
+
+    pub fn set_probe(
+        &mut self,
+        revision: &str,
+        passed: bool,
+        pods: i32,
+        schema_compatible: Option<bool>,
+    ) {
+        self.observed.probes.retain(|p| p.revision != revision);
+        self.observed.probes.push(ProbeReport {
+            revision: revision.to_owned(),
+            at: Timestamp::from_second(self.now).unwrap(),
+            passed,
+            pods,
+            schema_compatible,
+            protocol_versions: vec!["2025-06-18".into(), "2026-07-28".into()],
+            tool_count: Some(3),
+            message: (!passed).then(|| "initialize: HTTP 503".to_owned()),
+        });
+    }
+
+    pub fn set_analysis(&mut self, revision: &str, verdict: Verdict) {
+        self.observed.analysis = Some(AnalysisReport {
+            revision: revision.to_owned(),
+            at: Timestamp::from_second(self.now).unwrap(),
+            checks: vec![CheckResult {
+                name: "errorRate".into(),
+                verdict,
+                value: Some(if verdict == Verdict::Fail { 5.0 } else { 1.0 }),
+                threshold: Some(2.0),
+                message: None,
+            }],
+        });
+    }
+
+    /// One reconcile round: decide, pods follow, probes run and pass, decide again.
+    pub fn round(&mut self, secs: i64) {
+        self.tick(secs);
+        self.pods_follow_plan();
+        self.run_probes(true);
+        self.decide();
+        self.pods_follow_plan();
+    }
+
+    pub fn request(&mut self, action: &str) {
+        self.observed.request = Some(format!("{action}@{}", self.now));
+    }
+
+    pub fn weight(&self) -> i32 {
+        self.status.desired_weight
+    }
+
+    pub fn saw(&self, reason: &str) -> bool {
+        self.events.iter().any(|e| e.reason == reason)
+    }
+}
+
+/// A rollout whose first revision is stable, then a new template applied.
+fn with_stable_then(strategy: serde_json::Value, analysis: bool) -> (World, String, String) {
+    let mut w = World::new(spec(strategy, "mcp-fixture:v1"));
+    if analysis {
+        w.spec.analysis = Some(
+            serde_json::from_value(
+                json!({"prometheus": {"address": "http://prom:9090"}, "interval": "10s"}),
+            )
+            .unwrap(),
+        );
+    }
+    for _ in 0..3 {
+        w.round(1);
+    }
+    let stable = w.revision();
+    assert_eq!(w.status.stable_revision.as_deref(), Some(stable.as_str()));
+    w.spec.template.spec.as_mut().unwrap().containers[0].image = Some("mcp-fixture:v2".into());
+    let canary = w.revision();
+    w.decide();
+    (w, stable, canary)
+}
+
+#[test]
+fn first_deploy_becomes_stable_once_ready_and_probed_with_no_canary() {
+    let mut w = World::new(spec(canary_steps(), "mcp-fixture:v1"));
+    let rev = w.revision();
+    let d = w.decide().clone();
+    assert_eq!(d.status.phase, Some(Phase::Progressing));
+    assert_eq!(d.plan.revisions.len(), 1);
+    assert_eq!(d.plan.revisions[0].replicas, 4);
+    assert_eq!(
+        d.plan.revisions[0].in_rotation, 0,
+        "nothing in rotation before a probe passes"
+    );
+    assert_eq!(
+        d.plan.probes,
+        vec![ProbeRequest {
+            revision: rev.clone(),
+            baseline: None
+        }]
+    );
+
+    w.tick(1);
+    w.pods_follow_plan();
+    w.tick(1);
+    w.run_probes(true);
+    let d = w.decide().clone();
+    assert_eq!(d.status.stable_revision.as_deref(), Some(rev.as_str()));
+    assert_eq!(d.status.canary_revision, None);
+    assert_eq!(d.status.phase, Some(Phase::Healthy));
+    assert_eq!(d.plan.revisions[0].in_rotation, 4);
+    assert_eq!(d.plan.revisions[0].weight, 100);
+    assert!(w.saw("Promoted"));
+    let ready = d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True");
+}
+
+#[test]
+fn first_deploy_that_never_passes_is_stalled_not_rolled_back() {
+    let mut w = World::new(spec(canary_steps(), "mcp-fixture:v1"));
+    w.decide();
+    w.pods_follow_plan();
+    for _ in 0..70 {
+        w.tick(10);
+        w.run_probes(false);
+    }
+    w.decide();
+    assert_eq!(w.status.phase, Some(Phase::Degraded));
+    assert_eq!(w.status.rollback, None);
+    let stalled = w
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap();
+    assert_eq!(stalled.status, "True");
+    assert!(
+        stalled.message.contains("cannot become stable"),
+        "{}",
+        stalled.message
+    );
+}
+
+#[test]
+fn canary_happy_path_walks_every_step_then_drains_the_old_stable() {
+    let (mut w, stable, canary) = with_stable_then(canary_steps(), false);
+    assert_eq!(w.status.canary_revision.as_deref(), Some(canary.as_str()));
+    assert_eq!(w.weight(), 0);
+    // Sized for 5% of 4 = 1 pod, kept out of rotation until probed.
+    let c = w.plan().revision(&canary).unwrap().clone();
+    assert_eq!((c.replicas, c.in_rotation, c.weight), (1, 0, 0));
+
+    w.round(1);
+    assert_eq!(w.weight(), 5);
+    assert_eq!(w.status.current_step_index, Some(1));
+    let c = w.plan().revision(&canary).unwrap().clone();
+    let s = w.plan().revision(&stable).unwrap().clone();
+    assert_eq!(
+        (c.in_rotation, c.weight, s.weight, s.replicas),
+        (1, 5, 95, 4)
+    );
+
+    w.round(10);
+    assert_eq!(w.status.current_step_index, Some(1), "soaking for 30s");
+    w.round(25);
+    // Soak done → setWeight 25: the second canary pod comes up out of rotation, and the
+    // probe that lets it in must be newer than the scale-up (the next second).
+    assert_eq!((w.weight(), w.status.current_step_index), (5, Some(2)));
+    assert_eq!(
+        w.plan().revision(&canary).unwrap().in_rotation,
+        1,
+        "new pod not in rotation yet"
+    );
+    w.round(1);
+    // → indefinite pause.
+    assert_eq!(w.weight(), 25);
+    assert_eq!(w.status.current_step_index, Some(3));
+    assert_eq!(w.status.phase, Some(Phase::Paused));
+    w.round(100);
+    assert_eq!(
+        w.status.current_step_index,
+        Some(3),
+        "an indefinite pause waits for a human"
+    );
+
+    w.request("promote");
+    w.round(1);
+    w.round(1);
+    assert_eq!(w.weight(), 50);
+    w.round(1);
+    assert_eq!(
+        w.plan().revision(&canary).unwrap().replicas,
+        4,
+        "sized for 100% before promotion"
+    );
+    w.round(1);
+    // End of steps: promotion to 100% = the canary becomes stable.
+    assert_eq!(w.status.stable_revision.as_deref(), Some(canary.as_str()));
+    assert_eq!(w.status.canary_revision, None);
+    assert_eq!(w.status.phase, Some(Phase::Healthy));
+    let old = w.plan().revision(&stable).unwrap().clone();
+    assert_eq!(
+        (old.role, old.in_rotation, old.weight, old.replicas),
+        (Role::Draining, 0, 0, 4)
+    );
+    assert_eq!(
+        w.status.drains[0].window_seconds, 300,
+        "no measurement → drain.max"
+    );
+
+    let drain_start = secs(&w.status.drains[0].started_at);
+    w.round(drain_start + 299 - w.now);
+    assert!(
+        w.plan().revision(&stable).is_some(),
+        "still draining at 299s"
+    );
+    w.round(1);
+    assert!(
+        w.plan().revision(&stable).is_none(),
+        "drained, then removed"
+    );
+    for reason in [
+        "RolloutStarted",
+        "WeightIncreased",
+        "StepAdvanced",
+        "Promoted",
+        "DrainStarted",
+        "DrainFinished",
+    ] {
+        assert!(w.saw(reason), "no {reason} event");
+    }
+}
+
+#[test]
+fn no_weight_increase_without_a_probe_newer_than_the_scale_up() {
+    let (mut w, _, canary) = with_stable_then(canary_steps(), false);
+    w.tick(1);
+    w.pods_follow_plan();
+    // A passing probe from before the step started does not count.
+    w.observed.probes.push(ProbeReport {
+        revision: canary.clone(),
+        at: Timestamp::from_second(T0 - 100).unwrap(),
+        passed: true,
+        pods: 1,
+        schema_compatible: Some(true),
+        protocol_versions: vec![],
+        tool_count: Some(3),
+        message: None,
+    });
+    w.decide();
+    assert_eq!(w.weight(), 0);
+    assert!(
+        w.plan().probes.iter().any(|p| p.revision == canary),
+        "a fresh probe is due"
+    );
+    w.tick(1);
+    w.set_probe(&canary, true, 1, Some(true));
+    w.decide();
+    assert_eq!(w.weight(), 5);
+}
+
+#[test]
+fn crash_rolls_back_at_once_and_stable_keeps_all_traffic() {
+    let (mut w, stable, canary) = with_stable_then(canary_steps(), false);
+    w.round(1);
+    assert_eq!(w.weight(), 5);
+    w.observed
+        .revisions
+        .iter_mut()
+        .find(|r| r.revision == canary)
+        .unwrap()
+        .restarts = 1;
+    w.tick(1);
+    let rollback = w.status.rollback.clone().unwrap();
+    assert_eq!(rollback.reason, RollbackReason::Crashed);
+    assert_eq!(rollback.revision, canary);
+    assert!(
+        rollback.message.contains("1 container restart(s)"),
+        "{}",
+        rollback.message
+    );
+    assert_eq!(w.plan().revision(&stable).unwrap().weight, 100);
+    let c = w.plan().revision(&canary).unwrap();
+    assert_eq!((c.role, c.in_rotation), (Role::Draining, 0));
+    assert_eq!(w.status.phase, Some(Phase::Degraded));
+    assert!(w.saw("RolledBack"));
+}
+
+#[test]
+fn crash_loop_rolls_back_even_with_no_restart_counted() {
+    let (mut w, _, canary) = with_stable_then(canary_steps(), false);
+    w.tick(1);
+    w.pods_follow_plan();
+    w.observed
+        .revisions
+        .iter_mut()
+        .find(|r| r.revision == canary)
+        .unwrap()
+        .crash_looping = true;
+    w.decide();
+    assert_eq!(w.status.rollback.unwrap().reason, RollbackReason::Crashed);
+}
+
+#[test]
+fn probe_failures_reaching_the_limit_roll_back() {
+    let (mut w, _, canary) = with_stable_then(canary_steps(), false);
+    w.round(1);
+    assert_eq!(w.weight(), 5);
+    for n in 1..=3 {
+        w.tick(10);
+        w.set_probe(&canary, false, 1, Some(true));
+        w.decide();
+        if n < 3 {
+            assert_eq!(
+                w.status.rollback, None,
+                "{n} failures are below the limit of 3"
+            );
+        }
+    }
+    let rollback = w.status.rollback.clone().unwrap();
+    assert_eq!(rollback.reason, RollbackReason::ProbeFailed);
+    assert!(
+        rollback.message.contains("3 consecutive probe failures"),
+        "{}",
+        rollback.message
+    );
+}
+
+#[test]
+fn incompatible_schema_is_blocked_before_any_traffic() {
+    let (mut w, _, canary) = with_stable_then(canary_steps(), false);
+    w.tick(1);
+    w.pods_follow_plan();
+    w.observed.probes.clear();
+    w.observed.probes.push(ProbeReport {
+        revision: canary.clone(),
+        at: Timestamp::from_second(w.now).unwrap(),
+        passed: true,
+        pods: 1,
+        schema_compatible: Some(false),
+        protocol_versions: vec![],
+        tool_count: Some(2),
+        message: Some(
+            "tool removed: search_documents; required parameter added: get_document.tenant".into(),
+        ),
+    });
+    w.decide();
+    let rollback = w.status.rollback.clone().unwrap();
+    assert_eq!(rollback.reason, RollbackReason::IncompatibleSchema);
+    assert!(rollback.message.contains("search_documents"));
+    assert_eq!(w.weight(), 0);
+    assert!(
+        w.plan().revision(&canary).is_none(),
+        "never had traffic: nothing to drain"
+    );
+}
+
+#[test]
+fn failing_analysis_rolls_back_with_the_numbers() {
+    let (mut w, _, canary) = with_stable_then(canary_steps(), true);
+    w.round(1);
+    assert_eq!(w.weight(), 5);
+    w.tick(10);
+    w.set_analysis(&canary, Verdict::Fail);
+    w.decide();
+    let rollback = w.status.rollback.clone().unwrap();
+    assert_eq!(rollback.reason, RollbackReason::AnalysisFailed);
+    assert_eq!(rollback.check.as_deref(), Some("errorRate"));
+    assert!(
+        rollback
+            .message
+            .contains("value 5.0000 against threshold 2.0000"),
+        "{}",
+        rollback.message
+    );
+}
+
+#[test]
+fn inconclusive_analysis_pauses_and_never_rolls_back_or_promotes() {
+    let (mut w, _, canary) = with_stable_then(canary_steps(), true);
+    w.round(1);
+    w.round(31); // soak done; next step needs analysis
+    assert_eq!(w.weight(), 5);
+    for _ in 0..20 {
+        w.tick(10);
+        w.set_analysis(&canary, Verdict::Inconclusive);
+        w.run_probes(true);
+        w.decide();
+        assert_eq!(w.weight(), 5);
+        assert_eq!(w.status.rollback, None);
+    }
+    assert_eq!(w.status.phase, Some(Phase::Paused));
+    assert!(
+        w.status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("Inconclusive")
+    );
+    w.tick(10);
+    w.set_analysis(&canary, Verdict::Pass);
+    w.run_probes(true);
+    w.decide();
+    assert_eq!(w.weight(), 25, "a conclusive pass resumes the rollout");
+}
+
+#[test]
+fn first_step_analysis_uses_the_progression_threshold() {
+    let (mut w, _, _) = with_stable_then(canary_steps(), true);
+    w.round(1);
+    assert_eq!(w.weight(), 5);
+    w.tick(10);
+    let request = w.plan().analysis.clone().unwrap();
+    assert_eq!(request.max_error_rate_ratio, 1.5);
+    assert_eq!(request.min_request_count, 50);
+}
+
+#[test]
+fn progress_deadline_rolls_back_a_canary_that_never_gets_ready() {
+    let (mut w, _, _) = with_stable_then(canary_steps(), false);
+    for _ in 0..61 {
+        w.tick(10);
+    }
+    assert_eq!(
+        w.status.rollback.unwrap().reason,
+        RollbackReason::ProgressDeadlineExceeded
+    );
+}
+
+fn blue_green(auto: bool) -> serde_json::Value {
+    json!({"blueGreen": {"autoPromote": auto, "autoPromoteAfter": "20s", "postPromotionWindow": "5m"}})
+}
+
+#[test]
+fn blue_green_flips_after_the_delay_then_finishes_after_window_and_drain() {
+    let (mut w, blue, green) = with_stable_then(blue_green(true), false);
+    let g = w.plan().revision(&green).unwrap().clone();
+    assert_eq!(
+        (g.replicas, g.in_rotation, g.weight),
+        (4, 0, 0),
+        "preview at full size, no traffic"
+    );
+    w.round(1);
+    assert!(w.saw("PreviewReady"));
+    assert_eq!(w.status.promoted_at, None, "waits autoPromoteAfter");
+    w.round(20);
+    assert!(w.saw("Flipped"));
+    let g = w.plan().revision(&green).unwrap().clone();
+    let b = w.plan().revision(&blue).unwrap().clone();
+    assert_eq!((g.weight, g.in_rotation), (100, 4));
+    assert_eq!(
+        (b.weight, b.in_rotation, b.replicas, b.role),
+        (0, 0, 4, Role::Draining)
+    );
+    // Blue's drain (300s) ends with the window; blue is kept until then regardless.
+    w.round(200);
+    assert!(w.plan().revision(&blue).is_some());
+    w.round(101);
+    assert_eq!(w.status.stable_revision.as_deref(), Some(green.as_str()));
+    assert!(
+        w.plan().revision(&blue).is_none(),
+        "window and drain over: blue removed"
+    );
+    assert_eq!(w.status.phase, Some(Phase::Healthy));
+}
+
+#[test]
+fn blue_green_waits_for_a_human_when_auto_promote_is_off() {
+    let (mut w, _, _) = with_stable_then(blue_green(false), false);
+    w.round(1);
+    w.round(600);
+    assert_eq!(w.status.promoted_at, None);
+    assert_eq!(w.status.phase, Some(Phase::Paused));
+    w.request("promote");
+    w.round(1);
+    assert!(w.status.promoted_at.is_some());
+}
+
+#[test]
+fn blue_green_failure_after_the_flip_flips_straight_back() {
+    let (mut w, blue, green) = with_stable_then(blue_green(true), true);
+    w.round(1);
+    w.round(20);
+    assert!(w.status.promoted_at.is_some());
+    w.tick(10);
+    w.set_analysis(&green, Verdict::Fail);
+    w.decide();
+    assert_eq!(w.status.rollback.as_ref().unwrap().revision, green);
+    let b = w.plan().revision(&blue).unwrap();
+    assert_eq!((b.role, b.weight, b.in_rotation), (Role::Stable, 100, 4));
+    let g = w.plan().revision(&green).unwrap();
+    assert_eq!((g.role, g.weight, g.in_rotation), (Role::Draining, 0, 0));
+    assert!(
+        w.status.drains.iter().all(|d| d.revision != blue),
+        "blue serves again: no drain"
+    );
+}
+
+#[test]
+fn drain_window_comes_from_the_measured_session_duration() {
+    let (mut w, stable, _) =
+        with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
+    w.observed.session_duration = Some(SessionDuration {
+        seconds: Some(95.3),
+    });
+    for _ in 0..3 {
+        w.round(1);
+    }
+    let drain = w
+        .status
+        .drains
+        .iter()
+        .find(|d| d.revision == stable)
+        .unwrap();
+    assert_eq!(
+        (drain.window_seconds, drain.measured_seconds, drain.clamp),
+        (96, Some(95.3), crate::api::DrainClamp::None)
+    );
+}
+
+#[test]
+fn drain_finishes_early_when_the_pods_report_no_open_sessions() {
+    let (mut w, stable, _) =
+        with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
+    for _ in 0..3 {
+        w.round(1);
+    }
+    assert!(w.plan().revision(&stable).is_some());
+    w.observed.active_sessions = vec![ActiveSessions {
+        revision: stable.clone(),
+        at: Timestamp::from_second(w.now).unwrap(),
+        count: 3,
+    }];
+    w.round(5);
+    assert!(
+        w.plan().revision(&stable).is_some(),
+        "3 sessions still open"
+    );
+    assert_eq!(w.status.drains[0].active_sessions, Some(3));
+    w.observed.active_sessions = vec![ActiveSessions {
+        revision: stable.clone(),
+        at: Timestamp::from_second(w.now).unwrap(),
+        count: 0,
+    }];
+    w.round(5);
+    assert!(
+        w.plan().revision(&stable).is_none(),
+        "no sessions left: drained early"
+    );
+    assert!(
+        w.events
+            .iter()
+            .any(|e| e.reason == "DrainFinished" && e.message.contains("no open sessions"))
+    );
+}
+
+#[test]
+fn stale_session_counts_from_before_the_drain_do_not_end_it() {
+    let (mut w, stable, _) =
+        with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
+    w.observed.active_sessions = vec![ActiveSessions {
+        revision: stable.clone(),
+        at: Timestamp::from_second(T0).unwrap(),
+        count: 0,
+    }];
+    for _ in 0..3 {
+        w.round(1);
+    }
+    assert!(w.plan().revision(&stable).is_some());
+}
+
+#[test]
+fn pause_and_resume_by_request_and_by_spec() {
+    let (mut w, _, _) = with_stable_then(canary_steps(), false);
+    w.request("pause");
+    w.round(1);
+    assert_eq!(w.weight(), 0);
+    assert_eq!(w.status.phase, Some(Phase::Paused));
+    assert!(w.status.paused_by_request);
+    w.round(1000);
+    assert_eq!(
+        w.weight(),
+        0,
+        "no progress while paused, and no deadline either"
+    );
+    assert_eq!(w.status.rollback, None);
+    w.request("resume");
+    w.round(1);
+    assert_eq!(w.weight(), 5);
+    w.spec.paused = true;
+    w.round(100);
+    assert_eq!(
+        w.status.current_step_index,
+        Some(1),
+        "spec.paused holds the soak too"
+    );
+}
+
+#[test]
+fn abort_rolls_back_and_retry_starts_the_same_revision_again() {
+    let (mut w, stable, canary) = with_stable_then(canary_steps(), false);
+    w.round(1);
+    w.request("abort");
+    w.round(1);
+    assert_eq!(
+        w.status.rollback.as_ref().unwrap().reason,
+        RollbackReason::Aborted
+    );
+    assert_eq!(w.plan().revision(&stable).unwrap().weight, 100);
+    w.round(500);
+    assert_eq!(w.status.canary_revision, None, "stays rolled back");
+    w.request("retry");
+    w.round(1);
+    assert_eq!(w.status.canary_revision.as_deref(), Some(canary.as_str()));
+    assert_eq!(w.status.rollback, None);
+    assert_eq!(w.status.current_step_index, Some(0));
+}
+
+#[test]
+fn promote_full_skips_the_remaining_steps() {
+    let (mut w, _, canary) = with_stable_then(canary_steps(), false);
+    w.round(1);
+    w.request("promote-full");
+    w.round(1);
+    w.round(1);
+    assert_eq!(w.status.stable_revision.as_deref(), Some(canary.as_str()));
+}
+
+#[test]
+fn a_request_is_handled_once_and_a_bad_one_is_reported() {
+    let (mut w, _, _) = with_stable_then(canary_steps(), false);
+    w.request("promote");
+    w.round(1);
+    let handled = w
+        .events
+        .iter()
+        .filter(|e| e.reason == "RequestHandled")
+        .count();
+    w.round(1);
+    assert_eq!(
+        w.events
+            .iter()
+            .filter(|e| e.reason == "RequestHandled")
+            .count(),
+        handled
+    );
+    w.observed.request = Some("deploy@now".into());
+    w.round(1);
+    assert!(w.saw("RequestRejected"));
+    w.observed.request = Some("retry@x".into());
+    w.round(1);
+    assert!(w.saw("RequestIgnored"));
+}
+
+#[test]
+fn a_new_template_mid_canary_replaces_the_canary_which_drains() {
+    let (mut w, _, first) = with_stable_then(canary_steps(), false);
+    w.round(1);
+    assert_eq!(w.weight(), 5);
+    w.spec.template.spec.as_mut().unwrap().containers[0].image = Some("mcp-fixture:v3".into());
+    let second = w.revision();
+    w.round(1);
+    assert_eq!(w.status.canary_revision.as_deref(), Some(second.as_str()));
+    assert_eq!(w.plan().revision(&first).unwrap().role, Role::Draining);
+    assert!(w.saw("CanaryReplaced"));
+}
+
+#[test]
+fn reverting_the_template_to_stable_abandons_the_canary_cleanly() {
+    let (mut w, stable, canary) = with_stable_then(canary_steps(), false);
+    w.round(1);
+    w.spec.template.spec.as_mut().unwrap().containers[0].image = Some("mcp-fixture:v1".into());
+    w.round(1);
+    assert_eq!(w.status.canary_revision, None);
+    assert_eq!(w.status.rollback, None);
+    assert_eq!(w.status.phase, Some(Phase::Healthy));
+    assert_eq!(w.plan().revision(&stable).unwrap().weight, 100);
+    assert_eq!(w.plan().revision(&canary).unwrap().role, Role::Draining);
+}
+
+#[test]
+fn replica_ratio_rounds_up_and_never_leaves_traffic_without_pods() {
+    assert_eq!(replicas_for(4, 5), 1);
+    assert_eq!(replicas_for(4, 25), 1);
+    assert_eq!(replicas_for(4, 26), 2);
+    assert_eq!(replicas_for(4, 100), 4);
+    assert_eq!(replicas_for(10, 1), 1);
+    assert_eq!(replicas_for(4, 0), 0);
+}
+
+#[test]
+fn effective_weight_reports_what_the_pods_give() {
+    let (mut w, _, _) = with_stable_then(canary_steps(), false);
+    w.round(1);
+    assert_eq!(w.weight(), 5);
+    w.decide();
+    // 1 canary pod of 5 in rotation.
+    assert_eq!(w.status.effective_weight, 20);
+}
+
+#[test]
+fn repeating_a_decision_changes_nothing_and_emits_nothing() {
+    let (mut w, _, _) = with_stable_then(canary_steps(), true);
+    w.round(1);
+    let before = w.decide().clone();
+    let again = w.decide().clone();
+    assert_eq!(again.status, before.status);
+    assert_eq!(again.plan.revisions, before.plan.revisions);
+    assert!(again.plan.events.is_empty(), "{:?}", again.plan.events);
+}
