@@ -14,7 +14,8 @@ use crate::api::McpRollout;
 pub const CRD_PATH: &str = "crds/mcprollout.dev_mcprollouts.yaml";
 
 /// The command that regenerates the committed CRD.
-pub const REGENERATE_COMMAND: &str = "cargo run -q -p mcp-rollout --bin mcp-rollout-operator -- crd > crds/mcprollout.dev_mcprollouts.yaml";
+pub const REGENERATE_COMMAND: &str =
+    "cargo run -q -p mcp-rollout --bin mcp-rollout-operator -- crd > crds/mcprollout.dev_mcprollouts.yaml";
 
 /// Every CRD this project defines.
 pub fn all() -> Vec<CustomResourceDefinition> {
@@ -35,11 +36,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
 ///   megabytes of labels and refuses the rule.
 fn polish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
-        let Some(root) = version
-            .schema
-            .as_mut()
-            .and_then(|s| s.open_api_v3_schema.as_mut())
-        else {
+        let Some(root) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) else {
             continue;
         };
         visit_schemas(root, &mut |schema| {
@@ -47,16 +44,13 @@ fn polish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
                 *text = unwrap_lines(text);
             }
         });
-        for labels in [
-            &["spec", "selector", "matchLabels"][..],
-            &["spec", "template", "metadata", "labels"],
-        ] {
+        for labels in [&["spec", "selector", "matchLabels"][..], &["spec", "template", "metadata", "labels"]]
+        {
             if let Some(map) = property_mut(root, labels) {
                 bound_label_map(map);
             }
         }
-        let template =
-            property_mut(root, &["spec", "template"]).and_then(|t| t.properties.as_mut());
+        let template = property_mut(root, &["spec", "template"]).and_then(|t| t.properties.as_mut());
         for field in template.into_iter().flat_map(|props| props.values_mut()) {
             visit_schemas(field, &mut |schema| schema.description = None);
         }
@@ -77,12 +71,8 @@ fn bound_label_map(map: &mut JSONSchemaProps) {
 }
 
 /// The schema of the property at `path` below `root`.
-fn property_mut<'a>(
-    root: &'a mut JSONSchemaProps,
-    path: &[&str],
-) -> Option<&'a mut JSONSchemaProps> {
-    path.iter()
-        .try_fold(root, |node, name| node.properties.as_mut()?.get_mut(*name))
+fn property_mut<'a>(root: &'a mut JSONSchemaProps, path: &[&str]) -> Option<&'a mut JSONSchemaProps> {
+    path.iter().try_fold(root, |node, name| node.properties.as_mut()?.get_mut(*name))
 }
 
 /// Calls `f` on `schema` and every schema nested in it.
@@ -96,15 +86,10 @@ fn visit_schemas(schema: &mut JSONSchemaProps, f: &mut impl FnMut(&mut JSONSchem
             JSONSchemaPropsOrArray::Schema(s) => std::slice::from_mut(s.as_mut()),
             JSONSchemaPropsOrArray::Schemas(v) => v.as_mut_slice(),
         }))
-        .chain(
-            schema
-                .additional_properties
-                .iter_mut()
-                .filter_map(|ap| match ap {
-                    JSONSchemaPropsOrBool::Schema(s) => Some(s.as_mut()),
-                    JSONSchemaPropsOrBool::Bool(_) => None,
-                }),
-        )
+        .chain(schema.additional_properties.iter_mut().filter_map(|ap| match ap {
+            JSONSchemaPropsOrBool::Schema(s) => Some(s.as_mut()),
+            JSONSchemaPropsOrBool::Bool(_) => None,
+        }))
         .chain(schema.all_of.iter_mut().flatten())
         .chain(schema.any_of.iter_mut().flatten())
         .chain(schema.one_of.iter_mut().flatten());
@@ -116,22 +101,15 @@ fn visit_schemas(schema: &mut JSONSchemaProps, f: &mut impl FnMut(&mut JSONSchem
 /// Joins lines within a paragraph; keeps blank-line paragraph breaks.
 fn unwrap_lines(text: &str) -> String {
     text.split("\n\n")
-        .map(|paragraph| {
-            paragraph
-                .split('\n')
-                .map(str::trim)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|paragraph| paragraph.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join("\n\n")
 }
 
 /// The CRDs as one multi-document YAML stream, exactly as committed under `crds/`.
 pub fn render_yaml() -> Result<String, serde_yaml::Error> {
-    let mut out = String::from(
-        "# Generated from operator/src/api by `mcp-rollout-operator crd`. Do not edit.\n",
-    );
+    let mut out =
+        String::from("# Generated from operator/src/api by `mcp-rollout-operator crd`. Do not edit.\n");
     for crd in all() {
         out.push_str("---\n");
         for line in serde_yaml::to_string(&crd)?.lines() {
@@ -148,11 +126,10 @@ pub fn render_yaml() -> Result<String, serde_yaml::Error> {
 /// some Go paths) read it as a date. The MCP protocol versions in the schema's defaults look
 /// exactly like that, so they are single-quoted to mean the same thing to every reader.
 fn quote_yaml11_date(line: &str) -> std::borrow::Cow<'_, str> {
-    let value_start = line.rfind(": ").map(|i| i + 2).or_else(|| {
-        line.trim_start()
-            .starts_with("- ")
-            .then(|| line.len() - line.trim_start().len() + 2)
-    });
+    let value_start = line
+        .rfind(": ")
+        .map(|i| i + 2)
+        .or_else(|| line.trim_start().starts_with("- ").then(|| line.len() - line.trim_start().len() + 2));
     let Some(start) = value_start else {
         return line.into();
     };
@@ -162,11 +139,7 @@ fn quote_yaml11_date(line: &str) -> std::borrow::Cow<'_, str> {
             4 | 7 => c == '-',
             _ => c.is_ascii_digit(),
         });
-    if is_date {
-        format!("{}'{value}'", &line[..start]).into()
-    } else {
-        line.into()
-    }
+    if is_date { format!("{}'{value}'", &line[..start]).into() } else { line.into() }
 }
 
 #[cfg(test)]
@@ -184,17 +157,8 @@ mod tests {
     #[test]
     fn dates_are_quoted_and_nothing_else_changes() {
         assert_eq!(quote_yaml11_date("  - 2025-06-18"), "  - '2025-06-18'");
-        assert_eq!(
-            quote_yaml11_date("  default: 2025-06-18"),
-            "  default: '2025-06-18'"
-        );
-        for unchanged in [
-            "  - 2025-06-18x",
-            "  name: mcp",
-            "  - 20250618",
-            "x: '2025-06-18'",
-            "- 5m",
-        ] {
+        assert_eq!(quote_yaml11_date("  default: 2025-06-18"), "  default: '2025-06-18'");
+        for unchanged in ["  - 2025-06-18x", "  name: mcp", "  - 20250618", "x: '2025-06-18'", "- 5m"] {
             assert_eq!(quote_yaml11_date(unchanged), unchanged);
         }
     }

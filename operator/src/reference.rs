@@ -1,4 +1,5 @@
-//! The API reference in the README, generated from the CRD schema.
+//! The generated sections of the README: the API reference (from the CRD schema) and the
+//! rollout state diagram (from the engine's transition table).
 //!
 //! One table row per field (path, type, default, bounds, description) and one line per CEL
 //! rule. It is rendered from the same schema the API server enforces, and a test fails when
@@ -48,24 +49,29 @@ pub fn render_markdown() -> String {
     out
 }
 
-/// Replaces the generated section of `readme` with the current reference.
+/// Markers around the generated state diagram in README.md.
+pub const DIAGRAM_BEGIN: &str = "<!-- state-diagram:begin (generated from engine::TRANSITIONS) -->";
+pub const DIAGRAM_END: &str = "<!-- state-diagram:end -->";
+
+/// The state-diagram section, markers included.
+pub fn render_state_diagram() -> String {
+    format!("{DIAGRAM_BEGIN}\n\n```mermaid\n{}```\n\n{DIAGRAM_END}", crate::engine::state_diagram())
+}
+
+/// Rewrites every generated section of `readme`; `None` when a section's markers are missing.
 pub fn update_readme(readme: &str) -> Option<String> {
-    let start = readme.find(BEGIN_MARKER)?;
-    let end = readme[start..].find(END_MARKER)? + start + END_MARKER.len();
-    Some(format!(
-        "{}{}{}",
-        &readme[..start],
-        render_markdown(),
-        &readme[end..]
-    ))
+    let readme = replace_section(readme, BEGIN_MARKER, END_MARKER, &render_markdown())?;
+    replace_section(&readme, DIAGRAM_BEGIN, DIAGRAM_END, &render_state_diagram())
+}
+
+fn replace_section(text: &str, begin: &str, end: &str, section: &str) -> Option<String> {
+    let start = text.find(begin)?;
+    let stop = text[start..].find(end)? + start + end.len();
+    Some(format!("{}{section}{}", &text[..start], &text[stop..]))
 }
 
 fn collect_rules(node: &Value, path: &str, rules: &mut Vec<String>) {
-    for rule in node["x-kubernetes-validations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
+    for rule in node["x-kubernetes-validations"].as_array().into_iter().flatten() {
         rules.push(format!(
             "- `{path}`: {} — `{}`",
             rule["message"].as_str().unwrap_or("(no message)"),
@@ -79,22 +85,13 @@ fn walk(node: &Value, path: &str, rows: &mut Vec<String>, rules: &mut Vec<String
     let Some(properties) = node["properties"].as_object() else {
         return;
     };
-    let required: Vec<&str> = node["required"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let required: Vec<&str> =
+        node["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     for (name, child) in properties {
         let child_path = format!("{path}.{name}");
         let is_list = child["type"] == "array";
         let element = if is_list { &child["items"] } else { child };
-        rows.push(row(
-            &child_path,
-            child,
-            element,
-            required.contains(&name.as_str()),
-        ));
+        rows.push(row(&child_path, child, element, required.contains(&name.as_str())));
         // Kubernetes' own types are documented upstream; list them, do not expand them.
         if is_kubernetes_type(&child_path) {
             continue;
@@ -110,10 +107,7 @@ fn walk(node: &Value, path: &str, rows: &mut Vec<String>, rules: &mut Vec<String
 }
 
 fn is_kubernetes_type(path: &str) -> bool {
-    matches!(
-        path,
-        "spec.template" | "spec.selector" | "status.conditions"
-    )
+    matches!(path, "spec.template" | "spec.selector" | "status.conditions")
 }
 
 fn row(path: &str, node: &Value, element: &Value, required: bool) -> String {
@@ -131,11 +125,7 @@ fn row(path: &str, node: &Value, element: &Value, required: bool) -> String {
         kind = "[]Condition".into();
     }
     if let Some(values) = node["enum"].as_array() {
-        let values: Vec<String> = values
-            .iter()
-            .filter_map(Value::as_str)
-            .map(|v| format!("`{v}`"))
-            .collect();
+        let values: Vec<String> = values.iter().filter_map(Value::as_str).map(|v| format!("`{v}`")).collect();
         kind = format!("{kind}: {}", values.join(", "));
     }
     if required {
@@ -148,33 +138,20 @@ fn row(path: &str, node: &Value, element: &Value, required: bool) -> String {
         other => format!("`{other}`"),
     };
     let mut bounds = Vec::new();
-    for (key, label) in [
-        ("minimum", "≥"),
-        ("maximum", "≤"),
-        ("minItems", "items ≥"),
-        ("maxItems", "items ≤"),
-    ] {
+    for (key, label) in [("minimum", "≥"), ("maximum", "≤"), ("minItems", "items ≥"), ("maxItems", "items ≤")]
+    {
         if let Some(n) = node[key].as_f64() {
             bounds.push(format!("{label} {n}"));
         }
     }
-    if node["pattern"].is_string() && node["pattern"].as_str() == Some(crate::api::DURATION_PATTERN)
-    {
+    if node["pattern"].is_string() && node["pattern"].as_str() == Some(crate::api::DURATION_PATTERN) {
         bounds.push("duration".into());
     } else if let Some(p) = node["pattern"].as_str() {
         bounds.push(format!("pattern `{}`", p.replace('|', "\\|")));
     }
-    let description = node["description"]
-        .as_str()
-        .unwrap_or_default()
-        .replace('\n', " ")
-        .replace('|', "\\|");
+    let description = node["description"].as_str().unwrap_or_default().replace('\n', " ").replace('|', "\\|");
     let mut line = String::new();
-    let _ = write!(
-        line,
-        "| `{path}` | {kind} | {default} | {} | {description} |",
-        bounds.join(", ")
-    );
+    let _ = write!(line, "| `{path}` | {kind} | {default} | {} | {description} |", bounds.join(", "));
     line
 }
 
@@ -186,10 +163,7 @@ mod tests {
     fn reference_lists_fields_defaults_and_rules() {
         let md = render_markdown();
         assert!(md.starts_with(BEGIN_MARKER) && md.ends_with(END_MARKER));
-        assert!(
-            md.contains("| `spec.drain.max` | string | `5m` | duration |"),
-            "{md}"
-        );
+        assert!(md.contains("| `spec.drain.max` | string | `5m` | duration |"), "{md}");
         assert!(md.contains("| `spec.template` | PodTemplateSpec (required) |"));
         assert!(md.contains("exactly one of strategy.canary or strategy.blueGreen must be set"));
         assert!(md.contains("- `spec.strategy.canary.steps`: setWeight values must not decrease"));
@@ -198,11 +172,15 @@ mod tests {
     }
 
     #[test]
-    fn update_replaces_only_the_marked_section() {
-        let readme = format!("intro\n{BEGIN_MARKER}\nstale\n{END_MARKER}\noutro\n");
+    fn update_replaces_only_the_marked_sections() {
+        let readme = format!(
+            "intro\n{BEGIN_MARKER}\nstale\n{END_MARKER}\nmiddle\n{DIAGRAM_BEGIN}\nold\n{DIAGRAM_END}\noutro\n"
+        );
         let updated = update_readme(&readme).unwrap();
         assert!(updated.starts_with("intro\n") && updated.ends_with("\noutro\n"));
-        assert!(!updated.contains("stale"));
+        assert!(updated.contains("\nmiddle\n"));
+        assert!(!updated.contains("stale") && !updated.contains("\nold\n"));
+        assert!(updated.contains("FirstDeploy --> Steady: ready and probed"));
         assert_eq!(update_readme("no markers"), None);
     }
 }

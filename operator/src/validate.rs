@@ -68,20 +68,14 @@ pub fn validate_yaml(source: &str) -> Report {
             None => position,
         };
         if let Err(e) = serde_json::from_value::<McpRollout>(value.clone()) {
-            report.problems.push(Problem {
-                document: document.clone(),
-                field: None,
-                message: e.to_string(),
-            });
+            report.problems.push(Problem { document: document.clone(), field: None, message: e.to_string() });
         }
         if let Err(errors) = validator.validate(&schema, &value, None) {
-            report
-                .problems
-                .extend(errors.into_vec().into_iter().map(|e| Problem {
-                    document: document.clone(),
-                    field: Some(e.field_path),
-                    message: e.message,
-                }));
+            report.problems.extend(errors.into_vec().into_iter().map(|e| Problem {
+                document: document.clone(),
+                field: Some(e.field_path),
+                message: e.message,
+            }));
         }
     }
     report
@@ -113,8 +107,7 @@ spec:
 
     #[test]
     fn accepts_a_valid_rollout_and_skips_other_kinds() {
-        let stream =
-            format!("{GOOD}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n");
+        let stream = format!("{GOOD}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n");
         let report = validate_yaml(&stream);
         assert_eq!((report.checked, report.skipped), (1, 1));
         assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -124,15 +117,11 @@ spec:
     fn reports_cel_and_parse_problems_by_document() {
         let bad = GOOD
             .replace("{setWeight: 20}", "{setWeight: 50}, {setWeight: 10}")
-            .replace(
-                "spec:\n  template",
-                "spec:\n  progressDeadline: 5 minutes\n  template",
-            );
+            .replace("spec:\n  template", "spec:\n  progressDeadline: 5 minutes\n  template");
         let report = validate_yaml(&bad);
         let text: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
         assert!(
-            text.iter()
-                .any(|p| p.contains("McpRollout/docs") && p.contains("must not decrease")),
+            text.iter().any(|p| p.contains("McpRollout/docs") && p.contains("must not decrease")),
             "{text:?}"
         );
         assert!(text.iter().any(|p| p.contains("5 minutes")), "{text:?}");

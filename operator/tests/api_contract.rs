@@ -18,10 +18,7 @@ use mcp_rollout::{
 use serde_json::{Value, json};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// The openAPIV3Schema of the committed CRD, as JSON.
@@ -86,27 +83,14 @@ fn crd_identity_matches_the_documented_names() {
     let crd = McpRollout::crd();
     assert_eq!(crd.spec.group, "mcprollout.dev");
     assert_eq!(crd.spec.scope, "Namespaced");
-    assert_eq!(
-        crd.spec.names.short_names.as_deref(),
-        Some(&["mcpro".to_string()][..])
-    );
-    assert_eq!(
-        crd.spec.names.categories.as_deref(),
-        Some(&["all".to_string()][..])
-    );
+    assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["mcpro".to_string()][..]));
+    assert_eq!(crd.spec.names.categories.as_deref(), Some(&["all".to_string()][..]));
     let version = &crd.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
     assert!(version.subresources.as_ref().unwrap().status.is_some());
-    let columns: Vec<_> = version
-        .additional_printer_columns
-        .iter()
-        .flatten()
-        .map(|c| c.name.as_str())
-        .collect();
-    assert_eq!(
-        columns,
-        ["Phase", "Stable", "Canary", "Weight", "Step", "Age"]
-    );
+    let columns: Vec<_> =
+        version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+    assert_eq!(columns, ["Phase", "Stable", "Canary", "Weight", "Step", "Age"]);
 }
 
 /// The structural-schema rules the API server enforces on a CRD (see "Specifying a structural
@@ -133,13 +117,7 @@ fn schema_is_structural() {
                 None => continue,
             };
             for branch in branches {
-                for forbidden in [
-                    "type",
-                    "description",
-                    "default",
-                    "nullable",
-                    "additionalProperties",
-                ] {
+                for forbidden in ["type", "description", "default", "nullable", "additionalProperties"] {
                     if branch.get(forbidden).is_some() {
                         problems.push(format!("{path}.{junction}: sets {forbidden}"));
                     }
@@ -151,22 +129,13 @@ fn schema_is_structural() {
             let items = &obj["items"];
             let required = items["required"].as_array().cloned().unwrap_or_default();
             for key in keys {
-                let defaulted = items["properties"][key.as_str().unwrap()]
-                    .get("default")
-                    .is_some();
+                let defaulted = items["properties"][key.as_str().unwrap()].get("default").is_some();
                 if !required.contains(key) && !defaulted {
-                    problems.push(format!(
-                        "{path}: list-map key {key} is neither required nor defaulted"
-                    ));
+                    problems.push(format!("{path}: list-map key {key} is neither required nor defaulted"));
                 }
             }
         }
-        for (name, child) in obj
-            .get("properties")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
+        for (name, child) in obj.get("properties").and_then(Value::as_object).into_iter().flatten() {
             walk(child, &format!("{path}.{name}"), problems);
         }
         if let Some(items) = obj.get("items") {
@@ -178,36 +147,20 @@ fn schema_is_structural() {
     }
     let mut problems = Vec::new();
     walk(&committed_schema(), "", &mut problems);
-    assert!(
-        problems.is_empty(),
-        "schema is not structural:\n{}",
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "schema is not structural:\n{}", problems.join("\n"));
 }
 
 #[test]
 fn every_cel_rule_compiles_fits_the_cost_budget_and_uses_only_self() {
     let schema = committed_schema();
     let compiled = cel::compile_schema(&schema);
-    assert!(
-        !compiled.has_errors(),
-        "{:?}",
-        compiled.compilation_errors()
-    );
+    assert!(!compiled.has_errors(), "{:?}", compiled.compilation_errors());
     let mut rules = Vec::new();
     fn collect(node: &Value, rules: &mut Vec<String>) {
-        for rule in node["x-kubernetes-validations"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
+        for rule in node["x-kubernetes-validations"].as_array().into_iter().flatten() {
             rules.push(rule["rule"].as_str().unwrap().to_owned());
         }
-        for child in node["properties"]
-            .as_object()
-            .into_iter()
-            .flat_map(|m| m.values())
-        {
+        for child in node["properties"].as_object().into_iter().flat_map(|m| m.values()) {
             collect(child, rules);
         }
         if node.get("items").is_some() {
@@ -215,19 +168,13 @@ fn every_cel_rule_compiles_fits_the_cost_budget_and_uses_only_self() {
         }
     }
     collect(&schema, &mut rules);
-    assert!(
-        rules.len() >= 10,
-        "expected the documented rules, found {}",
-        rules.len()
-    );
+    assert!(rules.len() >= 10, "expected the documented rules, found {}", rules.len());
     for rule in &rules {
         let warnings: Vec<_> = cel::analyze_rule(rule, &compiled, ScopeContext::CrdValidation)
             .into_iter()
             // The analyser does not know variables bound by the all()/exists()/map()/filter()
             // macros; a warning about one of those is a false positive.
-            .filter(|w| {
-                !(w.kind == cel::WarningKind::WrongScope && names_macro_variable(rule, &w.message))
-            })
+            .filter(|w| !(w.kind == cel::WarningKind::WrongScope && names_macro_variable(rule, &w.message)))
             .collect();
         assert!(warnings.is_empty(), "rule `{rule}`: {warnings:?}");
     }
@@ -239,9 +186,7 @@ fn names_macro_variable(rule: &str, message: &str) -> bool {
     let Some(var) = message.split('\'').nth(1) else {
         return false;
     };
-    ["all", "exists", "exists_one", "map", "filter"]
-        .iter()
-        .any(|m| rule.contains(&format!(".{m}({var},")))
+    ["all", "exists", "exists_one", "map", "filter"].iter().any(|m| rule.contains(&format!(".{m}({var},")))
 }
 
 #[test]
@@ -287,32 +232,24 @@ fn schema_defaults_agree_with_serde_defaults() {
     let from_server: McpRolloutSpec = serde_json::from_value(defaulted["spec"].clone()).unwrap();
     let from_serde: McpRolloutSpec = serde_json::from_value(with_sections["spec"].clone()).unwrap();
     assert_eq!(from_server, from_serde);
-    assert_eq!(
-        defaulted["spec"]["analysis"]["checks"]["errorRate"]["maxRatio"],
-        json!(2.0)
-    );
-    assert_eq!(
-        defaulted["spec"]["strategy"]["blueGreen"]["postPromotionWindow"],
-        json!("5m")
-    );
+    assert_eq!(defaulted["spec"]["analysis"]["checks"]["errorRate"]["maxRatio"], json!(2.0));
+    assert_eq!(defaulted["spec"]["strategy"]["blueGreen"]["postPromotionWindow"], json!("5m"));
 }
 
 #[test]
 fn exactly_one_strategy() {
     let msg = "exactly one of strategy.canary or strategy.blueGreen must be set";
     assert_eq!(cel_failures(|o| o["spec"]["strategy"] = json!({})), [msg]);
-    assert_eq!(
-        cel_failures(|o| o["spec"]["strategy"]["blueGreen"] = json!({"autoPromote": false})),
-        [msg]
-    );
+    assert_eq!(cel_failures(|o| o["spec"]["strategy"]["blueGreen"] = json!({"autoPromote": false})), [msg]);
     assert!(cel_failures(|o| o["spec"]["strategy"] = json!({"blueGreen": {}})).is_empty());
 }
 
 #[test]
 fn steps_set_exactly_one_action_and_weights_never_decrease() {
     assert_eq!(
-        cel_failures(|o| o["spec"]["strategy"]["canary"]["steps"] =
-            json!([{"setWeight": 50}, {"setWeight": 25}])),
+        cel_failures(
+            |o| o["spec"]["strategy"]["canary"]["steps"] = json!([{"setWeight": 50}, {"setWeight": 25}])
+        ),
         ["setWeight values must not decrease from one step to the next"]
     );
     assert!(
@@ -321,9 +258,7 @@ fn steps_set_exactly_one_action_and_weights_never_decrease() {
         .is_empty()
     );
     assert_eq!(
-        cel_failures(
-            |o| o["spec"]["strategy"]["canary"]["steps"] = json!([{"setWeight": 5, "pause": {}}])
-        ),
+        cel_failures(|o| o["spec"]["strategy"]["canary"]["steps"] = json!([{"setWeight": 5, "pause": {}}])),
         ["each step sets exactly one of setWeight or pause"]
     );
     assert_eq!(
@@ -348,10 +283,7 @@ fn probe_timeout_within_interval() {
         cel_failures(|o| o["spec"]["probe"] = json!({"interval": "10s", "timeout": "1m"})),
         ["probe.timeout must not exceed probe.interval"]
     );
-    assert!(
-        cel_failures(|o| o["spec"]["probe"] = json!({"interval": "1m", "timeout": "10s"}))
-            .is_empty()
-    );
+    assert!(cel_failures(|o| o["spec"]["probe"] = json!({"interval": "1m", "timeout": "10s"})).is_empty());
 }
 
 #[test]
@@ -367,8 +299,7 @@ fn probe_headers_and_expectations_are_well_formed() {
         ["a header sets exactly one of value or valueFrom"]
     );
     assert_eq!(
-        cel_failures(|o| o["spec"]["probe"] =
-            json!({"toolCall": {"name": "search_documents", "expect": {}}})),
+        cel_failures(|o| o["spec"]["probe"] = json!({"toolCall": {"name": "search_documents", "expect": {}}})),
         ["expect needs at least one of contains, regex or json"]
     );
     assert!(
@@ -391,10 +322,7 @@ fn custom_metrics_need_a_sane_range() {
             })
         })
     };
-    assert_eq!(
-        with_metric(json!({"name": "m", "query": "up"})),
-        ["a metric needs min, max or both"]
-    );
+    assert_eq!(with_metric(json!({"name": "m", "query": "up"})), ["a metric needs min, max or both"]);
     assert_eq!(
         with_metric(json!({"name": "m", "query": "up", "min": 5.0, "max": 1.0})),
         ["min must not exceed max"]
@@ -404,20 +332,10 @@ fn custom_metrics_need_a_sane_range() {
 
 #[test]
 fn selector_must_match_template_labels() {
-    let msg =
-        "selector.matchLabels must all appear, with the same values, in template.metadata.labels";
-    assert_eq!(
-        cel_failures(|o| o["spec"]["selector"] = json!({"matchLabels": {"app": "other"}})),
-        [msg]
-    );
-    assert_eq!(
-        cel_failures(|o| o["spec"]["selector"] = json!({"matchLabels": {"team": "x"}})),
-        [msg]
-    );
-    assert!(
-        cel_failures(|o| o["spec"]["selector"] = json!({"matchLabels": {"app": "docs"}}))
-            .is_empty()
-    );
+    let msg = "selector.matchLabels must all appear, with the same values, in template.metadata.labels";
+    assert_eq!(cel_failures(|o| o["spec"]["selector"] = json!({"matchLabels": {"app": "other"}})), [msg]);
+    assert_eq!(cel_failures(|o| o["spec"]["selector"] = json!({"matchLabels": {"team": "x"}})), [msg]);
+    assert!(cel_failures(|o| o["spec"]["selector"] = json!({"matchLabels": {"app": "docs"}})).is_empty());
 }
 
 /// Independent of CEL: the schema's own ranges and patterns, checked by the same JSON-schema
@@ -426,20 +344,14 @@ fn selector_must_match_template_labels() {
 fn schema_bounds_cover_weights_replicas_and_durations() {
     let schema = committed_schema();
     let spec = &schema["properties"]["spec"]["properties"];
-    let weight = &spec["strategy"]["properties"]["canary"]["properties"]["steps"]["items"]["properties"]
-        ["setWeight"];
-    assert_eq!(
-        (weight["minimum"].as_f64(), weight["maximum"].as_f64()),
-        (Some(0.0), Some(100.0))
-    );
+    let weight =
+        &spec["strategy"]["properties"]["canary"]["properties"]["steps"]["items"]["properties"]["setWeight"];
+    assert_eq!((weight["minimum"].as_f64(), weight["maximum"].as_f64()), (Some(0.0), Some(100.0)));
     assert_eq!(spec["replicas"]["minimum"].as_f64(), Some(1.0));
     let pattern = spec["progressDeadline"]["pattern"].as_str().unwrap();
     assert_eq!(pattern, mcp_rollout::api::DURATION_PATTERN);
     let steps = &spec["strategy"]["properties"]["canary"]["properties"]["steps"];
-    assert_eq!(
-        (steps["minItems"].as_u64(), steps["maxItems"].as_u64()),
-        (Some(1), Some(32))
-    );
+    assert_eq!((steps["minItems"].as_u64(), steps["maxItems"].as_u64()), (Some(1), Some(32)));
 }
 
 #[test]
@@ -453,19 +365,15 @@ fn examples_parse_and_pass_every_rule() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let value: Value = serde_yaml::from_str(&text).unwrap();
-        let rollout: McpRollout = serde_json::from_value(value.clone())
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let rollout: McpRollout =
+            serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if let Err(errors) = Validator::new().validate(&committed_schema(), &value, None) {
             panic!("{}: {:?}", path.display(), errors.into_vec());
         }
         assert!(rollout.metadata.name.is_some());
         seen += 1;
     }
-    assert!(
-        seen >= 2,
-        "expected the canary and blue-green examples in {}",
-        dir.display()
-    );
+    assert!(seen >= 2, "expected the canary and blue-green examples in {}", dir.display());
 }
 
 #[test]
@@ -477,11 +385,8 @@ fn canary_example_is_the_documented_progression() {
     };
     let weights: Vec<i32> = canary.steps.iter().filter_map(|s| s.set_weight).collect();
     assert_eq!(weights, [5, 25, 50, 100]);
-    let soaks: Vec<u64> = canary
-        .steps
-        .iter()
-        .filter_map(|s| s.pause.as_ref()?.duration.map(|d| d.as_secs()))
-        .collect();
+    let soaks: Vec<u64> =
+        canary.steps.iter().filter_map(|s| s.pause.as_ref()?.duration.map(|d| d.as_secs())).collect();
     assert_eq!(soaks, [1800, 3600, 3600]);
 }
 
@@ -497,12 +402,12 @@ fn blue_green_example_keeps_a_five_minute_window() {
 }
 
 #[test]
-fn readme_api_reference_matches_the_schema() {
+fn readme_generated_sections_match_the_code() {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let updated = mcp_rollout::reference::update_readme(&readme)
-        .expect("README has the api-reference markers");
+    let updated =
+        mcp_rollout::reference::update_readme(&readme).expect("README has the generated-section markers");
     assert!(
         updated == readme,
-        "README.md's API reference is out of date. Regenerate it with:\n  hack/update-crds.sh"
+        "README.md's API reference or state diagram is out of date. Regenerate with:\n  hack/update-crds.sh"
     );
 }

@@ -14,9 +14,7 @@ async fn kube_and_reqwest_clients_build_side_by_side_over_https() {
     let config = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
     // Building the client builds the rustls ClientConfig: this is where two providers panic.
     let kube_client = kube::Client::try_from(config).expect("kube client with rustls");
-    let reqwest_client = reqwest::Client::builder()
-        .build()
-        .expect("reqwest client with rustls");
+    let reqwest_client = reqwest::Client::builder().build().expect("reqwest client with rustls");
     drop((kube_client, reqwest_client));
 }
 
@@ -25,24 +23,11 @@ async fn kube_and_reqwest_clients_build_side_by_side_over_https() {
 #[test]
 fn ring_is_not_compiled_into_any_workspace_crate() {
     let output = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--workspace",
-            "--target",
-            "all",
-            "-e",
-            "normal,build,dev",
-            "-i",
-            "ring",
-        ])
+        .args(["tree", "--workspace", "--target", "all", "-e", "normal,build,dev", "-i", "ring"])
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .output()
         .expect("run cargo tree");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let tree = String::from_utf8_lossy(&output.stdout);
     assert!(
         tree.trim().is_empty(),

@@ -61,15 +61,10 @@ impl FromStr for HumanDuration {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.is_empty() {
-            return Err(DurationError::Invalid {
-                input: String::new(),
-                reason: "empty".into(),
-            });
+            return Err(DurationError::Invalid { input: String::new(), reason: "empty".into() });
         }
-        let parsed = kube::core::Duration::from_str(s).map_err(|e| DurationError::Invalid {
-            input: s.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let parsed = kube::core::Duration::from_str(s)
+            .map_err(|e| DurationError::Invalid { input: s.to_owned(), reason: e.to_string() })?;
         if parsed.is_negative() && Duration::from(parsed) != Duration::ZERO {
             return Err(DurationError::Negative(s.to_owned()));
         }
@@ -143,13 +138,7 @@ mod tests {
 
     #[test]
     fn parses_the_forms_people_write() {
-        for (input, secs) in [
-            ("30s", 30),
-            ("5m", 300),
-            ("1h", 3600),
-            ("1h30m", 5400),
-            ("0", 0),
-        ] {
+        for (input, secs) in [("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("0", 0)] {
             let d: HumanDuration = input.parse().unwrap();
             assert_eq!(d.as_secs(), secs, "{input}");
         }
@@ -161,22 +150,15 @@ mod tests {
     fn rejects_garbage_and_negative_values_with_a_clear_message() {
         let err = "5 minutes".parse::<HumanDuration>().unwrap_err();
         assert!(err.to_string().contains("write it like 30s"), "{err}");
-        assert!(matches!(
-            "-5s".parse::<HumanDuration>(),
-            Err(DurationError::Negative(_))
-        ));
+        assert!(matches!("-5s".parse::<HumanDuration>(), Err(DurationError::Negative(_))));
         assert!("5".parse::<HumanDuration>().is_err());
     }
 
     #[test]
     fn display_round_trips_and_is_compact() {
-        for (input, shown) in [
-            ("90s", "1m30s"),
-            ("5m", "5m"),
-            ("1h30m", "1h30m"),
-            ("1500ms", "1s500ms"),
-            ("0", "0s"),
-        ] {
+        for (input, shown) in
+            [("90s", "1m30s"), ("5m", "5m"), ("1h30m", "1h30m"), ("1500ms", "1s500ms"), ("0", "0s")]
+        {
             let d: HumanDuration = input.parse().unwrap();
             assert_eq!(d.to_string(), shown);
             assert_eq!(shown.parse::<HumanDuration>().unwrap(), d);
@@ -192,10 +174,7 @@ mod tests {
         }
         for bad in ["5 m", "-5s", "5", "m", "", "1d"] {
             assert!(!re.is_match(bad), "{bad} should not match");
-            assert!(
-                bad.parse::<HumanDuration>().is_err(),
-                "{bad} should not parse"
-            );
+            assert!(bad.parse::<HumanDuration>().is_err(), "{bad} should not parse");
         }
     }
 }

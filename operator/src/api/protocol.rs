@@ -24,20 +24,12 @@ pub enum Era {
 /// are taken as stateless: the handshake is not coming back.
 pub fn era_of(version: &str) -> Era {
     let last_handshake = HANDSHAKE_VERSIONS[HANDSHAKE_VERSIONS.len() - 1];
-    if version <= last_handshake {
-        Era::Handshake
-    } else {
-        Era::Stateless
-    }
+    if version <= last_handshake { Era::Handshake } else { Era::Stateless }
 }
 
 /// Every known version, oldest first: the default of `probe.protocolVersions`.
 pub fn default_accepted_versions() -> Vec<String> {
-    HANDSHAKE_VERSIONS
-        .iter()
-        .chain(STATELESS_VERSIONS)
-        .map(|v| (*v).to_owned())
-        .collect()
+    HANDSHAKE_VERSIONS.iter().chain(STATELESS_VERSIONS).map(|v| (*v).to_owned()).collect()
 }
 
 #[cfg(test)]

@@ -81,26 +81,20 @@ mod tests {
 
     #[test]
     fn any_template_change_is_a_new_revision() {
-        let v1 = template(
-            serde_json::json!({"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v1"}]}}),
-        );
-        let v2 = template(
-            serde_json::json!({"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v2"}]}}),
-        );
+        let v1 =
+            template(serde_json::json!({"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v1"}]}}));
+        let v2 =
+            template(serde_json::json!({"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v2"}]}}));
         assert_ne!(revision_of(&v1), revision_of(&v2));
     }
 
     #[test]
     fn revision_is_a_short_dns_safe_label_and_never_changes() {
-        let t = template(
-            serde_json::json!({"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v1"}]}}),
-        );
+        let t =
+            template(serde_json::json!({"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v1"}]}}));
         let rev = revision_of(&t);
         assert_eq!(rev.len(), REVISION_LEN);
-        assert!(
-            rev.chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        );
+        assert!(rev.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         // Pinned: a change here renames every live Deployment on upgrade.
         assert_eq!(rev, "eb2552d04e");
     }

@@ -29,16 +29,8 @@ use super::{HumanDuration, McpRolloutStatus, protocol};
     derive = "PartialEq",
     doc = "McpRollout ships new versions of an MCP server safely: canary steps or blue-green, gated by MCP protocol probes and Prometheus analysis, with SSE session drain.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Stable",
-        type_ = "string",
-        json_path = ".status.stableRevision"
-    ),
-    printcolumn(
-        name = "Canary",
-        type_ = "string",
-        json_path = ".status.canaryRevision"
-    ),
+    printcolumn(name = "Stable", type_ = "string", json_path = ".status.stableRevision"),
+    printcolumn(name = "Canary", type_ = "string", json_path = ".status.canaryRevision"),
     printcolumn(
         name = "Weight",
         type_ = "integer",
@@ -51,11 +43,7 @@ use super::{HumanDuration, McpRolloutStatus, protocol};
         json_path = ".status.currentStepIndex",
         description = "Index of the current canary step"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new(
     "!has(self.selector) || !has(self.selector.matchLabels) || (has(self.template.metadata) && has(self.template.metadata.labels) && self.selector.matchLabels.all(k, k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k]))"
@@ -122,9 +110,7 @@ fn default_progress_deadline() -> HumanDuration {
 }
 
 /// The MCP transport the server speaks.
-#[derive(
-    Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default,
-)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Transport {
     /// Streamable HTTP (protocol 2025-03-26 and later): POST/GET/DELETE on one endpoint.
@@ -335,11 +321,7 @@ fn default_post_promotion_window() -> HumanDuration {
 pub struct TrafficRouting {
     /// Weight traffic through a Gateway API HTTPRoute instead of by replica ratio. The operator
     /// sets only the weights of the stable and canary backendRefs in the named route.
-    #[serde(
-        default,
-        rename = "gatewayAPI",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "gatewayAPI", skip_serializing_if = "Option::is_none")]
     pub gateway_api: Option<GatewayApiRouting>,
 }
 
@@ -361,10 +343,7 @@ pub struct GatewayApiRouting {
 #[serde(rename_all = "camelCase")]
 pub struct HttpRouteRef {
     /// Name of the HTTPRoute.
-    #[schemars(
-        length(min = 1, max = 253),
-        pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub name: String,
 
     /// Namespace of the HTTPRoute. Defaults to the McpRollout's namespace.
@@ -392,9 +371,7 @@ fn default_session_header() -> String {
 }
 
 /// How strictly the canary's tool schemas must match the stable's.
-#[derive(
-    Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default,
-)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SchemaCompatibility {
     /// Block any breaking change: a removed tool or parameter, a new required parameter, a
     /// changed type or narrowed enum, or a protocol version the stable serves and the canary
@@ -429,10 +406,7 @@ pub struct ProbeSpec {
     /// Protocol versions the probe offers and accepts. Handshake-era versions (2024-11-05 to
     /// 2025-11-25) are probed with `initialize`; 2026-07-28 and later with `server/discover`.
     #[serde(default = "protocol::default_accepted_versions")]
-    #[schemars(
-        length(min = 1, max = 16),
-        inner(pattern(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))
-    )]
+    #[schemars(length(min = 1, max = 16), inner(pattern(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")))]
     pub protocol_versions: Vec<String>,
 
     /// Tool names the server must list. Without it, the stable revision's tool list is the
@@ -559,10 +533,7 @@ pub struct ProbeHeader {
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Secret name.
-    #[schemars(
-        length(min = 1, max = 253),
-        pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub name: String,
 
     /// Key within the Secret.
@@ -777,10 +748,7 @@ fn default_schema_error_percent() -> f64 {
 
 impl Default for SchemaErrorCheck {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            max_percent: default_schema_error_percent(),
-        }
+        Self { enabled: true, max_percent: default_schema_error_percent() }
     }
 }
 
@@ -800,10 +768,7 @@ pub struct CrashCheck {
 
 impl Default for CrashCheck {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            max_restarts: 0,
-        }
+        Self { enabled: true, max_restarts: 0 }
     }
 }
 

@@ -33,6 +33,11 @@ pub struct McpRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_revision: Option<String>,
 
+    /// When the current new revision's rollout began. Probe and analysis results older than
+    /// this belong to an earlier attempt and are not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_started_at: Option<Time>,
+
     /// Index of the current canary step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step_index: Option<i32>,
@@ -65,6 +70,11 @@ pub struct McpRolloutStatus {
     /// Paused by `kubectl mcprollout pause` (as opposed to `spec.paused`, which Git owns).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused_by_request: bool,
+
+    /// `kubectl mcprollout promote` was requested and has not acted yet (a blue-green flip or
+    /// window end waits for the gates; a canary pause step ends at once unless paused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promotion_requested: bool,
 
     /// `kubectl mcprollout promote --full` was requested: skip the remaining steps (and the
     /// post-promotion window) once the new revision passes its probe at full size.

@@ -8,11 +8,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "kubectl-mcprollout",
-    version,
-    about = "Safe rollouts of MCP servers on Kubernetes"
-)]
+#[command(name = "kubectl-mcprollout", version, about = "Safe rollouts of MCP servers on Kubernetes")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,9 +60,5 @@ fn validate(files: &[PathBuf]) -> ExitCode {
             report.problems.len()
         );
     }
-    if invalid {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    if invalid { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

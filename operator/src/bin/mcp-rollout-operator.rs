@@ -1,24 +1,20 @@
 //! The mcp-rollout controller.
 //!
 //! `mcp-rollout-operator crd` prints the CustomResourceDefinitions to install;
-//! `mcp-rollout-operator api-reference [README.md]` prints (or rewrites in place) the README's
-//! generated API reference. The controller loop itself arrives with the operator issue; until
+//! `mcp-rollout-operator api-reference` prints the API reference and `update-readme README.md`
+//! rewrites the README's generated sections (API reference, state diagram). The controller loop itself arrives with the operator issue; until
 //! then running it without a command says so and exits non-zero instead of pretending to run.
 
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   mcp-rollout-operator crd                      print the CustomResourceDefinitions (YAML)
-  mcp-rollout-operator api-reference [README]   print the API reference, or rewrite README's copy";
+  mcp-rollout-operator api-reference            print the API reference (Markdown)
+  mcp-rollout-operator update-readme README     rewrite README's generated sections";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["crd"] => match mcp_rollout::crd::render_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -30,13 +26,13 @@ fn main() -> ExitCode {
             println!("{}", mcp_rollout::reference::render_markdown());
             ExitCode::SUCCESS
         }
-        ["api-reference", readme] => {
+        ["update-readme", readme] => {
             let current = match std::fs::read_to_string(readme) {
                 Ok(text) => text,
                 Err(e) => return fail(&format!("cannot read {readme}: {e}")),
             };
             let Some(updated) = mcp_rollout::reference::update_readme(&current) else {
-                return fail(&format!("{readme} has no api-reference markers"));
+                return fail(&format!("{readme} lacks the markers of a generated section"));
             };
             match std::fs::write(readme, updated) {
                 Ok(()) => ExitCode::SUCCESS,

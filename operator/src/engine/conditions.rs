@@ -26,27 +26,23 @@ pub fn for_phase(
         Phase::Progressing | Phase::Paused => (false, true, false),
         Phase::Degraded => (false, false, true),
     };
-    [
-        (condition::READY, ready),
-        (condition::RECONCILING, reconciling),
-        (condition::STALLED, stalled),
-    ]
-    .into_iter()
-    .map(|(type_, value)| {
-        let status = if value { "True" } else { "False" };
-        let last_transition_time = previous
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
-        Condition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message: message.to_owned(),
-            observed_generation: generation,
-            last_transition_time,
-        }
-    })
-    .collect()
+    [(condition::READY, ready), (condition::RECONCILING, reconciling), (condition::STALLED, stalled)]
+        .into_iter()
+        .map(|(type_, value)| {
+            let status = if value { "True" } else { "False" };
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            Condition {
+                type_: type_.to_owned(),
+                status: status.to_owned(),
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
 }

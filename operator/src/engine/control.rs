@@ -57,16 +57,11 @@ pub struct Request {
 
 /// Parses `<action>@<id>`. The id makes two identical actions in a row distinct requests.
 pub fn parse_request(value: &str) -> Result<Request, String> {
-    let (action, id) = value
-        .split_once('@')
-        .ok_or_else(|| format!("`{value}` is not <action>@<id>"))?;
+    let (action, id) = value.split_once('@').ok_or_else(|| format!("`{value}` is not <action>@<id>"))?;
     if id.is_empty() {
         return Err(format!("`{value}` has an empty id"));
     }
-    Ok(Request {
-        action: action.parse()?,
-        id: value.to_owned(),
-    })
+    Ok(Request { action: action.parse()?, id: value.to_owned() })
 }
 
 #[cfg(test)]
@@ -75,14 +70,7 @@ mod tests {
 
     #[test]
     fn parses_every_action_and_rejects_malformed_values() {
-        for action in [
-            "promote",
-            "promote-full",
-            "pause",
-            "resume",
-            "abort",
-            "retry",
-        ] {
+        for action in ["promote", "promote-full", "pause", "resume", "abort", "retry"] {
             let r = parse_request(&format!("{action}@1")).unwrap();
             assert_eq!(r.action.as_str(), action);
             assert_eq!(r.id, format!("{action}@1"));

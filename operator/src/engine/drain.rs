@@ -6,16 +6,10 @@ use super::input::SessionDuration;
 
 /// The window (seconds) for a drain starting now, and how it relates to what was measured:
 /// the measured session-duration quantile clamped to [min, max]; nothing measured → max.
-pub fn window(
-    spec: &DrainSpec,
-    measured: Option<SessionDuration>,
-) -> (i64, Option<f64>, DrainClamp) {
+pub fn window(spec: &DrainSpec, measured: Option<SessionDuration>) -> (i64, Option<f64>, DrainClamp) {
     let min = spec.min.as_secs() as i64;
     let max = (spec.max.as_secs() as i64).max(min);
-    match measured
-        .and_then(|m| m.seconds)
-        .filter(|s| s.is_finite() && *s >= 0.0)
-    {
+    match measured.and_then(|m| m.seconds).filter(|s| s.is_finite() && *s >= 0.0) {
         None => (max, None, DrainClamp::NoData),
         Some(s) if s < min as f64 => (min, Some(s), DrainClamp::Min),
         Some(s) if s > max as f64 => (max, Some(s), DrainClamp::Max),
@@ -35,42 +29,15 @@ mod tests {
     fn clamps_the_measured_quantile() {
         let m = |s: f64| Some(SessionDuration { seconds: Some(s) });
         assert_eq!(window(&spec(), m(20.0)), (60, Some(20.0), DrainClamp::Min));
-        assert_eq!(
-            window(&spec(), m(119.2)),
-            (120, Some(119.2), DrainClamp::None)
-        );
-        assert_eq!(
-            window(&spec(), m(900.0)),
-            (300, Some(900.0), DrainClamp::Max)
-        );
+        assert_eq!(window(&spec(), m(119.2)), (120, Some(119.2), DrainClamp::None));
+        assert_eq!(window(&spec(), m(900.0)), (300, Some(900.0), DrainClamp::Max));
     }
 
     #[test]
     fn no_data_or_garbage_means_the_maximum() {
         assert_eq!(window(&spec(), None), (300, None, DrainClamp::NoData));
-        assert_eq!(
-            window(&spec(), Some(SessionDuration { seconds: None })),
-            (300, None, DrainClamp::NoData)
-        );
-        assert_eq!(
-            window(
-                &spec(),
-                Some(SessionDuration {
-                    seconds: Some(f64::NAN)
-                })
-            )
-            .2,
-            DrainClamp::NoData
-        );
-        assert_eq!(
-            window(
-                &spec(),
-                Some(SessionDuration {
-                    seconds: Some(-1.0)
-                })
-            )
-            .2,
-            DrainClamp::NoData
-        );
+        assert_eq!(window(&spec(), Some(SessionDuration { seconds: None })), (300, None, DrainClamp::NoData));
+        assert_eq!(window(&spec(), Some(SessionDuration { seconds: Some(f64::NAN) })).2, DrainClamp::NoData);
+        assert_eq!(window(&spec(), Some(SessionDuration { seconds: Some(-1.0) })).2, DrainClamp::NoData);
     }
 }

@@ -2,15 +2,15 @@
 //! status, plan). No I/O, no clock, no randomness: the reconciler observes and applies.
 //!
 //! ```text
-//! stage          derived from status                     leaves by
+//! stage          derived from status alone               leaves by
 //! ─────────────  ──────────────────────────────────────  ───────────────────────────────────────
 //! FirstDeploy    no stableRevision                       ready + probe pass → Steady
 //! Steady         canary none, template == stable         template change → Canary | Preview
-//! Canary         canary set, strategy canary             weight 100 → Steady (old stable drains)
+//! Canary         canary set, with a step index           weight 100 → Steady (old stable drains)
 //!                                                        trigger/abort → RolledBack (canary drains)
-//! Preview        canary set, blue-green, not flipped     gates + (auto after delay | promote) → PostPromotion
+//! Preview        canary set, no step index, not flipped  gates + (auto after delay | promote) → PostPromotion
 //!                                                        trigger/abort → RolledBack
-//! PostPromotion  canary set, blue-green, promotedAt set  window ends → Steady (old stable drained, removed)
+//! PostPromotion  canary set, no step index, promotedAt   window ends → Steady (old stable drained, removed)
 //!                                                        trigger/abort → RolledBack (flip back)
 //! RolledBack     rollback.revision == template revision  template change → Canary | Preview; retry
 //! ```
@@ -40,9 +40,42 @@ pub use input::*;
 pub use plan::*;
 
 use crate::api::{
-    BlueGreenStrategy, CanaryStep, CheckStatus, DrainStatus, McpRolloutSpec, McpRolloutStatus,
-    Phase, ProbeStatus, RollbackReason, RollbackStatus, StrategyRef, Verdict, revision_of,
+    BlueGreenStrategy, CanaryStep, CheckStatus, DrainStatus, McpRolloutSpec, McpRolloutStatus, Phase,
+    ProbeStatus, RollbackReason, RollbackStatus, StrategyRef, Verdict, revision_of,
 };
+
+/// Every stage change one decision can make, with what causes it. The README's state
+/// diagram is rendered from this table, and the property tests fail on any change of stage
+/// that is not listed here.
+pub const TRANSITIONS: &[(Stage, Stage, &str)] = &[
+    (Stage::FirstDeploy, Stage::Steady, "ready and probed"),
+    (Stage::Steady, Stage::Canary, "new template (canary)"),
+    (Stage::Steady, Stage::Preview, "new template (blue-green)"),
+    (Stage::Steady, Stage::RolledBack, "new template that crashes at once"),
+    (Stage::Canary, Stage::Steady, "weight 100 (promoted), or template back to stable"),
+    (Stage::Canary, Stage::RolledBack, "trigger or abort"),
+    (Stage::Canary, Stage::Preview, "strategy changed"),
+    (Stage::Preview, Stage::PostPromotion, "gates, then delay or promote (flip)"),
+    (Stage::Preview, Stage::RolledBack, "trigger or abort"),
+    (Stage::Preview, Stage::Steady, "template back to stable"),
+    (Stage::Preview, Stage::Canary, "strategy changed"),
+    (Stage::PostPromotion, Stage::Steady, "window over, or template back to stable"),
+    (Stage::PostPromotion, Stage::RolledBack, "trigger or abort (flip back)"),
+    (Stage::PostPromotion, Stage::Preview, "newer template"),
+    (Stage::PostPromotion, Stage::Canary, "newer template or strategy changed"),
+    (Stage::RolledBack, Stage::Canary, "new template or retry"),
+    (Stage::RolledBack, Stage::Preview, "new template or retry"),
+    (Stage::RolledBack, Stage::Steady, "template back to stable"),
+];
+
+/// The transitions as a mermaid state diagram (for the README).
+pub fn state_diagram() -> String {
+    let mut out = String::from("stateDiagram-v2\n    [*] --> FirstDeploy\n");
+    for (from, to, label) in TRANSITIONS {
+        out.push_str(&format!("    {from:?} --> {to:?}: {label}\n"));
+    }
+    out
+}
 
 /// The stages of the table above.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,20 +89,17 @@ pub enum Stage {
 }
 
 /// The stage a status is in, for a template whose revision is `desired`.
-pub fn stage_of(spec: &McpRolloutSpec, status: &McpRolloutStatus, desired: &str) -> Stage {
+pub fn stage_of(status: &McpRolloutStatus, desired: &str) -> Stage {
     match (&status.stable_revision, &status.canary_revision) {
         (None, _) => Stage::FirstDeploy,
-        (Some(_), Some(_)) => match (spec.strategy.kind(), &status.promoted_at) {
-            (StrategyRef::Canary(_), _) => Stage::Canary,
-            (StrategyRef::BlueGreen(_), None) => Stage::Preview,
-            (StrategyRef::BlueGreen(_), Some(_)) => Stage::PostPromotion,
+        // The rollout keeps the kind it started with (a canary has a step index) until
+        // `follow_template` restarts it under a changed strategy.
+        (Some(_), Some(_)) => match (status.current_step_index, &status.promoted_at) {
+            (Some(_), _) => Stage::Canary,
+            (None, None) => Stage::Preview,
+            (None, Some(_)) => Stage::PostPromotion,
         },
-        (Some(_), None)
-            if status
-                .rollback
-                .as_ref()
-                .is_some_and(|r| r.revision == desired) =>
-        {
+        (Some(_), None) if status.rollback.as_ref().is_some_and(|r| r.revision == desired) => {
             Stage::RolledBack
         }
         (Some(_), None) => Stage::Steady,
@@ -83,7 +113,16 @@ pub fn decide(input: &Input<'_>) -> Decision {
     e.handle_request();
     e.follow_template();
     e.check_triggers();
-    e.progress();
+    // A transition (flip, promotion, rollback) lands in a new stage; let that stage speak too,
+    // so the status describes where this decision ends, exactly as the next call would.
+    for _ in 0..4 {
+        let stage = e.stage();
+        e.progress();
+        if e.stage() == stage || matches!(e.hold, Some(Hold::Stalled { .. })) {
+            break;
+        }
+        e.hold = None;
+    }
     e.finish_drains();
     e.finish()
 }
@@ -96,10 +135,7 @@ enum Hold {
     /// Waiting for a human or for data: phase Paused.
     Paused(String),
     /// Cannot proceed without a change: phase Degraded.
-    Stalled {
-        reason: &'static str,
-        message: String,
-    },
+    Stalled { reason: &'static str, message: String },
 }
 
 struct Engine<'a> {
@@ -113,8 +149,6 @@ struct Engine<'a> {
     st: McpRolloutStatus,
     events: Vec<Event>,
     hold: Option<Hold>,
-    /// A promote request arrived in this call.
-    promote_now: bool,
     /// An abort request arrived in this call.
     abort_now: bool,
 }
@@ -147,13 +181,12 @@ impl<'a> Engine<'a> {
             st: input.status.clone(),
             events: Vec::new(),
             hold: None,
-            promote_now: false,
             abort_now: false,
         }
     }
 
     fn stage(&self) -> Stage {
-        stage_of(self.spec, &self.st, &self.desired)
+        stage_of(&self.st, &self.desired)
     }
 
     fn total(&self) -> i32 {
@@ -182,11 +215,10 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let at = report.at.as_second();
-            let previous = self
-                .st
-                .probes
-                .iter()
-                .position(|p| p.revision == report.revision);
+            if self.predates_current_rollout(&report.revision, at) {
+                continue;
+            }
+            let previous = self.st.probes.iter().position(|p| p.revision == report.revision);
             if previous.is_some_and(|i| secs(&self.st.probes[i].at) >= at) {
                 continue;
             }
@@ -231,7 +263,9 @@ impl<'a> Engine<'a> {
             return;
         }
         let at = report.at.as_second();
-        if self.st.analysis.iter().any(|c| secs(&c.at) >= at) {
+        if self.predates_current_rollout(&report.revision, at)
+            || self.st.analysis.iter().any(|c| secs(&c.at) >= at)
+        {
             return;
         }
         let checks = report
@@ -259,18 +293,17 @@ impl<'a> Engine<'a> {
         self.st.analysis = checks;
     }
 
-    /// Revisions whose pods serve or may serve again: stable, the new one, and a blue-green
-    /// flip-back target. Probes are kept for these only.
+    /// Whether a result for the new revision predates its current rollout (a replaced and
+    /// re-applied template, or a retry): such a result must not count for or against it.
+    fn predates_current_rollout(&self, revision: &str, at: i64) -> bool {
+        self.st.canary_revision.as_deref() == Some(revision)
+            && self.st.rollout_started_at.as_ref().is_some_and(|started| at <= secs(started))
+    }
+
+    /// Revisions whose probes matter: stable (also the blue-green flip-back target) and the
+    /// new one. Used when recording and when pruning, so both agree.
     fn live_revisions(&self) -> Vec<String> {
-        let mut live: Vec<String> = [&self.st.stable_revision, &self.st.canary_revision]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        if !live.contains(&self.desired) {
-            live.push(self.desired.clone());
-        }
-        live
+        [&self.st.stable_revision, &self.st.canary_revision].into_iter().flatten().cloned().collect()
     }
 
     // ── manual requests ─────────────────────────────────────────────────────────────────
@@ -286,10 +319,7 @@ impl<'a> Engine<'a> {
         let request = match parse_request(value) {
             Ok(r) => r,
             Err(e) => {
-                self.events.push(Event::warning(
-                    "RequestRejected",
-                    format!("ignored request: {e}"),
-                ));
+                self.events.push(Event::warning("RequestRejected", format!("ignored request: {e}")));
                 return;
             }
         };
@@ -306,8 +336,13 @@ impl<'a> Engine<'a> {
                 was
             }
             Action::Promote => {
-                self.promote_now = in_rollout;
-                in_rollout
+                let applies = match stage {
+                    Stage::Canary => self.at_pause_step(),
+                    Stage::Preview | Stage::PostPromotion => true,
+                    _ => false,
+                };
+                self.st.promotion_requested |= applies;
+                applies
             }
             Action::PromoteFull => {
                 self.st.full_promotion_requested = in_rollout;
@@ -326,17 +361,12 @@ impl<'a> Engine<'a> {
             }
         };
         if accepted {
-            self.events.push(Event::normal(
-                "RequestHandled",
-                format!("{} requested", request.action.as_str()),
-            ));
+            self.events
+                .push(Event::normal("RequestHandled", format!("{} requested", request.action.as_str())));
         } else {
             self.events.push(Event::warning(
                 "RequestIgnored",
-                format!(
-                    "{} does not apply now (stage {stage:?})",
-                    request.action.as_str()
-                ),
+                format!("{} does not apply now (stage {stage:?})", request.action.as_str()),
             ));
         }
     }
@@ -351,11 +381,9 @@ impl<'a> Engine<'a> {
             if self.st.canary_revision.as_deref() != Some(desired.as_str()) {
                 self.reset_rollout_fields();
                 self.st.canary_revision = Some(desired.clone());
+                self.st.rollout_started_at = Some(time(self.now));
                 self.st.step_started_at = Some(time(self.now));
-                self.events.push(Event::normal(
-                    "FirstDeploy",
-                    format!("deploying revision {desired}"),
-                ));
+                self.events.push(Event::normal("FirstDeploy", format!("deploying revision {desired}")));
             }
             return;
         };
@@ -365,44 +393,44 @@ impl<'a> Engine<'a> {
                 self.abandon_canary(&canary);
                 self.events.push(Event::normal(
                     "RolloutAbandoned",
-                    format!(
-                        "template is back to stable revision {stable}; revision {canary} leaves"
-                    ),
+                    format!("template is back to stable revision {stable}; revision {canary} leaves"),
                 ));
             }
             self.st.rollback = None;
             return;
         }
-        if canary.as_deref() == Some(desired.as_str()) {
+        let spec_is_canary = matches!(self.spec.strategy.kind(), StrategyRef::Canary(_));
+        let strategy_changed = canary.is_some() && self.st.current_step_index.is_some() != spec_is_canary;
+        if canary.as_deref() == Some(desired.as_str()) && !strategy_changed {
             return;
         }
-        if canary.is_none()
-            && self
-                .st
-                .rollback
-                .as_ref()
-                .is_some_and(|r| r.revision == desired)
-        {
+        if canary.is_none() && self.st.rollback.as_ref().is_some_and(|r| r.revision == desired) {
             return; // stays rolled back until the template changes or a retry
         }
         if let Some(canary) = canary {
-            if self.stage() == Stage::PostPromotion {
-                // The flipped revision already serves everything: a newer template ends its
-                // window early rather than sending agents back to the old revision.
-                self.finalize_promotion(
-                    "a newer revision arrived during the post-promotion window",
-                );
+            let flipped_is_healthy =
+                self.st.probes.iter().any(|p| p.revision == canary && p.passed && p.pods >= self.total());
+            if self.stage() == Stage::PostPromotion && flipped_is_healthy {
+                // The flipped revision already serves everything and passes its probe: a newer
+                // template ends its window early rather than sending agents back.
+                self.finalize_promotion("a newer revision arrived during the post-promotion window");
+                if self.st.stable_revision.as_deref() == Some(desired.as_str()) {
+                    return; // only the strategy changed, and the flipped revision is now stable
+                }
             } else {
                 self.abandon_canary(&canary);
-                self.events.push(Event::normal(
-                    "CanaryReplaced",
-                    format!("revision {canary} is replaced by {desired}"),
-                ));
+                let why = if strategy_changed {
+                    format!("the strategy changed; revision {canary} starts over")
+                } else {
+                    format!("revision {canary} is replaced by {desired}")
+                };
+                self.events.push(Event::normal("CanaryReplaced", why));
             }
         }
         self.reset_rollout_fields();
         self.st.rollback = None;
         self.st.canary_revision = Some(desired.clone());
+        self.st.rollout_started_at = Some(time(self.now));
         self.st.step_started_at = Some(time(self.now));
         if let StrategyRef::Canary(_) = self.spec.strategy.kind() {
             self.st.current_step_index = Some(0);
@@ -416,6 +444,7 @@ impl<'a> Engine<'a> {
 
     fn reset_rollout_fields(&mut self) {
         self.st.canary_revision = None;
+        self.st.rollout_started_at = None;
         self.st.current_step_index = None;
         self.st.step_started_at = None;
         self.st.desired_weight = 0;
@@ -423,6 +452,7 @@ impl<'a> Engine<'a> {
         self.st.promoted_at = None;
         self.st.preview_ready_at = None;
         self.st.full_promotion_requested = false;
+        self.st.promotion_requested = false;
         self.st.analysis.clear();
     }
 
@@ -445,10 +475,7 @@ impl<'a> Engine<'a> {
         let Some(canary) = self.st.canary_revision.clone() else {
             return;
         };
-        if !matches!(
-            stage,
-            Stage::FirstDeploy | Stage::Canary | Stage::Preview | Stage::PostPromotion
-        ) {
+        if !matches!(stage, Stage::FirstDeploy | Stage::Canary | Stage::Preview | Stage::PostPromotion) {
             return;
         }
         if let Some((reason, check, message)) = self.failed_trigger(&canary) {
@@ -468,39 +495,30 @@ impl<'a> Engine<'a> {
         if self.abort_now {
             return Some((RollbackReason::Aborted, None, "aborted by request".into()));
         }
-        let crash = self
-            .spec
-            .analysis
-            .as_ref()
-            .map(|a| a.checks.crash.clone())
-            .unwrap_or_default();
-        if let Some(pods) = self.observed.revision(canary).filter(|_| crash.enabled) {
-            if pods.crash_looping || pods.restarts > crash.max_restarts {
-                return Some((
-                    RollbackReason::Crashed,
-                    Some("crash".into()),
-                    format!(
-                        "revision {canary}: {} container restart(s) (tolerated {}){}",
-                        pods.restarts,
-                        crash.max_restarts,
-                        if pods.crash_looping {
-                            ", crash-looping"
-                        } else {
-                            ""
-                        }
-                    ),
-                ));
-            }
+        let crash = self.spec.analysis.as_ref().map(|a| a.checks.crash.clone()).unwrap_or_default();
+        // A first deploy has nothing to roll back to, and restart counts never go down: only
+        // an ongoing crash loop holds it. A canary is judged on any crash, as the seeds ask.
+        let first_deploy = self.st.stable_revision.is_none();
+        if let Some(pods) = self.observed.revision(canary).filter(|_| crash.enabled)
+            && (pods.crash_looping || (!first_deploy && pods.restarts > crash.max_restarts))
+        {
+            return Some((
+                RollbackReason::Crashed,
+                Some("crash".into()),
+                format!(
+                    "revision {canary}: {} container restart(s) (tolerated {}){}",
+                    pods.restarts,
+                    crash.max_restarts,
+                    if pods.crash_looping { ", crash-looping" } else { "" }
+                ),
+            ));
         }
         if let Some(probe) = self.st.probes.iter().find(|p| p.revision == canary) {
             if probe.schema_compatible == Some(false) {
                 return Some((
                     RollbackReason::IncompatibleSchema,
                     Some("schema".into()),
-                    probe
-                        .message
-                        .clone()
-                        .unwrap_or_else(|| "tool schemas are incompatible".into()),
+                    probe.message.clone().unwrap_or_else(|| "tool schemas are incompatible".into()),
                 ));
             }
             if probe.consecutive_failures >= self.spec.probe.failure_limit {
@@ -533,11 +551,7 @@ impl<'a> Engine<'a> {
                         check.consecutive_failures,
                         check.value.map_or("n/a".into(), |v| format!("{v:.4}")),
                         check.threshold.map_or("n/a".into(), |v| format!("{v:.4}")),
-                        check
-                            .message
-                            .as_deref()
-                            .map(|m| format!(" ({m})"))
-                            .unwrap_or_default()
+                        check.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
                     ),
                 )
             })
@@ -545,13 +559,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Sends all traffic back to stable at once; the new revision drains.
-    fn roll_back(
-        &mut self,
-        canary: &str,
-        reason: RollbackReason,
-        check: Option<String>,
-        message: String,
-    ) {
+    fn roll_back(&mut self, canary: &str, reason: RollbackReason, check: Option<String>, message: String) {
         let had_traffic = self.st.desired_weight > 0;
         let replicas = self.canary_replicas_now();
         if self.stage() == Stage::PostPromotion {
@@ -565,13 +573,10 @@ impl<'a> Engine<'a> {
             "RolledBack",
             format!("revision {canary} rolled back ({reason:?}): {message}"),
         ));
-        self.st.rollback = Some(RollbackStatus {
-            revision: canary.to_owned(),
-            reason,
-            check,
-            message,
-            at: time(self.now),
-        });
+        // What the RolledBack stage reports on every later call, so this one says the same.
+        self.hold = Some(Hold::Stalled { reason: "RolledBack", message: message.clone() });
+        self.st.rollback =
+            Some(RollbackStatus { revision: canary.to_owned(), reason, check, message, at: time(self.now) });
     }
 
     /// Blue-green: the old revision takes traffic again; its drain is cancelled.
@@ -585,20 +590,15 @@ impl<'a> Engine<'a> {
     // ── progress ────────────────────────────────────────────────────────────────────────
 
     fn progress(&mut self) {
+        if matches!(self.hold, Some(Hold::Stalled { .. })) {
+            return;
+        }
         match self.stage() {
             Stage::FirstDeploy => self.progress_first_deploy(),
             Stage::Steady => {}
             Stage::RolledBack => {
-                let message = self
-                    .st
-                    .rollback
-                    .as_ref()
-                    .map(|r| r.message.clone())
-                    .unwrap_or_default();
-                self.hold(Hold::Stalled {
-                    reason: "RolledBack",
-                    message,
-                });
+                let message = self.st.rollback.as_ref().map(|r| r.message.clone()).unwrap_or_default();
+                self.hold(Hold::Stalled { reason: "RolledBack", message });
             }
             Stage::Canary => self.progress_canary(),
             Stage::Preview => self.progress_preview(),
@@ -615,10 +615,7 @@ impl<'a> Engine<'a> {
         }
         self.st.stable_revision = Some(revision.clone());
         self.reset_rollout_fields();
-        self.events.push(Event::normal(
-            "Promoted",
-            format!("revision {revision} is stable (first deploy)"),
-        ));
+        self.events.push(Event::normal("Promoted", format!("revision {revision} is stable (first deploy)")));
     }
 
     /// Whether `revision` has `pods` ready pods and a passing probe of at least that many pods
@@ -631,9 +628,7 @@ impl<'a> Engine<'a> {
         } else {
             match self.st.probes.iter().find(|p| p.revision == revision) {
                 Some(p) if p.passed && p.pods >= pods && secs(&p.at) > since => return true,
-                _ => format!(
-                    "waiting for a passing MCP probe of {pods} pod(s) of revision {revision}"
-                ),
+                _ => format!("waiting for a passing MCP probe of {pods} pod(s) of revision {revision}"),
             }
         };
         let deadline = self.spec.progress_deadline.as_secs() as i64;
@@ -645,12 +640,7 @@ impl<'a> Engine<'a> {
                 });
             } else {
                 let message = format!("{waiting} for longer than {}", self.spec.progress_deadline);
-                self.roll_back(
-                    revision,
-                    RollbackReason::ProgressDeadlineExceeded,
-                    None,
-                    message,
-                );
+                self.roll_back(revision, RollbackReason::ProgressDeadlineExceeded, None, message);
             }
         } else {
             self.hold(Hold::Waiting(waiting));
@@ -661,21 +651,13 @@ impl<'a> Engine<'a> {
     /// Whether the analysis lets the weight grow: every check passed in an evaluation newer
     /// than the last weight increase. Inconclusive holds as Paused (never promote blind).
     fn analysis_allows_increase(&mut self, step: Option<&CanaryStep>) -> bool {
-        if self.spec.analysis.is_none() || self.st.desired_weight == 0 || step_skips_analysis(step)
-        {
+        if self.spec.analysis.is_none() || self.st.desired_weight == 0 || step_skips_analysis(step) {
             return true;
         }
         let since = self.st.weight_increased_at.as_ref().map_or(i64::MIN, secs);
-        let fresh: Vec<&CheckStatus> = self
-            .st
-            .analysis
-            .iter()
-            .filter(|c| secs(&c.at) > since)
-            .collect();
+        let fresh: Vec<&CheckStatus> = self.st.analysis.iter().filter(|c| secs(&c.at) > since).collect();
         if fresh.is_empty() {
-            self.hold(Hold::Waiting(
-                "waiting for an analysis run at the current weight".into(),
-            ));
+            self.hold(Hold::Waiting("waiting for an analysis run at the current weight".into()));
             return false;
         }
         if let Some(c) = fresh.iter().find(|c| c.verdict != Verdict::Pass) {
@@ -723,11 +705,7 @@ impl<'a> Engine<'a> {
                 if !self.pods_and_probe_ready(&revision, pods) {
                     return;
                 }
-                let analysis_step = if full {
-                    None
-                } else {
-                    self.weighted_step(steps, index)
-                };
+                let analysis_step = if full { None } else { self.weighted_step(steps, index) };
                 if !full && !self.analysis_allows_increase(analysis_step) {
                     return;
                 }
@@ -753,21 +731,15 @@ impl<'a> Engine<'a> {
             }
             let started = self.st.step_started_at.as_ref().map_or(self.now, secs);
             let soaked = duration.is_some_and(|d| self.now >= started + d.as_secs() as i64);
-            if self.promote_now || soaked {
-                self.promote_now = false;
-                let why = if soaked {
-                    "soak done"
-                } else {
-                    "promoted by request"
-                };
+            if self.st.promotion_requested || soaked {
+                let why = if soaked { "soak done" } else { "promoted by request" };
                 self.advance_step(index, why.to_owned());
                 continue;
             }
             match duration {
-                Some(d) => self.hold(Hold::Waiting(format!(
-                    "soaking at {}% for {d}",
-                    self.st.desired_weight
-                ))),
+                Some(d) => {
+                    self.hold(Hold::Waiting(format!("soaking at {}% for {d}", self.st.desired_weight)))
+                }
                 None => self.hold(Hold::Paused(format!(
                     "paused at {}% until `kubectl mcprollout promote`",
                     self.st.desired_weight
@@ -777,23 +749,27 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Whether the canary is at a pause step.
+    fn at_pause_step(&self) -> bool {
+        let StrategyRef::Canary(c) = self.spec.strategy.kind() else { return false };
+        let index = self.st.current_step_index.unwrap_or(0).max(0) as usize;
+        c.steps.get(index).is_some_and(|s| s.pause.is_some()) && !self.st.full_promotion_requested
+    }
+
     /// The setWeight step whose weight is in force at step `index` (its overrides apply to the
     /// pauses after it too).
     fn weighted_step<'s>(&self, steps: &'s [CanaryStep], index: usize) -> Option<&'s CanaryStep> {
-        steps[..index.min(steps.len())]
-            .iter()
-            .rev()
-            .find(|s| s.set_weight.is_some())
+        steps[..index.min(steps.len())].iter().rev().find(|s| s.set_weight.is_some())
     }
 
     fn advance_step(&mut self, index: usize, why: String) {
+        // A promote acts on the pause it was asked at, never on a later one.
+        self.st.promotion_requested = false;
         let next = index + 1;
         self.st.current_step_index = Some(i32::try_from(next).unwrap_or(i32::MAX));
         self.st.step_started_at = Some(time(self.now));
-        self.events.push(Event::normal(
-            "StepAdvanced",
-            format!("step {index} done ({why}); now at step {next}"),
-        ));
+        self.events
+            .push(Event::normal("StepAdvanced", format!("step {index} done ({why}); now at step {next}")));
     }
 
     fn blue_green(&self) -> Option<&'a BlueGreenStrategy> {
@@ -804,15 +780,8 @@ impl<'a> Engine<'a> {
     }
 
     fn preview_replicas(&self) -> i32 {
-        let preview = self
-            .blue_green()
-            .and_then(|b| b.preview_replicas)
-            .unwrap_or(self.total());
-        if self.st.preview_ready_at.is_some() {
-            self.total()
-        } else {
-            preview.clamp(1, self.total())
-        }
+        let preview = self.blue_green().and_then(|b| b.preview_replicas).unwrap_or(self.total());
+        if self.st.preview_ready_at.is_some() { self.total() } else { preview.clamp(1, self.total()) }
     }
 
     fn progress_preview(&mut self) {
@@ -825,17 +794,13 @@ impl<'a> Engine<'a> {
         }
         if self.st.preview_ready_at.is_none() {
             self.st.preview_ready_at = Some(time(self.now));
-            self.events.push(Event::normal(
-                "PreviewReady",
-                format!("revision {revision} passed its gates"),
-            ));
+            self.events.push(Event::normal("PreviewReady", format!("revision {revision} passed its gates")));
             if self.preview_replicas() > bg.preview_replicas.unwrap_or(self.total()) {
                 // Scaled to full size for the flip; the new pods need their own probe.
                 self.st.step_started_at = Some(time(self.now));
-                self.hold(Hold::Waiting(format!(
-                    "scaling revision {revision} to full size"
-                )));
-                return;
+                if !self.pods_and_probe_ready(&revision, self.total()) {
+                    return;
+                }
             }
         }
         if self.paused() {
@@ -845,7 +810,7 @@ impl<'a> Engine<'a> {
         let ready_at = self.st.preview_ready_at.as_ref().map_or(self.now, secs);
         let delay = bg.auto_promote_after.map_or(0, |d| d.as_secs() as i64);
         let auto = bg.auto_promote && self.now >= ready_at + delay;
-        if !(auto || self.promote_now || self.st.full_promotion_requested) {
+        if !(auto || self.st.promotion_requested || self.st.full_promotion_requested) {
             self.hold(if bg.auto_promote {
                 Hold::Waiting(format!(
                     "flipping to revision {revision} after {}",
@@ -858,7 +823,7 @@ impl<'a> Engine<'a> {
             });
             return;
         }
-        self.promote_now = false;
+        self.st.promotion_requested = false;
         let stable = self.st.stable_revision.clone().unwrap_or_default();
         let total = self.total();
         self.start_drain(&stable, total);
@@ -879,37 +844,39 @@ impl<'a> Engine<'a> {
         let Some(bg) = self.blue_green() else { return };
         let promoted = self.st.promoted_at.as_ref().map_or(self.now, secs);
         let window_over = self.now >= promoted + bg.post_promotion_window.as_secs() as i64;
-        if !(window_over || self.promote_now || self.st.full_promotion_requested) {
-            self.hold(Hold::Waiting(format!(
-                "post-promotion window of {}",
-                bg.post_promotion_window
-            )));
+        let requested = self.st.promotion_requested || self.st.full_promotion_requested;
+        if !(window_over || requested) {
+            self.hold(Hold::Waiting(format!("post-promotion window of {}", bg.post_promotion_window)));
             return;
         }
-        if self.spec.analysis.is_some() && !self.promote_now && !self.st.full_promotion_requested {
-            let fresh: Vec<&CheckStatus> = self
-                .st
-                .analysis
-                .iter()
-                .filter(|c| secs(&c.at) > promoted)
-                .collect();
+        if self.spec.analysis.is_some() && !requested {
+            let fresh: Vec<&CheckStatus> =
+                self.st.analysis.iter().filter(|c| secs(&c.at) > promoted).collect();
             if let Some(c) = fresh.iter().find(|c| c.verdict != Verdict::Pass) {
-                let message = format!(
-                    "analysis check {} is {:?} at the end of the window",
-                    c.name, c.verdict
-                );
+                let message =
+                    format!("analysis check {} is {:?} at the end of the window", c.name, c.verdict);
                 self.hold(Hold::Paused(message));
                 return;
             }
             if fresh.is_empty() {
-                self.hold(Hold::Paused(
-                    "no analysis run completed during the post-promotion window".into(),
-                ));
+                self.hold(Hold::Paused("no analysis run completed during the post-promotion window".into()));
                 return;
             }
         }
-        self.promote_now = false;
-        self.finalize_promotion("post-promotion window passed");
+        let Some(revision) = self.st.canary_revision.clone() else { return };
+        let probe_passing =
+            self.st.probes.iter().any(|p| p.revision == revision && p.passed && p.pods >= self.total());
+        if !probe_passing {
+            // Below the failure limit a failed probe does not flip back, but it does not make
+            // the revision stable either: wait for the next probe (or the limit).
+            self.hold(Hold::Waiting(format!("waiting for a passing MCP probe of revision {revision}")));
+            return;
+        }
+        self.finalize_promotion(if requested {
+            "promoted by request"
+        } else {
+            "post-promotion window passed"
+        });
     }
 
     /// The new revision becomes stable; the old stable drains (it may already be draining).
@@ -923,10 +890,7 @@ impl<'a> Engine<'a> {
         }
         self.st.stable_revision = Some(revision.clone());
         self.reset_rollout_fields();
-        self.events.push(Event::normal(
-            "Promoted",
-            format!("revision {revision} is stable ({why})"),
-        ));
+        self.events.push(Event::normal("Promoted", format!("revision {revision} is stable ({why})")));
     }
 
     // ── drains ──────────────────────────────────────────────────────────────────────────
@@ -935,8 +899,7 @@ impl<'a> Engine<'a> {
         if self.st.drains.iter().any(|d| d.revision == revision) || replicas <= 0 {
             return;
         }
-        let (window, measured, clamp) =
-            drain::window(&self.spec.drain, self.observed.session_duration);
+        let (window, measured, clamp) = drain::window(&self.spec.drain, self.observed.session_duration);
         self.events.push(Event::normal(
             "DrainStarted",
             format!(
@@ -960,8 +923,10 @@ impl<'a> Engine<'a> {
     /// is serving again (rolled back to, or the blue-green flip-back target during the window)
     /// is never ended here.
     fn finish_drains(&mut self) {
-        let serving: Vec<String> = [&self.st.stable_revision, &self.st.canary_revision]
-            .into_iter()
+        // Serving with traffic again (stable, or a canary with weight) ends a drain; a
+        // restarted revision with no traffic yet keeps draining its old sessions.
+        let serving: Vec<String> = std::iter::once(&self.st.stable_revision)
+            .chain((self.st.desired_weight > 0).then_some(&self.st.canary_revision))
             .flatten()
             .cloned()
             .collect();
@@ -976,15 +941,10 @@ impl<'a> Engine<'a> {
                 return false; // serving again: no longer draining
             }
             let started = secs(&d.started_at);
-            if let Some(s) = self
-                .observed
-                .active_sessions
-                .iter()
-                .find(|s| s.revision == d.revision)
+            if let Some(s) = self.observed.active_sessions.iter().find(|s| s.revision == d.revision)
+                && s.at.as_second() >= started
             {
-                if s.at.as_second() >= started {
-                    d.active_sessions = Some(s.count);
-                }
+                d.active_sessions = Some(s.count);
             }
             if is_flip_back {
                 return true;
@@ -1021,6 +981,8 @@ impl<'a> Engine<'a> {
 
     fn finish(mut self) -> Decision {
         let stage = self.stage();
+        let live = self.live_revisions();
+        self.st.probes.retain(|p| live.contains(&p.revision));
         let plan_revisions = self.plan_revisions(stage);
         let (phase, reason, message) = self.phase(stage);
         self.st.phase = Some(phase);
@@ -1040,13 +1002,7 @@ impl<'a> Engine<'a> {
         let requeue_after = Some(self.requeue_after(stage));
         Decision {
             status: self.st,
-            plan: Plan {
-                revisions: plan_revisions,
-                probes,
-                analysis,
-                events: self.events,
-                requeue_after,
-            },
+            plan: Plan { revisions: plan_revisions, probes, analysis, events: self.events, requeue_after },
         }
     }
 
@@ -1057,37 +1013,19 @@ impl<'a> Engine<'a> {
         let weight = self.st.desired_weight;
         match (stage, &self.st.stable_revision, &canary) {
             (Stage::FirstDeploy, _, Some(c)) => {
-                let probed = self.st.probes.iter().any(|p| &p.revision == c && p.passed);
-                // No traffic to protect yet, but nothing enters rotation before a probe passes.
-                plan.push(revision_plan(
-                    c,
-                    Role::Canary,
-                    total,
-                    if probed { total } else { 0 },
-                    100,
-                ));
+                // Out of rotation until it is stable (the same decision its gates pass), so a
+                // candidate replaced before then never had traffic to drain.
+                plan.push(revision_plan(c, Role::Canary, total, 0, 100));
             }
             (Stage::Canary, Some(s), Some(c)) => {
                 let next = self.next_canary_target();
                 let replicas = replicas_for(total, next.max(weight)).max(1);
                 plan.push(revision_plan(s, Role::Stable, total, total, 100 - weight));
-                plan.push(revision_plan(
-                    c,
-                    Role::Canary,
-                    replicas,
-                    replicas_for(total, weight),
-                    weight,
-                ));
+                plan.push(revision_plan(c, Role::Canary, replicas, replicas_for(total, weight), weight));
             }
             (Stage::Preview, Some(s), Some(c)) => {
                 plan.push(revision_plan(s, Role::Stable, total, total, 100));
-                plan.push(revision_plan(
-                    c,
-                    Role::Canary,
-                    self.preview_replicas(),
-                    0,
-                    0,
-                ));
+                plan.push(revision_plan(c, Role::Canary, self.preview_replicas(), 0, 0));
             }
             (Stage::PostPromotion, Some(s), Some(c)) => {
                 plan.push(revision_plan(c, Role::Canary, total, total, 100));
@@ -1098,8 +1036,10 @@ impl<'a> Engine<'a> {
             _ => {}
         }
         for d in &self.st.drains {
-            if plan.iter().all(|p| p.revision != d.revision) {
-                plan.push(revision_plan(&d.revision, Role::Draining, d.replicas, 0, 0));
+            match plan.iter_mut().find(|p| p.revision == d.revision) {
+                // Restarted under a new role before its drain ended: keep the draining pods.
+                Some(p) => p.replicas = p.replicas.max(d.replicas),
+                None => plan.push(revision_plan(&d.revision, Role::Draining, d.replicas, 0, 0)),
             }
         }
         plan
@@ -1117,11 +1057,7 @@ impl<'a> Engine<'a> {
         c.steps[index.min(c.steps.len())..]
             .iter()
             .find_map(|s| s.set_weight)
-            .or(if index >= c.steps.len() {
-                Some(100)
-            } else {
-                None
-            })
+            .or(if index >= c.steps.len() { Some(100) } else { None })
             .unwrap_or(self.st.desired_weight)
     }
 
@@ -1130,33 +1066,21 @@ impl<'a> Engine<'a> {
             return 0;
         };
         let in_rotation = |r: &Option<String>| {
-            r.as_deref()
-                .and_then(|r| self.observed.revision(r))
-                .map_or(0, |o| o.ready_in_rotation)
+            r.as_deref().and_then(|r| self.observed.revision(r)).map_or(0, |o| o.ready_in_rotation)
         };
         let c = in_rotation(&Some(canary.clone()));
         let s = in_rotation(&self.st.stable_revision);
-        if c + s == 0 {
-            0
-        } else {
-            ((f64::from(c) * 100.0) / f64::from(c + s)).round() as i32
-        }
+        if c + s == 0 { 0 } else { ((f64::from(c) * 100.0) / f64::from(c + s)).round() as i32 }
     }
 
     fn phase(&self, stage: Stage) -> (Phase, &'static str, String) {
         match (&self.hold, stage) {
-            (Some(Hold::Stalled { reason, message }), _) => {
-                (Phase::Degraded, reason, message.clone())
-            }
+            (Some(Hold::Stalled { reason, message }), _) => (Phase::Degraded, reason, message.clone()),
             (Some(Hold::Paused(m)), _) => (Phase::Paused, "Paused", m.clone()),
             (Some(Hold::Waiting(m)), _) => (Phase::Progressing, "Progressing", m.clone()),
             (None, Stage::Steady) => {
                 let stable = self.st.stable_revision.clone().unwrap_or_default();
-                (
-                    Phase::Healthy,
-                    "RolloutComplete",
-                    format!("revision {stable} serves all traffic"),
-                )
+                (Phase::Healthy, "RolloutComplete", format!("revision {stable} serves all traffic"))
             }
             (None, _) => (Phase::Progressing, "Progressing", "rolling out".into()),
         }
@@ -1166,23 +1090,16 @@ impl<'a> Engine<'a> {
         let interval = self.spec.probe.interval.as_secs() as i64;
         let step_start = self.st.step_started_at.as_ref().map_or(i64::MIN, secs);
         let stale = |revision: &str, needs_newer_than: i64| {
-            self.st
-                .probes
-                .iter()
-                .find(|p| p.revision == revision)
-                .is_none_or(|p| {
-                    let at = secs(&p.at);
-                    at + interval <= self.now || at <= needs_newer_than
-                })
+            self.st.probes.iter().find(|p| p.revision == revision).is_none_or(|p| {
+                let at = secs(&p.at);
+                at + interval <= self.now || at <= needs_newer_than
+            })
         };
         let mut due = Vec::new();
-        if let Some(stable) = &self.st.stable_revision {
-            if stale(stable, i64::MIN) {
-                due.push(ProbeRequest {
-                    revision: stable.clone(),
-                    baseline: None,
-                });
-            }
+        if let Some(stable) = &self.st.stable_revision
+            && stale(stable, i64::MIN)
+        {
+            due.push(ProbeRequest { revision: stable.clone(), baseline: None });
         }
         if let Some(canary) = &self.st.canary_revision {
             let needs_fresh = !matches!(stage, Stage::PostPromotion);
@@ -1235,12 +1152,7 @@ impl<'a> Engine<'a> {
             .and_then(|s| s.analysis.as_ref())
             .and_then(|a| a.min_request_count)
             .unwrap_or(analysis.min_request_count);
-        Some(AnalysisRequest {
-            canary,
-            stable,
-            max_error_rate_ratio,
-            min_request_count,
-        })
+        Some(AnalysisRequest { canary, stable, max_error_rate_ratio, min_request_count })
     }
 
     /// The soonest moment something time-based can change, clamped to [1s, probe interval].
@@ -1252,13 +1164,7 @@ impl<'a> Engine<'a> {
             consider(secs(&d.started_at) + d.window_seconds);
         }
         if let Some(a) = &self.spec.analysis {
-            let last = self
-                .st
-                .analysis
-                .iter()
-                .map(|c| secs(&c.at))
-                .max()
-                .unwrap_or(self.now);
+            let last = self.st.analysis.iter().map(|c| secs(&c.at)).max().unwrap_or(self.now);
             if matches!(stage, Stage::Canary | Stage::Preview | Stage::PostPromotion) {
                 consider(last + a.interval.as_secs() as i64);
             }
@@ -1267,13 +1173,9 @@ impl<'a> Engine<'a> {
         match (stage, self.spec.strategy.kind()) {
             (Stage::Canary, StrategyRef::Canary(c)) => {
                 let index = self.st.current_step_index.unwrap_or(0).max(0) as usize;
-                if let (Some(d), Some(start)) = (
-                    c.steps
-                        .get(index)
-                        .and_then(|s| s.pause.as_ref())
-                        .and_then(|p| p.duration),
-                    step_start,
-                ) {
+                if let (Some(d), Some(start)) =
+                    (c.steps.get(index).and_then(|s| s.pause.as_ref()).and_then(|p| p.duration), step_start)
+                {
                     consider(start + d.as_secs() as i64);
                 }
             }
@@ -1289,27 +1191,20 @@ impl<'a> Engine<'a> {
             }
             _ => {}
         }
-        if matches!(stage, Stage::FirstDeploy | Stage::Canary | Stage::Preview) {
-            if let Some(start) = step_start {
-                consider(start + self.spec.progress_deadline.as_secs() as i64 + 1);
-            }
+        if matches!(stage, Stage::FirstDeploy | Stage::Canary | Stage::Preview)
+            && let Some(start) = step_start
+        {
+            consider(start + self.spec.progress_deadline.as_secs() as i64 + 1);
         }
         Duration::from_secs((next - self.now).clamp(1, probe_interval) as u64)
     }
 }
 
 fn step_skips_analysis(step: Option<&CanaryStep>) -> bool {
-    step.and_then(|s| s.analysis.as_ref())
-        .is_some_and(|a| a.skip)
+    step.and_then(|s| s.analysis.as_ref()).is_some_and(|a| a.skip)
 }
 
-fn revision_plan(
-    revision: &str,
-    role: Role,
-    replicas: i32,
-    in_rotation: i32,
-    weight: i32,
-) -> RevisionPlan {
+fn revision_plan(revision: &str, role: Role, replicas: i32, in_rotation: i32, weight: i32) -> RevisionPlan {
     RevisionPlan {
         revision: revision.to_owned(),
         role,

@@ -92,18 +92,10 @@ pub struct Event {
 
 impl Event {
     pub fn normal(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            type_: EventType::Normal,
-            reason: reason.into(),
-            message: message.into(),
-        }
+        Self { type_: EventType::Normal, reason: reason.into(), message: message.into() }
     }
 
     pub fn warning(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            type_: EventType::Warning,
-            reason: reason.into(),
-            message: message.into(),
-        }
+        Self { type_: EventType::Warning, reason: reason.into(), message: message.into() }
     }
 }

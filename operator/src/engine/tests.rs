@@ -90,10 +90,7 @@ impl World {
                 revision: r.revision.clone(),
                 ready: r.replicas,
                 ready_in_rotation: r.in_rotation,
-                restarts: self
-                    .observed
-                    .revision(&r.revision)
-                    .map_or(0, |o| o.restarts),
+                restarts: self.observed.revision(&r.revision).map_or(0, |o| o.restarts),
                 crash_looping: false,
             })
             .collect();
@@ -103,21 +100,12 @@ impl World {
     pub fn run_probes(&mut self, passed: bool) {
         let requests = self.plan().probes.clone();
         for request in requests {
-            let pods = self
-                .observed
-                .revision(&request.revision)
-                .map_or(0, |r| r.ready);
+            let pods = self.observed.revision(&request.revision).map_or(0, |r| r.ready);
             self.set_probe(&request.revision, passed, pods, Some(true));
         }
     }
 
-    pub fn set_probe(
-        &mut self,
-        revision: &str,
-        passed: bool,
-        pods: i32,
-        schema_compatible: Option<bool>,
-    ) {
+    pub fn set_probe(&mut self, revision: &str, passed: bool, pods: i32, schema_compatible: Option<bool>) {
         self.observed.probes.retain(|p| p.revision != revision);
         self.observed.probes.push(ProbeReport {
             revision: revision.to_owned(),
@@ -172,10 +160,8 @@ fn with_stable_then(strategy: serde_json::Value, analysis: bool) -> (World, Stri
     let mut w = World::new(spec(strategy, "mcp-fixture:v1"));
     if analysis {
         w.spec.analysis = Some(
-            serde_json::from_value(
-                json!({"prometheus": {"address": "http://prom:9090"}, "interval": "10s"}),
-            )
-            .unwrap(),
+            serde_json::from_value(json!({"prometheus": {"address": "http://prom:9090"}, "interval": "10s"}))
+                .unwrap(),
         );
     }
     for _ in 0..3 {
@@ -197,17 +183,8 @@ fn first_deploy_becomes_stable_once_ready_and_probed_with_no_canary() {
     assert_eq!(d.status.phase, Some(Phase::Progressing));
     assert_eq!(d.plan.revisions.len(), 1);
     assert_eq!(d.plan.revisions[0].replicas, 4);
-    assert_eq!(
-        d.plan.revisions[0].in_rotation, 0,
-        "nothing in rotation before a probe passes"
-    );
-    assert_eq!(
-        d.plan.probes,
-        vec![ProbeRequest {
-            revision: rev.clone(),
-            baseline: None
-        }]
-    );
+    assert_eq!(d.plan.revisions[0].in_rotation, 0, "nothing in rotation before a probe passes");
+    assert_eq!(d.plan.probes, vec![ProbeRequest { revision: rev.clone(), baseline: None }]);
 
     w.tick(1);
     w.pods_follow_plan();
@@ -220,12 +197,7 @@ fn first_deploy_becomes_stable_once_ready_and_probed_with_no_canary() {
     assert_eq!(d.plan.revisions[0].in_rotation, 4);
     assert_eq!(d.plan.revisions[0].weight, 100);
     assert!(w.saw("Promoted"));
-    let ready = d
-        .status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
+    let ready = d.status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!(ready.status, "True");
 }
 
@@ -241,18 +213,9 @@ fn first_deploy_that_never_passes_is_stalled_not_rolled_back() {
     w.decide();
     assert_eq!(w.status.phase, Some(Phase::Degraded));
     assert_eq!(w.status.rollback, None);
-    let stalled = w
-        .status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Stalled")
-        .unwrap();
+    let stalled = w.status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
     assert_eq!(stalled.status, "True");
-    assert!(
-        stalled.message.contains("cannot become stable"),
-        "{}",
-        stalled.message
-    );
+    assert!(stalled.message.contains("cannot become stable"), "{}", stalled.message);
 }
 
 #[test]
@@ -269,10 +232,7 @@ fn canary_happy_path_walks_every_step_then_drains_the_old_stable() {
     assert_eq!(w.status.current_step_index, Some(1));
     let c = w.plan().revision(&canary).unwrap().clone();
     let s = w.plan().revision(&stable).unwrap().clone();
-    assert_eq!(
-        (c.in_rotation, c.weight, s.weight, s.replicas),
-        (1, 5, 95, 4)
-    );
+    assert_eq!((c.in_rotation, c.weight, s.weight, s.replicas), (1, 5, 95, 4));
 
     w.round(10);
     assert_eq!(w.status.current_step_index, Some(1), "soaking for 30s");
@@ -280,67 +240,38 @@ fn canary_happy_path_walks_every_step_then_drains_the_old_stable() {
     // Soak done → setWeight 25: the second canary pod comes up out of rotation, and the
     // probe that lets it in must be newer than the scale-up (the next second).
     assert_eq!((w.weight(), w.status.current_step_index), (5, Some(2)));
-    assert_eq!(
-        w.plan().revision(&canary).unwrap().in_rotation,
-        1,
-        "new pod not in rotation yet"
-    );
+    assert_eq!(w.plan().revision(&canary).unwrap().in_rotation, 1, "new pod not in rotation yet");
     w.round(1);
     // → indefinite pause.
     assert_eq!(w.weight(), 25);
     assert_eq!(w.status.current_step_index, Some(3));
     assert_eq!(w.status.phase, Some(Phase::Paused));
     w.round(100);
-    assert_eq!(
-        w.status.current_step_index,
-        Some(3),
-        "an indefinite pause waits for a human"
-    );
+    assert_eq!(w.status.current_step_index, Some(3), "an indefinite pause waits for a human");
 
     w.request("promote");
     w.round(1);
     w.round(1);
     assert_eq!(w.weight(), 50);
     w.round(1);
-    assert_eq!(
-        w.plan().revision(&canary).unwrap().replicas,
-        4,
-        "sized for 100% before promotion"
-    );
+    assert_eq!(w.plan().revision(&canary).unwrap().replicas, 4, "sized for 100% before promotion");
     w.round(1);
     // End of steps: promotion to 100% = the canary becomes stable.
     assert_eq!(w.status.stable_revision.as_deref(), Some(canary.as_str()));
     assert_eq!(w.status.canary_revision, None);
     assert_eq!(w.status.phase, Some(Phase::Healthy));
     let old = w.plan().revision(&stable).unwrap().clone();
-    assert_eq!(
-        (old.role, old.in_rotation, old.weight, old.replicas),
-        (Role::Draining, 0, 0, 4)
-    );
-    assert_eq!(
-        w.status.drains[0].window_seconds, 300,
-        "no measurement → drain.max"
-    );
+    assert_eq!((old.role, old.in_rotation, old.weight, old.replicas), (Role::Draining, 0, 0, 4));
+    assert_eq!(w.status.drains[0].window_seconds, 300, "no measurement → drain.max");
 
     let drain_start = secs(&w.status.drains[0].started_at);
     w.round(drain_start + 299 - w.now);
-    assert!(
-        w.plan().revision(&stable).is_some(),
-        "still draining at 299s"
-    );
+    assert!(w.plan().revision(&stable).is_some(), "still draining at 299s");
     w.round(1);
-    assert!(
-        w.plan().revision(&stable).is_none(),
-        "drained, then removed"
-    );
-    for reason in [
-        "RolloutStarted",
-        "WeightIncreased",
-        "StepAdvanced",
-        "Promoted",
-        "DrainStarted",
-        "DrainFinished",
-    ] {
+    assert!(w.plan().revision(&stable).is_none(), "drained, then removed");
+    for reason in
+        ["RolloutStarted", "WeightIncreased", "StepAdvanced", "Promoted", "DrainStarted", "DrainFinished"]
+    {
         assert!(w.saw(reason), "no {reason} event");
     }
 }
@@ -363,10 +294,7 @@ fn no_weight_increase_without_a_probe_newer_than_the_scale_up() {
     });
     w.decide();
     assert_eq!(w.weight(), 0);
-    assert!(
-        w.plan().probes.iter().any(|p| p.revision == canary),
-        "a fresh probe is due"
-    );
+    assert!(w.plan().probes.iter().any(|p| p.revision == canary), "a fresh probe is due");
     w.tick(1);
     w.set_probe(&canary, true, 1, Some(true));
     w.decide();
@@ -378,21 +306,12 @@ fn crash_rolls_back_at_once_and_stable_keeps_all_traffic() {
     let (mut w, stable, canary) = with_stable_then(canary_steps(), false);
     w.round(1);
     assert_eq!(w.weight(), 5);
-    w.observed
-        .revisions
-        .iter_mut()
-        .find(|r| r.revision == canary)
-        .unwrap()
-        .restarts = 1;
+    w.observed.revisions.iter_mut().find(|r| r.revision == canary).unwrap().restarts = 1;
     w.tick(1);
     let rollback = w.status.rollback.clone().unwrap();
     assert_eq!(rollback.reason, RollbackReason::Crashed);
     assert_eq!(rollback.revision, canary);
-    assert!(
-        rollback.message.contains("1 container restart(s)"),
-        "{}",
-        rollback.message
-    );
+    assert!(rollback.message.contains("1 container restart(s)"), "{}", rollback.message);
     assert_eq!(w.plan().revision(&stable).unwrap().weight, 100);
     let c = w.plan().revision(&canary).unwrap();
     assert_eq!((c.role, c.in_rotation), (Role::Draining, 0));
@@ -405,12 +324,7 @@ fn crash_loop_rolls_back_even_with_no_restart_counted() {
     let (mut w, _, canary) = with_stable_then(canary_steps(), false);
     w.tick(1);
     w.pods_follow_plan();
-    w.observed
-        .revisions
-        .iter_mut()
-        .find(|r| r.revision == canary)
-        .unwrap()
-        .crash_looping = true;
+    w.observed.revisions.iter_mut().find(|r| r.revision == canary).unwrap().crash_looping = true;
     w.decide();
     assert_eq!(w.status.rollback.unwrap().reason, RollbackReason::Crashed);
 }
@@ -425,19 +339,12 @@ fn probe_failures_reaching_the_limit_roll_back() {
         w.set_probe(&canary, false, 1, Some(true));
         w.decide();
         if n < 3 {
-            assert_eq!(
-                w.status.rollback, None,
-                "{n} failures are below the limit of 3"
-            );
+            assert_eq!(w.status.rollback, None, "{n} failures are below the limit of 3");
         }
     }
     let rollback = w.status.rollback.clone().unwrap();
     assert_eq!(rollback.reason, RollbackReason::ProbeFailed);
-    assert!(
-        rollback.message.contains("3 consecutive probe failures"),
-        "{}",
-        rollback.message
-    );
+    assert!(rollback.message.contains("3 consecutive probe failures"), "{}", rollback.message);
 }
 
 #[test]
@@ -454,19 +361,14 @@ fn incompatible_schema_is_blocked_before_any_traffic() {
         schema_compatible: Some(false),
         protocol_versions: vec![],
         tool_count: Some(2),
-        message: Some(
-            "tool removed: search_documents; required parameter added: get_document.tenant".into(),
-        ),
+        message: Some("tool removed: search_documents; required parameter added: get_document.tenant".into()),
     });
     w.decide();
     let rollback = w.status.rollback.clone().unwrap();
     assert_eq!(rollback.reason, RollbackReason::IncompatibleSchema);
     assert!(rollback.message.contains("search_documents"));
     assert_eq!(w.weight(), 0);
-    assert!(
-        w.plan().revision(&canary).is_none(),
-        "never had traffic: nothing to drain"
-    );
+    assert!(w.plan().revision(&canary).is_none(), "never had traffic: nothing to drain");
 }
 
 #[test]
@@ -480,13 +382,7 @@ fn failing_analysis_rolls_back_with_the_numbers() {
     let rollback = w.status.rollback.clone().unwrap();
     assert_eq!(rollback.reason, RollbackReason::AnalysisFailed);
     assert_eq!(rollback.check.as_deref(), Some("errorRate"));
-    assert!(
-        rollback
-            .message
-            .contains("value 5.0000 against threshold 2.0000"),
-        "{}",
-        rollback.message
-    );
+    assert!(rollback.message.contains("value 5.0000 against threshold 2.0000"), "{}", rollback.message);
 }
 
 #[test]
@@ -504,13 +400,7 @@ fn inconclusive_analysis_pauses_and_never_rolls_back_or_promotes() {
         assert_eq!(w.status.rollback, None);
     }
     assert_eq!(w.status.phase, Some(Phase::Paused));
-    assert!(
-        w.status
-            .message
-            .as_deref()
-            .unwrap()
-            .contains("Inconclusive")
-    );
+    assert!(w.status.message.as_deref().unwrap().contains("Inconclusive"));
     w.tick(10);
     w.set_analysis(&canary, Verdict::Pass);
     w.run_probes(true);
@@ -535,10 +425,7 @@ fn progress_deadline_rolls_back_a_canary_that_never_gets_ready() {
     for _ in 0..61 {
         w.tick(10);
     }
-    assert_eq!(
-        w.status.rollback.unwrap().reason,
-        RollbackReason::ProgressDeadlineExceeded
-    );
+    assert_eq!(w.status.rollback.unwrap().reason, RollbackReason::ProgressDeadlineExceeded);
 }
 
 fn blue_green(auto: bool) -> serde_json::Value {
@@ -549,11 +436,7 @@ fn blue_green(auto: bool) -> serde_json::Value {
 fn blue_green_flips_after_the_delay_then_finishes_after_window_and_drain() {
     let (mut w, blue, green) = with_stable_then(blue_green(true), false);
     let g = w.plan().revision(&green).unwrap().clone();
-    assert_eq!(
-        (g.replicas, g.in_rotation, g.weight),
-        (4, 0, 0),
-        "preview at full size, no traffic"
-    );
+    assert_eq!((g.replicas, g.in_rotation, g.weight), (4, 0, 0), "preview at full size, no traffic");
     w.round(1);
     assert!(w.saw("PreviewReady"));
     assert_eq!(w.status.promoted_at, None, "waits autoPromoteAfter");
@@ -562,19 +445,13 @@ fn blue_green_flips_after_the_delay_then_finishes_after_window_and_drain() {
     let g = w.plan().revision(&green).unwrap().clone();
     let b = w.plan().revision(&blue).unwrap().clone();
     assert_eq!((g.weight, g.in_rotation), (100, 4));
-    assert_eq!(
-        (b.weight, b.in_rotation, b.replicas, b.role),
-        (0, 0, 4, Role::Draining)
-    );
+    assert_eq!((b.weight, b.in_rotation, b.replicas, b.role), (0, 0, 4, Role::Draining));
     // Blue's drain (300s) ends with the window; blue is kept until then regardless.
     w.round(200);
     assert!(w.plan().revision(&blue).is_some());
     w.round(101);
     assert_eq!(w.status.stable_revision.as_deref(), Some(green.as_str()));
-    assert!(
-        w.plan().revision(&blue).is_none(),
-        "window and drain over: blue removed"
-    );
+    assert!(w.plan().revision(&blue).is_none(), "window and drain over: blue removed");
     assert_eq!(w.status.phase, Some(Phase::Healthy));
 }
 
@@ -604,28 +481,17 @@ fn blue_green_failure_after_the_flip_flips_straight_back() {
     assert_eq!((b.role, b.weight, b.in_rotation), (Role::Stable, 100, 4));
     let g = w.plan().revision(&green).unwrap();
     assert_eq!((g.role, g.weight, g.in_rotation), (Role::Draining, 0, 0));
-    assert!(
-        w.status.drains.iter().all(|d| d.revision != blue),
-        "blue serves again: no drain"
-    );
+    assert!(w.status.drains.iter().all(|d| d.revision != blue), "blue serves again: no drain");
 }
 
 #[test]
 fn drain_window_comes_from_the_measured_session_duration() {
-    let (mut w, stable, _) =
-        with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
-    w.observed.session_duration = Some(SessionDuration {
-        seconds: Some(95.3),
-    });
+    let (mut w, stable, _) = with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
+    w.observed.session_duration = Some(SessionDuration { seconds: Some(95.3) });
     for _ in 0..3 {
         w.round(1);
     }
-    let drain = w
-        .status
-        .drains
-        .iter()
-        .find(|d| d.revision == stable)
-        .unwrap();
+    let drain = w.status.drains.iter().find(|d| d.revision == stable).unwrap();
     assert_eq!(
         (drain.window_seconds, drain.measured_seconds, drain.clamp),
         (96, Some(95.3), crate::api::DrainClamp::None)
@@ -634,8 +500,7 @@ fn drain_window_comes_from_the_measured_session_duration() {
 
 #[test]
 fn drain_finishes_early_when_the_pods_report_no_open_sessions() {
-    let (mut w, stable, _) =
-        with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
+    let (mut w, stable, _) = with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
     for _ in 0..3 {
         w.round(1);
     }
@@ -646,10 +511,7 @@ fn drain_finishes_early_when_the_pods_report_no_open_sessions() {
         count: 3,
     }];
     w.round(5);
-    assert!(
-        w.plan().revision(&stable).is_some(),
-        "3 sessions still open"
-    );
+    assert!(w.plan().revision(&stable).is_some(), "3 sessions still open");
     assert_eq!(w.status.drains[0].active_sessions, Some(3));
     w.observed.active_sessions = vec![ActiveSessions {
         revision: stable.clone(),
@@ -657,26 +519,15 @@ fn drain_finishes_early_when_the_pods_report_no_open_sessions() {
         count: 0,
     }];
     w.round(5);
-    assert!(
-        w.plan().revision(&stable).is_none(),
-        "no sessions left: drained early"
-    );
-    assert!(
-        w.events
-            .iter()
-            .any(|e| e.reason == "DrainFinished" && e.message.contains("no open sessions"))
-    );
+    assert!(w.plan().revision(&stable).is_none(), "no sessions left: drained early");
+    assert!(w.events.iter().any(|e| e.reason == "DrainFinished" && e.message.contains("no open sessions")));
 }
 
 #[test]
 fn stale_session_counts_from_before_the_drain_do_not_end_it() {
-    let (mut w, stable, _) =
-        with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
-    w.observed.active_sessions = vec![ActiveSessions {
-        revision: stable.clone(),
-        at: Timestamp::from_second(T0).unwrap(),
-        count: 0,
-    }];
+    let (mut w, stable, _) = with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
+    w.observed.active_sessions =
+        vec![ActiveSessions { revision: stable.clone(), at: Timestamp::from_second(T0).unwrap(), count: 0 }];
     for _ in 0..3 {
         w.round(1);
     }
@@ -692,22 +543,14 @@ fn pause_and_resume_by_request_and_by_spec() {
     assert_eq!(w.status.phase, Some(Phase::Paused));
     assert!(w.status.paused_by_request);
     w.round(1000);
-    assert_eq!(
-        w.weight(),
-        0,
-        "no progress while paused, and no deadline either"
-    );
+    assert_eq!(w.weight(), 0, "no progress while paused, and no deadline either");
     assert_eq!(w.status.rollback, None);
     w.request("resume");
     w.round(1);
     assert_eq!(w.weight(), 5);
     w.spec.paused = true;
     w.round(100);
-    assert_eq!(
-        w.status.current_step_index,
-        Some(1),
-        "spec.paused holds the soak too"
-    );
+    assert_eq!(w.status.current_step_index, Some(1), "spec.paused holds the soak too");
 }
 
 #[test]
@@ -716,10 +559,7 @@ fn abort_rolls_back_and_retry_starts_the_same_revision_again() {
     w.round(1);
     w.request("abort");
     w.round(1);
-    assert_eq!(
-        w.status.rollback.as_ref().unwrap().reason,
-        RollbackReason::Aborted
-    );
+    assert_eq!(w.status.rollback.as_ref().unwrap().reason, RollbackReason::Aborted);
     assert_eq!(w.plan().revision(&stable).unwrap().weight, 100);
     w.round(500);
     assert_eq!(w.status.canary_revision, None, "stays rolled back");
@@ -745,19 +585,9 @@ fn a_request_is_handled_once_and_a_bad_one_is_reported() {
     let (mut w, _, _) = with_stable_then(canary_steps(), false);
     w.request("promote");
     w.round(1);
-    let handled = w
-        .events
-        .iter()
-        .filter(|e| e.reason == "RequestHandled")
-        .count();
+    let handled = w.events.iter().filter(|e| e.reason == "RequestHandled").count();
     w.round(1);
-    assert_eq!(
-        w.events
-            .iter()
-            .filter(|e| e.reason == "RequestHandled")
-            .count(),
-        handled
-    );
+    assert_eq!(w.events.iter().filter(|e| e.reason == "RequestHandled").count(), handled);
     w.observed.request = Some("deploy@now".into());
     w.round(1);
     assert!(w.saw("RequestRejected"));

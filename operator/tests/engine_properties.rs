@@ -1,0 +1,363 @@
+//! Property tests of the rollout engine: random specs, random worlds (pods that get ready at
+//! random speed, probes and analyses with random outcomes, crashes, template changes, manual
+//! requests, operator restarts) and random time steps. After every decision the invariants
+//! the rest of the operator relies on must hold.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use jiff::Timestamp;
+use mcp_rollout::{
+    api::{McpRolloutSpec, McpRolloutStatus, Verdict, revision_of},
+    engine::{
+        ActiveSessions, AnalysisReport, CheckResult, Decision, Input, Observed, Plan, ProbeReport,
+        RevisionObserved, Role, SessionDuration, Stage, TRANSITIONS, decide, replicas_for, stage_of,
+    },
+};
+use proptest::prelude::*;
+use serde_json::json;
+
+const T0: i64 = 1_800_000_000;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Wait(i64),
+    /// Pods converge on the plan; `slow` brings at most one more pod per revision up.
+    PodsFollow {
+        slow: bool,
+    },
+    Probe {
+        passed: bool,
+        compatible: bool,
+    },
+    Analysis(Verdict),
+    Crash,
+    NewTemplate(u8),
+    Request(&'static str),
+    MeasureSessions(Option<u16>),
+    SessionsOpen(u8),
+    /// The operator restarts: status is read back from the API (JSON, second-precision times).
+    Restart,
+    /// Someone switches canary ⇄ blue-green mid-rollout.
+    ToggleStrategy,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1i64..90).prop_map(Op::Wait),
+        4 => any::<bool>().prop_map(|slow| Op::PodsFollow { slow }),
+        4 => (prop::bool::weighted(0.85), prop::bool::weighted(0.95))
+            .prop_map(|(passed, compatible)| Op::Probe { passed, compatible }),
+        2 => prop_oneof![Just(Verdict::Pass), Just(Verdict::Pass), Just(Verdict::Inconclusive), Just(Verdict::Fail)]
+            .prop_map(Op::Analysis),
+        1 => Just(Op::Crash),
+        1 => (0u8..4).prop_map(Op::NewTemplate),
+        1 => prop_oneof![
+            Just("promote"), Just("promote-full"), Just("pause"), Just("resume"), Just("abort"), Just("retry")
+        ].prop_map(Op::Request),
+        1 => prop::option::of(0u16..600).prop_map(Op::MeasureSessions),
+        1 => (0u8..3).prop_map(Op::SessionsOpen),
+        1 => Just(Op::Restart),
+        1 => Just(Op::ToggleStrategy),
+    ]
+}
+
+/// A spec, and a strategy of the other kind to switch to.
+fn spec() -> impl Strategy<Value = (McpRolloutSpec, McpRolloutSpec)> {
+    let weights = prop::collection::vec(0i32..=100, 1..5).prop_map(|mut w| {
+        w.sort_unstable();
+        w
+    });
+    let canary =
+        (weights, prop::collection::vec(prop::option::of(0u16..120), 4)).prop_map(|(weights, pauses)| {
+            let mut steps = Vec::new();
+            for (w, p) in weights.into_iter().zip(pauses) {
+                steps.push(json!({"setWeight": w}));
+                steps.push(match p {
+                    Some(s) => json!({"pause": {"duration": format!("{s}s")}}),
+                    None => json!({"pause": {}}),
+                });
+            }
+            json!({"canary": {"steps": steps}})
+        });
+    let blue_green = (any::<bool>(), 0u16..60, 10u16..400, prop::option::of(1i32..6)).prop_map(
+        |(auto, after, window, preview)| {
+            let mut bg = json!({"autoPromote": auto, "autoPromoteAfter": format!("{after}s"),
+                                "postPromotionWindow": format!("{window}s")});
+            if let Some(p) = preview {
+                bg["previewReplicas"] = json!(p);
+            }
+            json!({"blueGreen": bg})
+        },
+    );
+    (1i32..7, canary, blue_green, any::<bool>(), any::<bool>(), 1i32..4, any::<bool>()).prop_map(
+        |(replicas, canary, blue_green, canary_first, analysis, failure_limit, paused)| {
+            let (strategy, other) = if canary_first { (canary, blue_green) } else { (blue_green, canary) };
+            let mut spec = json!({
+                "replicas": replicas,
+                "template": {"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v0"}]}},
+                "strategy": strategy,
+                "probe": {"interval": "15s", "timeout": "5s", "failureLimit": failure_limit},
+                "drain": {"min": "30s", "max": "200s"},
+                "progressDeadline": "5m",
+                "paused": paused && replicas == 3,
+            });
+            if analysis {
+                spec["analysis"] = json!({"prometheus": {"address": "http://prom:9090"}, "interval": "20s",
+                                          "failureLimit": 2});
+            }
+            let mut alternate = spec.clone();
+            alternate["strategy"] = other;
+            (serde_json::from_value(spec).unwrap(), serde_json::from_value(alternate).unwrap())
+        },
+    )
+}
+
+struct Sim {
+    spec: McpRolloutSpec,
+    alternate: McpRolloutSpec,
+    status: McpRolloutStatus,
+    observed: Observed,
+    now: i64,
+    plan: Plan,
+    request_seq: u32,
+}
+
+impl Sim {
+    fn input(&self) -> Input<'_> {
+        Input {
+            spec: &self.spec,
+            generation: Some(1),
+            status: &self.status,
+            observed: &self.observed,
+            now: Timestamp::from_second(self.now).unwrap(),
+        }
+    }
+
+    fn apply(&mut self, op: &Op) {
+        let at = Timestamp::from_second(self.now).unwrap();
+        match op {
+            Op::Wait(s) => self.now += s,
+            Op::PodsFollow { slow } => {
+                let previous = self.observed.revisions.clone();
+                self.observed.revisions = self
+                    .plan
+                    .revisions
+                    .iter()
+                    .map(|r| {
+                        let before = previous.iter().find(|o| o.revision == r.revision);
+                        let ready_before = before.map_or(0, |o| o.ready);
+                        let ready = if *slow { (ready_before + 1).min(r.replicas) } else { r.replicas };
+                        RevisionObserved {
+                            revision: r.revision.clone(),
+                            ready,
+                            ready_in_rotation: ready.min(r.in_rotation),
+                            restarts: before.map_or(0, |o| o.restarts),
+                            crash_looping: false,
+                        }
+                    })
+                    .collect();
+            }
+            Op::Probe { passed, compatible } => {
+                for request in self.plan.probes.clone() {
+                    let pods = self.observed.revision(&request.revision).map_or(0, |r| r.ready);
+                    self.observed.probes.retain(|p| p.revision != request.revision);
+                    self.observed.probes.push(ProbeReport {
+                        revision: request.revision.clone(),
+                        at,
+                        passed: *passed && pods > 0,
+                        pods,
+                        schema_compatible: request.baseline.as_ref().map(|_| *compatible),
+                        protocol_versions: vec!["2025-11-25".into()],
+                        tool_count: Some(3),
+                        message: None,
+                    });
+                }
+            }
+            Op::Analysis(verdict) => {
+                if let Some(request) = &self.plan.analysis {
+                    self.observed.analysis = Some(AnalysisReport {
+                        revision: request.canary.clone(),
+                        at,
+                        checks: vec![CheckResult {
+                            name: "errorRate".into(),
+                            verdict: *verdict,
+                            value: Some(1.0),
+                            threshold: Some(request.max_error_rate_ratio),
+                            message: None,
+                        }],
+                    });
+                }
+            }
+            Op::Crash => {
+                if let Some(c) = &self.status.canary_revision
+                    && let Some(r) = self.observed.revisions.iter_mut().find(|r| &r.revision == c)
+                {
+                    r.restarts += 1;
+                }
+            }
+            Op::NewTemplate(n) => {
+                self.spec.template.spec.as_mut().unwrap().containers[0].image =
+                    Some(format!("mcp-fixture:v{n}"));
+            }
+            Op::Request(action) => {
+                self.request_seq += 1;
+                self.observed.request = Some(format!("{action}@{}", self.request_seq));
+            }
+            Op::MeasureSessions(s) => {
+                self.observed.session_duration = Some(SessionDuration { seconds: s.map(f64::from) });
+            }
+            Op::SessionsOpen(n) => {
+                self.observed.active_sessions = self
+                    .status
+                    .drains
+                    .iter()
+                    .map(|d| ActiveSessions { revision: d.revision.clone(), at, count: i64::from(*n) })
+                    .collect();
+            }
+            Op::ToggleStrategy => {
+                std::mem::swap(&mut self.spec.strategy, &mut self.alternate.strategy);
+            }
+            Op::Restart => {
+                let json = serde_json::to_value(&self.status).unwrap();
+                let read_back: McpRolloutStatus = serde_json::from_value(json).unwrap();
+                assert_eq!(read_back, self.status, "status does not survive a round trip through the API");
+                self.status = read_back;
+            }
+        }
+    }
+}
+
+fn non_draining_weight(plan: &Plan) -> i32 {
+    plan.revisions.iter().filter(|r| r.role != Role::Draining).map(|r| r.weight).sum()
+}
+
+/// The invariants between one decision and the next.
+fn check(
+    spec: &McpRolloutSpec,
+    before: &McpRolloutStatus,
+    prev_plan: &Plan,
+    after: &Decision,
+    observed: &Observed,
+) {
+    let plan = &after.plan;
+    let st = &after.status;
+    let total = spec.replicas.max(1);
+
+    // Weights within 0-100, summing to 100 over the revisions that serve.
+    for r in &plan.revisions {
+        assert!((0..=100).contains(&r.weight), "weight out of range: {r:?}");
+        assert!(r.in_rotation <= r.replicas, "more in rotation than running: {r:?}");
+        if r.role == Role::Draining {
+            assert_eq!((r.weight, r.in_rotation), (0, 0), "a draining revision serves: {r:?}");
+        }
+        if r.weight > 0 && r.role != Role::Draining {
+            assert!(r.replicas >= replicas_for(total, r.weight), "too few pods for its weight: {r:?}");
+        }
+    }
+    if !plan.revisions.is_empty() {
+        assert_eq!(non_draining_weight(plan), 100, "weights do not sum to 100: {plan:?}");
+    }
+
+    // Nothing is removed or shrunk while it serves: every revision that had pods in rotation
+    // keeps at least that many (it drains first).
+    for prev in prev_plan.revisions.iter().filter(|r| r.in_rotation > 0) {
+        let now = plan.revision(&prev.revision);
+        assert!(
+            now.is_some_and(|r| r.replicas >= prev.in_rotation),
+            "revision {} had {} pods in rotation and is now planned {:?}",
+            prev.revision,
+            prev.in_rotation,
+            now
+        );
+    }
+    // Every draining revision in status is kept alive by the plan.
+    for d in &st.drains {
+        let r = plan.revision(&d.revision).expect("draining revision missing from the plan");
+        assert!(r.replicas >= d.replicas.min(total), "draining revision shrunk: {r:?} vs {d:?}");
+    }
+
+    // The canary weight never grows without a passing probe, newer than the last increase (or
+    // the step's start), of at least as many pods as the new weight needs.
+    let same_canary = before.canary_revision.is_some() && before.canary_revision == st.canary_revision;
+    if same_canary && st.desired_weight > before.desired_weight {
+        let canary = st.canary_revision.clone().unwrap();
+        let since = [&before.weight_increased_at, &before.step_started_at]
+            .into_iter()
+            .flatten()
+            .map(|t| t.0.as_second())
+            .max()
+            .unwrap_or(i64::MIN);
+        let probe = st.probes.iter().find(|p| p.revision == canary).expect("weight grew without any probe");
+        assert!(probe.passed, "weight grew on a failed probe");
+        assert!(probe.at.0.as_second() > since, "weight grew on a probe older than the last step");
+        let needed = if st.desired_weight == 100 { total } else { replicas_for(total, st.desired_weight) };
+        assert!(probe.pods >= needed, "probe covered {} pods, weight needs {needed}", probe.pods);
+        assert!(observed.probe(&canary).is_some_and(|p| p.passed), "no passing probe was observed");
+    }
+    // A promotion (new stable) also needs such a probe at full size.
+    if before.stable_revision.is_some() && st.stable_revision != before.stable_revision {
+        let stable = st.stable_revision.clone().unwrap();
+        let probe = st.probes.iter().find(|p| p.revision == stable).expect("promoted without a probe");
+        assert!(probe.passed && probe.pods >= total, "promoted without a passing full-size probe: {probe:?}");
+    }
+
+    // After a rollback stable has everything until a new revision or a retry.
+    let desired = revision_of(&spec.template);
+    if let Some(rollback) = &st.rollback
+        && rollback.revision == desired
+    {
+        assert_eq!(stage_of(st, &desired), Stage::RolledBack);
+        let stable = st.stable_revision.clone().unwrap();
+        assert_eq!(plan.revision(&stable).map(|r| r.weight), Some(100));
+        assert_eq!(st.canary_revision, None);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_over_random_rollouts((spec, alternate) in spec(), ops in prop::collection::vec(op(), 1..120)) {
+        let mut sim = Sim {
+            spec,
+            alternate,
+            status: McpRolloutStatus::default(),
+            observed: Observed::default(),
+            now: T0,
+            plan: Plan::default(),
+            request_seq: 0,
+        };
+        for op in &ops {
+            sim.apply(op);
+            let before = sim.status.clone();
+            let decision = decide(&sim.input());
+
+            // Deterministic.
+            prop_assert_eq!(&decide(&sim.input()), &decision);
+            check(&sim.spec, &before, &sim.plan, &decision, &sim.observed);
+
+            // Its own output as input, nothing else changed: a fixed point, and silent.
+            let again = decide(&Input { status: &decision.status, ..sim.input() });
+            prop_assert_eq!(&again.status, &decision.status);
+            prop_assert_eq!(&again.plan.revisions, &decision.plan.revisions);
+            prop_assert!(again.plan.events.is_empty(), "repeat emitted {:?}", again.plan.events);
+
+            // A restart at this point (status read back from the API) decides the same.
+            let json = serde_json::to_value(&before).unwrap();
+            let restarted: McpRolloutStatus = serde_json::from_value(json).unwrap();
+            prop_assert_eq!(&restarted, &before, "status does not survive a round trip through the API");
+            prop_assert_eq!(&decide(&Input { status: &restarted, ..sim.input() }), &decision);
+
+            // Every change of stage is one the documented state machine has.
+            let desired = revision_of(&sim.spec.template);
+            let (from, to) = (stage_of(&before, &desired), stage_of(&decision.status, &desired));
+            prop_assert!(
+                from == to || TRANSITIONS.iter().any(|(f, t, _)| *f == from && *t == to),
+                "undocumented transition {:?} -> {:?}", from, to
+            );
+
+            sim.status = decision.status;
+            sim.plan = decision.plan;
+        }
+    }
+}
