@@ -652,3 +652,38 @@ fn repeating_a_decision_changes_nothing_and_emits_nothing() {
     assert_eq!(again.plan.revisions, before.plan.revisions);
     assert!(again.plan.events.is_empty(), "{:?}", again.plan.events);
 }
+
+#[test]
+fn a_custom_metric_rolls_back_only_at_its_own_failure_limit() {
+    let (mut w, _, canary) = with_stable_then(canary_steps(), true);
+    w.spec.analysis.as_mut().unwrap().metrics = vec![
+        serde_json::from_value(
+            json!({"name": "p99-latency-ratio", "query": "q", "max": 3.0, "failureLimit": 2}),
+        )
+        .unwrap(),
+    ];
+    w.round(1);
+    assert_eq!(w.weight(), 5);
+    let failing = |w: &mut World| {
+        w.tick(10);
+        w.observed.analysis = Some(AnalysisReport {
+            revision: canary.clone(),
+            at: Timestamp::from_second(w.now).unwrap(),
+            checks: vec![CheckResult {
+                name: "p99-latency-ratio".into(),
+                verdict: Verdict::Fail,
+                value: Some(4.2),
+                threshold: Some(3.0),
+                message: Some("canary P99 1.26s vs stable 0.30s".into()),
+            }],
+        });
+        w.decide();
+    };
+    failing(&mut w);
+    assert_eq!(w.status.rollback, None, "one failure is below the metric's limit of 2");
+    assert_eq!(w.status.analysis[0].consecutive_failures, 1);
+    failing(&mut w);
+    let rollback = w.status.rollback.clone().unwrap();
+    assert_eq!(rollback.check.as_deref(), Some("p99-latency-ratio"));
+    assert!(rollback.message.contains("4.2000") && rollback.message.contains("canary P99 1.26s"));
+}
