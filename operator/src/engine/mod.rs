@@ -941,8 +941,9 @@ impl<'a> Engine<'a> {
                 return false; // serving again: no longer draining
             }
             let started = secs(&d.started_at);
+            // Only a count taken after the revision left traffic says its sessions are gone.
             if let Some(s) = self.observed.active_sessions.iter().find(|s| s.revision == d.revision)
-                && s.at.as_second() >= started
+                && s.at.as_second() > started
             {
                 d.active_sessions = Some(s.count);
             }
