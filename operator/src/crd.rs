@@ -106,6 +106,19 @@ fn unwrap_lines(text: &str) -> String {
         .join("\n\n")
 }
 
+/// The McpRollout openAPIV3Schema as JSON, as the API server enforces it (what offline
+/// validation and the generated reference read).
+pub fn openapi_schema() -> serde_json::Value {
+    all()
+        .into_iter()
+        .next()
+        .and_then(|crd| crd.spec.versions.into_iter().next())
+        .and_then(|v| v.schema)
+        .and_then(|s| s.open_api_v3_schema)
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// The CRDs as one multi-document YAML stream, exactly as committed under `crds/`.
 pub fn render_yaml() -> Result<String, serde_yaml::Error> {
     let mut out =

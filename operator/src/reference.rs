@@ -18,14 +18,7 @@ pub const END_MARKER: &str = "<!-- api-reference:end -->";
 
 /// The reference section, markers included.
 pub fn render_markdown() -> String {
-    let schema = crd::all()
-        .into_iter()
-        .next()
-        .and_then(|crd| crd.spec.versions.into_iter().next())
-        .and_then(|v| v.schema)
-        .and_then(|s| s.open_api_v3_schema)
-        .and_then(|s| serde_json::to_value(s).ok())
-        .unwrap_or(Value::Null);
+    let schema = crd::openapi_schema();
     let mut rows = Vec::new();
     let mut rules = Vec::new();
     for top in ["spec", "status"] {

@@ -41,7 +41,7 @@ pub struct Report {
 /// Validates every McpRollout in a (multi-document) YAML stream.
 pub fn validate_yaml(source: &str) -> Report {
     let mut report = Report::default();
-    let schema = schema();
+    let schema = crd::openapi_schema();
     let validator = Validator::new();
     for (index, document) in serde_yaml::Deserializer::from_str(source).enumerate() {
         let position = format!("document {}", index + 1);
@@ -79,17 +79,6 @@ pub fn validate_yaml(source: &str) -> Report {
         }
     }
     report
-}
-
-fn schema() -> Value {
-    crd::all()
-        .into_iter()
-        .next()
-        .and_then(|crd| crd.spec.versions.into_iter().next())
-        .and_then(|v| v.schema)
-        .and_then(|s| s.open_api_v3_schema)
-        .and_then(|s| serde_json::to_value(s).ok())
-        .unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
