@@ -1,7 +1,10 @@
 //! mcp-fixture: a real MCP server whose behaviour tests control — tools by profile, protocol
 //! versions by flag, and faults (errors, latency, schema errors, crashes, failed initialize,
-//! slow start) — over Streamable HTTP (rmcp) and the legacy HTTP+SSE transport (by hand).
+//! slow start) — over Streamable HTTP (rmcp) and the legacy HTTP+SSE transport (by hand); and
+//! `mcp-agents`, simulated agents that report what they experienced.
 
+pub mod agents;
+pub mod client;
 pub mod config;
 pub mod handler;
 pub mod legacy_sse;
