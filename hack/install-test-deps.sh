@@ -26,4 +26,9 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 # With every pin already satisfied pip returns at once without asking the index.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r hack/requirements.txt
+# The official TypeScript SDK client (e2e/clients), pinned by its package-lock.json.
+command -v node >/dev/null || { echo "error: node is not installed" >&2; exit 1; }
+if [[ ! -d e2e/clients/node_modules/@modelcontextprotocol/sdk ]] || [[ e2e/clients/package-lock.json -nt e2e/clients/node_modules ]]; then
+  (cd e2e/clients && npm ci --no-audit --no-fund --loglevel=error)
+fi
 echo "test dependencies ready"
