@@ -21,6 +21,8 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // Logs to stderr; stdout carries only the `listening on ADDR` line scripts read.
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let fixture = Fixture::start(cli.config).await?;
