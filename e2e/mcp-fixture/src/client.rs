@@ -82,6 +82,20 @@ fn drain_events(buffer: &mut String) -> Vec<(Option<String>, String)> {
     events
 }
 
+/// `tools/call` params, with a progress token when the caller wants progress notifications.
+fn tool_call_params(name: &str, arguments: Value, progress_token: Option<i64>) -> Value {
+    let mut params = json!({"name": name, "arguments": arguments});
+    if let Some(token) = progress_token {
+        params["_meta"] = json!({"progressToken": format!("p{token}")});
+    }
+    params
+}
+
+/// What the agents say they are.
+fn client_info() -> Value {
+    json!({"name": "mcp-agents", "version": env!("CARGO_PKG_VERSION")})
+}
+
 fn rpc_result(message: &Value) -> Result<Value, ClientError> {
     if let Some(error) = message.get("error") {
         return Err(ClientError::Rpc {
@@ -113,7 +127,7 @@ impl StreamableClient {
             return self.request("server/discover", json!({}), None).await;
         }
         let params = json!({"protocolVersion": HANDSHAKE_VERSION, "capabilities": {},
-                            "clientInfo": {"name": "mcp-agents", "version": env!("CARGO_PKG_VERSION")}});
+                            "clientInfo": client_info()});
         let reply = self.request("initialize", params, None).await?;
         self.notify("notifications/initialized").await?;
         Ok(reply)
@@ -134,10 +148,7 @@ impl StreamableClient {
         arguments: Value,
         progress: bool,
     ) -> Result<Reply, ClientError> {
-        let mut params = json!({"name": name, "arguments": arguments});
-        if progress {
-            params["_meta"] = json!({"progressToken": format!("p{}", self.next_id)});
-        }
+        let params = tool_call_params(name, arguments, progress.then_some(self.next_id));
         self.request("tools/call", params, Some(name)).await
     }
 
@@ -191,10 +202,7 @@ impl StreamableClient {
             let mut meta = meta.as_object().cloned().unwrap_or_default();
             meta.insert("io.modelcontextprotocol/protocolVersion".into(), json!(STATELESS_VERSION));
             meta.insert("io.modelcontextprotocol/clientCapabilities".into(), json!({}));
-            meta.insert(
-                "io.modelcontextprotocol/clientInfo".into(),
-                json!({"name": "mcp-agents", "version": env!("CARGO_PKG_VERSION")}),
-            );
+            meta.insert("io.modelcontextprotocol/clientInfo".into(), client_info());
             params["_meta"] = Value::Object(meta);
         }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
@@ -319,7 +327,7 @@ impl LegacySseClient {
             reader,
         };
         let params = json!({"protocolVersion": "2024-11-05", "capabilities": {},
-                            "clientInfo": {"name": "mcp-agents", "version": env!("CARGO_PKG_VERSION")}});
+                            "clientInfo": client_info()});
         let reply = client.request("initialize", params).await?;
         client.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
         Ok((client, reply))
@@ -331,10 +339,7 @@ impl LegacySseClient {
         arguments: Value,
         progress: bool,
     ) -> Result<Reply, ClientError> {
-        let mut params = json!({"name": name, "arguments": arguments});
-        if progress {
-            params["_meta"] = json!({"progressToken": format!("p{}", self.next_id)});
-        }
+        let params = tool_call_params(name, arguments, progress.then_some(self.next_id));
         self.request("tools/call", params).await
     }
 
