@@ -127,6 +127,14 @@ pub fn decide(input: &Input<'_>) -> Decision {
     e.finish()
 }
 
+/// The analysis runs completed after some moment.
+enum AnalysisSince<'s> {
+    NoRun,
+    /// The first check that did not pass.
+    NotPassing(&'s CheckStatus),
+    AllPassed,
+}
+
 /// Why the rollout is not moving, for phase and message.
 #[derive(Clone, Debug, PartialEq)]
 enum Hold {
@@ -191,6 +199,11 @@ impl<'a> Engine<'a> {
 
     fn total(&self) -> i32 {
         self.spec.replicas.max(1)
+    }
+
+    /// The canary step the rollout is at (0 when it has none).
+    fn step_index(&self) -> usize {
+        self.st.current_step_index.unwrap_or(0).max(0) as usize
     }
 
     fn paused(&self) -> bool {
@@ -379,10 +392,7 @@ impl<'a> Engine<'a> {
         let Some(stable) = self.st.stable_revision.clone() else {
             // First deploy: nothing has had traffic, so a replaced candidate just goes.
             if self.st.canary_revision.as_deref() != Some(desired.as_str()) {
-                self.reset_rollout_fields();
-                self.st.canary_revision = Some(desired.clone());
-                self.st.rollout_started_at = Some(time(self.now));
-                self.st.step_started_at = Some(time(self.now));
+                self.begin_rollout(&desired);
                 self.events.push(Event::normal("FirstDeploy", format!("deploying revision {desired}")));
             }
             return;
@@ -408,8 +418,7 @@ impl<'a> Engine<'a> {
             return; // stays rolled back until the template changes or a retry
         }
         if let Some(canary) = canary {
-            let flipped_is_healthy =
-                self.st.probes.iter().any(|p| p.revision == canary && p.passed && p.pods >= self.total());
+            let flipped_is_healthy = self.passing_probe(&canary, self.total(), i64::MIN);
             if self.stage() == Stage::PostPromotion && flipped_is_healthy {
                 // The flipped revision already serves everything and passes its probe: a newer
                 // template ends its window early rather than sending agents back.
@@ -427,11 +436,8 @@ impl<'a> Engine<'a> {
                 self.events.push(Event::normal("CanaryReplaced", why));
             }
         }
-        self.reset_rollout_fields();
+        self.begin_rollout(&desired);
         self.st.rollback = None;
-        self.st.canary_revision = Some(desired.clone());
-        self.st.rollout_started_at = Some(time(self.now));
-        self.st.step_started_at = Some(time(self.now));
         if let StrategyRef::Canary(_) = self.spec.strategy.kind() {
             self.st.current_step_index = Some(0);
         }
@@ -440,6 +446,14 @@ impl<'a> Engine<'a> {
             "RolloutStarted",
             format!("rolling out revision {desired} (stable {stable})"),
         ));
+    }
+
+    /// Makes `revision` the new revision, from a clean slate.
+    fn begin_rollout(&mut self, revision: &str) {
+        self.reset_rollout_fields();
+        self.st.canary_revision = Some(revision.to_owned());
+        self.st.rollout_started_at = Some(time(self.now));
+        self.st.step_started_at = Some(time(self.now));
     }
 
     fn reset_rollout_fields(&mut self) {
@@ -618,6 +632,14 @@ impl<'a> Engine<'a> {
         self.events.push(Event::normal("Promoted", format!("revision {revision} is stable (first deploy)")));
     }
 
+    /// Whether the latest probe of `revision` passed on at least `pods` pods, after `newer_than`.
+    fn passing_probe(&self, revision: &str, pods: i32, newer_than: i64) -> bool {
+        self.st
+            .probes
+            .iter()
+            .any(|p| p.revision == revision && p.passed && p.pods >= pods && secs(&p.at) > newer_than)
+    }
+
     /// Whether `revision` has `pods` ready pods and a passing probe of at least that many pods
     /// newer than the current step's start. Holds (with the progress deadline) when not.
     fn pods_and_probe_ready(&mut self, revision: &str, pods: i32) -> bool {
@@ -626,10 +648,10 @@ impl<'a> Engine<'a> {
         let waiting = if ready < pods {
             format!("waiting for {pods} ready pod(s) of revision {revision} ({ready} ready)")
         } else {
-            match self.st.probes.iter().find(|p| p.revision == revision) {
-                Some(p) if p.passed && p.pods >= pods && secs(&p.at) > since => return true,
-                _ => format!("waiting for a passing MCP probe of {pods} pod(s) of revision {revision}"),
+            if self.passing_probe(revision, pods, since) {
+                return true;
             }
+            format!("waiting for a passing MCP probe of {pods} pod(s) of revision {revision}")
         };
         let deadline = self.spec.progress_deadline.as_secs() as i64;
         if self.now - since > deadline {
@@ -655,22 +677,32 @@ impl<'a> Engine<'a> {
             return true;
         }
         let since = self.st.weight_increased_at.as_ref().map_or(i64::MIN, secs);
-        let fresh: Vec<&CheckStatus> = self.st.analysis.iter().filter(|c| secs(&c.at) > since).collect();
-        if fresh.is_empty() {
-            self.hold(Hold::Waiting("waiting for an analysis run at the current weight".into()));
-            return false;
-        }
-        if let Some(c) = fresh.iter().find(|c| c.verdict != Verdict::Pass) {
-            let message = format!(
+        let hold = match self.analysis_since(since) {
+            AnalysisSince::AllPassed => return true,
+            AnalysisSince::NoRun => Hold::Waiting("waiting for an analysis run at the current weight".into()),
+            AnalysisSince::NotPassing(c) => Hold::Paused(format!(
                 "analysis check {} is {:?}: {}",
                 c.name,
                 c.verdict,
                 c.message.as_deref().unwrap_or("no detail")
-            );
-            self.hold(Hold::Paused(message));
-            return false;
+            )),
+        };
+        self.hold(hold);
+        false
+    }
+
+    /// How the analysis runs completed after `since` went.
+    fn analysis_since(&self, since: i64) -> AnalysisSince<'_> {
+        let mut fresh = self.st.analysis.iter().filter(|c| secs(&c.at) > since).peekable();
+        if fresh.peek().is_none() {
+            return AnalysisSince::NoRun;
         }
-        true
+        fresh.find(|c| c.verdict != Verdict::Pass).map_or(AnalysisSince::AllPassed, AnalysisSince::NotPassing)
+    }
+
+    /// When the latest analysis run completed.
+    fn last_analysis_at(&self) -> Option<i64> {
+        self.st.analysis.iter().map(|c| secs(&c.at)).max()
     }
 
     fn progress_canary(&mut self) {
@@ -683,7 +715,7 @@ impl<'a> Engine<'a> {
         let steps = &canary.steps;
         // Bounded: each pass either advances a step or stops.
         for _ in 0..=steps.len() + 1 {
-            let index = self.st.current_step_index.unwrap_or(0).max(0) as usize;
+            let index = self.step_index();
             let step = steps.get(index);
             let full = self.st.full_promotion_requested;
             let target = match step {
@@ -752,7 +784,7 @@ impl<'a> Engine<'a> {
     /// Whether the canary is at a pause step.
     fn at_pause_step(&self) -> bool {
         let StrategyRef::Canary(c) = self.spec.strategy.kind() else { return false };
-        let index = self.st.current_step_index.unwrap_or(0).max(0) as usize;
+        let index = self.step_index();
         c.steps.get(index).is_some_and(|s| s.pause.is_some()) && !self.st.full_promotion_requested
     }
 
@@ -850,23 +882,22 @@ impl<'a> Engine<'a> {
             return;
         }
         if self.spec.analysis.is_some() && !requested {
-            let fresh: Vec<&CheckStatus> =
-                self.st.analysis.iter().filter(|c| secs(&c.at) > promoted).collect();
-            if let Some(c) = fresh.iter().find(|c| c.verdict != Verdict::Pass) {
-                let message =
-                    format!("analysis check {} is {:?} at the end of the window", c.name, c.verdict);
+            let message = match self.analysis_since(promoted) {
+                AnalysisSince::AllPassed => None,
+                AnalysisSince::NoRun => {
+                    Some("no analysis run completed during the post-promotion window".into())
+                }
+                AnalysisSince::NotPassing(c) => {
+                    Some(format!("analysis check {} is {:?} at the end of the window", c.name, c.verdict))
+                }
+            };
+            if let Some(message) = message {
                 self.hold(Hold::Paused(message));
-                return;
-            }
-            if fresh.is_empty() {
-                self.hold(Hold::Paused("no analysis run completed during the post-promotion window".into()));
                 return;
             }
         }
         let Some(revision) = self.st.canary_revision.clone() else { return };
-        let probe_passing =
-            self.st.probes.iter().any(|p| p.revision == revision && p.passed && p.pods >= self.total());
-        if !probe_passing {
+        if !self.passing_probe(&revision, self.total(), i64::MIN) {
             // Below the failure limit a failed probe does not flip back, but it does not make
             // the revision stable either: wait for the next probe (or the limit).
             self.hold(Hold::Waiting(format!("waiting for a passing MCP probe of revision {revision}")));
@@ -1054,7 +1085,7 @@ impl<'a> Engine<'a> {
         let StrategyRef::Canary(c) = self.spec.strategy.kind() else {
             return 100;
         };
-        let index = self.st.current_step_index.unwrap_or(0).max(0) as usize;
+        let index = self.step_index();
         c.steps[index.min(c.steps.len())..]
             .iter()
             .find_map(|s| s.set_weight)
@@ -1066,11 +1097,10 @@ impl<'a> Engine<'a> {
         let Some(canary) = &self.st.canary_revision else {
             return 0;
         };
-        let in_rotation = |r: &Option<String>| {
-            r.as_deref().and_then(|r| self.observed.revision(r)).map_or(0, |o| o.ready_in_rotation)
-        };
-        let c = in_rotation(&Some(canary.clone()));
-        let s = in_rotation(&self.st.stable_revision);
+        let in_rotation =
+            |r: Option<&str>| r.and_then(|r| self.observed.revision(r)).map_or(0, |o| o.ready_in_rotation);
+        let c = in_rotation(Some(canary));
+        let s = in_rotation(self.st.stable_revision.as_deref());
         if c + s == 0 { 0 } else { ((f64::from(c) * 100.0) / f64::from(c + s)).round() as i32 }
     }
 
@@ -1120,7 +1150,7 @@ impl<'a> Engine<'a> {
         let stable = self.st.stable_revision.clone()?;
         let step = match self.spec.strategy.kind() {
             StrategyRef::Canary(c) => {
-                let index = self.st.current_step_index.unwrap_or(0).max(0) as usize;
+                let index = self.step_index();
                 self.weighted_step(&c.steps, index.saturating_add(1))
             }
             StrategyRef::BlueGreen(_) => None,
@@ -1130,8 +1160,8 @@ impl<'a> Engine<'a> {
             Stage::Preview | Stage::PostPromotion => true,
             _ => false,
         };
-        let last = self.st.analysis.iter().map(|c| secs(&c.at)).max();
-        let due = last.is_none_or(|at| at + analysis.interval.as_secs() as i64 <= self.now);
+        let due =
+            self.last_analysis_at().is_none_or(|at| at + analysis.interval.as_secs() as i64 <= self.now);
         if !(measuring && due) {
             return None;
         }
@@ -1165,7 +1195,7 @@ impl<'a> Engine<'a> {
             consider(secs(&d.started_at) + d.window_seconds);
         }
         if let Some(a) = &self.spec.analysis {
-            let last = self.st.analysis.iter().map(|c| secs(&c.at)).max().unwrap_or(self.now);
+            let last = self.last_analysis_at().unwrap_or(self.now);
             if matches!(stage, Stage::Canary | Stage::Preview | Stage::PostPromotion) {
                 consider(last + a.interval.as_secs() as i64);
             }
@@ -1173,7 +1203,7 @@ impl<'a> Engine<'a> {
         let step_start = self.st.step_started_at.as_ref().map(secs);
         match (stage, self.spec.strategy.kind()) {
             (Stage::Canary, StrategyRef::Canary(c)) => {
-                let index = self.st.current_step_index.unwrap_or(0).max(0) as usize;
+                let index = self.step_index();
                 if let (Some(d), Some(start)) =
                     (c.steps.get(index).and_then(|s| s.pause.as_ref()).and_then(|p| p.duration), step_start)
                 {
