@@ -13,9 +13,8 @@ use crate::api::McpRollout;
 /// Path of the committed CRD, relative to the repository root.
 pub const CRD_PATH: &str = "crds/mcprollout.dev_mcprollouts.yaml";
 
-/// The command that regenerates the committed CRD.
-pub const REGENERATE_COMMAND: &str =
-    "cargo run -q -p mcp-rollout --bin mcp-rollout-operator -- crd > crds/mcprollout.dev_mcprollouts.yaml";
+/// The script that regenerates the committed CRD (and the README sections derived from it).
+pub const REGENERATE_COMMAND: &str = "hack/update-crds.sh";
 
 /// Every CRD this project defines.
 pub fn all() -> Vec<CustomResourceDefinition> {

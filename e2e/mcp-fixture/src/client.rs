@@ -133,15 +133,6 @@ impl StreamableClient {
         Ok(reply)
     }
 
-    pub fn session_id(&self) -> Option<&str> {
-        self.session.as_deref()
-    }
-
-    /// Replaces the session id (tests use it to simulate a session another process holds).
-    pub fn set_session_id(&mut self, id: Option<String>) {
-        self.session = id;
-    }
-
     pub async fn call_tool(
         &mut self,
         name: &str,
