@@ -84,6 +84,8 @@ pub struct AgentsConfig {
 pub enum AgentsError {
     #[error("target `{0}` is not a loopback http URL; mcp-agents only sends traffic to this machine")]
     NotLoopback(String),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
 }
 
 /// What the agents experienced.
@@ -216,7 +218,7 @@ pub async fn run(config: AgentsConfig) -> Result<Report, AgentsError> {
     if config.no_keepalive {
         builder = builder.pool_max_idle_per_host(0);
     }
-    let http = builder.build().map_err(|e| AgentsError::NotLoopback(e.to_string()))?;
+    let http = builder.build()?;
     let report = Arc::new(Mutex::new(Report::default()));
     let deadline = Instant::now() + Duration::from_secs_f64(config.duration);
     let calls_budget = Arc::new(std::sync::atomic::AtomicU64::new(config.max_calls));
