@@ -35,6 +35,12 @@ use crate::{
 
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// Streamable HTTP endpoint.
+const MCP_PATH: &str = "/mcp";
+/// Legacy HTTP+SSE: the stream, and where its `endpoint` event tells clients to POST.
+const SSE_PATH: &str = "/sse";
+const MESSAGES_PATH: &str = "/messages";
+
 #[derive(Clone)]
 struct AppState {
     shared: Arc<Shared>,
@@ -85,9 +91,9 @@ impl Fixture {
         let version = HeaderValue::from_str(&shared.config.server_version)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         let router = Router::new()
-            .nest_service("/mcp", mcp)
-            .route("/sse", get(open_legacy))
-            .route("/messages", post(legacy_sse::post).with_state(state.sessions.clone()))
+            .nest_service(MCP_PATH, mcp)
+            .route(SSE_PATH, get(open_legacy))
+            .route(MESSAGES_PATH, post(legacy_sse::post).with_state(state.sessions.clone()))
             .route("/metrics", get(metrics))
             .route("/healthz", get(healthz))
             .layer(middleware::from_fn_with_state(state.clone(), refuse_new_sessions_when_draining))
@@ -126,7 +132,7 @@ impl Fixture {
 }
 
 async fn open_legacy(State(state): State<AppState>) -> Response {
-    legacy_sse::open(state.shared, state.sessions, "/messages").await
+    legacy_sse::open(state.shared, state.sessions, MESSAGES_PATH).await
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -156,10 +162,10 @@ async fn refuse_new_sessions_when_draining(
         return next.run(request).await;
     }
     let path = request.uri().path().to_owned();
-    if request.method() == Method::GET && path == "/sse" {
+    if request.method() == Method::GET && path == SSE_PATH {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    if request.method() != Method::POST || !path.starts_with("/mcp") {
+    if request.method() != Method::POST || !path.starts_with(MCP_PATH) {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
