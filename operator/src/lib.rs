@@ -7,5 +7,6 @@
 pub mod api;
 pub mod crd;
 pub mod engine;
+pub mod probe;
 pub mod reference;
 pub mod validate;

@@ -1,11 +1,17 @@
 //! `kubectl mcprollout`: the user's command line for McpRollouts (a kubectl plugin).
 //!
-//! Today: `validate`, the admission checks run locally. The live commands (probe, status,
-//! promote, abort, …) arrive with the probe and operator issues.
+//! Today: `validate` (the admission checks, run locally) and `probe` (the operator's MCP probe
+//! and schema diff against any URL). The live commands (status, promote, abort, …) arrive with
+//! the operator issues.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mcp_rollout::{
+    api::{ExpectedContent, HumanDuration, SchemaCompatibility, protocol},
+    probe::{self, ProbeConfig, ProbeReport, Snapshot, ToolCallCheck, TransportChoice},
+};
+use serde_json::{Value, json};
 
 #[derive(Parser)]
 #[command(name = "kubectl-mcprollout", version, about = "Safe rollouts of MCP servers on Kubernetes")]
@@ -23,11 +29,222 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Probe an MCP server as the operator does before every traffic step: handshake (both
+    /// protocol eras), every protocol version it serves, its tools, an optional tool call, and
+    /// the tool-schema diff against a baseline. Exits 1 when the probe fails or the diff is
+    /// blocked by the policy.
+    Probe(Box<ProbeArgs>),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TransportArg {
+    Auto,
+    StreamableHttp,
+    Sse,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyArg {
+    Strict,
+    AllowAdditions,
+    Off,
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    /// The MCP endpoint (e.g. http://127.0.0.1:8080/mcp), or the SSE stream URL of a legacy
+    /// HTTP+SSE server.
+    url: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    transport: TransportArg,
+    /// Protocol versions to offer and accept (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = protocol::default_accepted_versions())]
+    protocol_versions: Vec<String>,
+    /// Tools that must be listed (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    expect_tools: Vec<String>,
+    /// Compare the tools and protocol versions with a snapshot saved by --save (or a --json
+    /// report).
+    #[arg(long, conflicts_with = "against")]
+    baseline: Option<PathBuf>,
+    /// Compare with another live server (e.g. the stable revision).
+    #[arg(long)]
+    against: Option<String>,
+    /// Schema-compatibility policy for the diff.
+    #[arg(long, value_enum, default_value = "strict")]
+    policy: PolicyArg,
+    /// Call this tool.
+    #[arg(long)]
+    call: Option<String>,
+    /// Arguments of the call, a JSON object.
+    #[arg(long, requires = "call", default_value = "{}")]
+    args: String,
+    /// Text the call's result must contain.
+    #[arg(long, requires = "call")]
+    expect: Option<String>,
+    /// A regular expression the call's result text must match.
+    #[arg(long, requires = "call")]
+    expect_regex: Option<String>,
+    /// JSON that must be a subset of the call's structured result.
+    #[arg(long, requires = "call")]
+    expect_json: Option<String>,
+    /// Extra request header, "Name: value" (repeatable).
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// Bearer token for the Authorization header.
+    #[arg(long, env = "MCP_PROBE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM CA bundle to trust (only these roots) for https.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Deadline for the whole probe (each request gets half).
+    #[arg(long, default_value = "10s")]
+    timeout: HumanDuration,
+    /// Print the report (and diff) as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Write the tool snapshot (tools + protocol versions) for a later --baseline.
+    #[arg(long)]
+    save: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Validate { files } => validate(&files),
+        Command::Probe(args) => match run_probe(*args) {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("kubectl-mcprollout probe: {message}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn probe_config(args: &ProbeArgs, url: &str) -> Result<ProbeConfig, String> {
+    let mut config =
+        ProbeConfig::new(url).with_timeout(args.timeout.as_std().max(Duration::from_millis(100)));
+    config.transport = match args.transport {
+        TransportArg::Auto => TransportChoice::Auto,
+        TransportArg::StreamableHttp => TransportChoice::StreamableHttp,
+        TransportArg::Sse => TransportChoice::Sse,
+    };
+    config.accepted_versions.clone_from(&args.protocol_versions);
+    config.expected_tools.clone_from(&args.expect_tools);
+    config.bearer_token.clone_from(&args.token);
+    for header in &args.headers {
+        let (name, value) =
+            header.split_once(':').ok_or_else(|| format!("header {header:?} is not \"Name: value\""))?;
+        config.headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    if let Some(path) = &args.ca_file {
+        config.ca_bundle_pem =
+            Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?);
+    }
+    if let Some(name) = &args.call {
+        let arguments = match serde_json::from_str::<Value>(&args.args) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(format!("--args {:?} is not a JSON object", args.args)),
+        };
+        let json = match &args.expect_json {
+            Some(text) => {
+                Some(serde_json::from_str(text).map_err(|e| format!("--expect-json is not JSON: {e}"))?)
+            }
+            None => None,
+        };
+        if let Some(pattern) = &args.expect_regex {
+            regex_lite::Regex::new(pattern).map_err(|e| format!("--expect-regex: {e}"))?;
+        }
+        let expect =
+            ExpectedContent { contains: args.expect.clone(), regex: args.expect_regex.clone(), json };
+        let has_expectation = expect.contains.is_some() || expect.regex.is_some() || expect.json.is_some();
+        config.tool_call =
+            Some(ToolCallCheck { name: name.clone(), arguments, expect: has_expectation.then_some(expect) });
+    }
+    Ok(config)
+}
+
+fn run_probe(args: ProbeArgs) -> Result<ExitCode, String> {
+    let config = probe_config(&args, &args.url)?;
+    let baseline_config = args.against.as_deref().map(|url| probe_config(&args, url)).transpose()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let (report, against) = runtime.block_on(async {
+        match &baseline_config {
+            Some(baseline) => {
+                let (report, against) = tokio::join!(probe::probe(&config), probe::probe(baseline));
+                (report, Some(against))
+            }
+            None => (probe::probe(&config).await, None),
+        }
+    });
+    if let Some(path) = &args.save {
+        let snapshot = serde_json::to_string_pretty(&report.snapshot()).map_err(|e| e.to_string())?;
+        std::fs::write(path, snapshot + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let baseline: Option<(String, Snapshot)> = match (&args.baseline, &against) {
+        (Some(path), _) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let snapshot = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not a probe snapshot: {e}", path.display()))?;
+            Some((path.display().to_string(), snapshot))
+        }
+        (None, Some(against)) if against.passed => Some((against.url.clone(), against.snapshot())),
+        _ => None,
+    };
+    let policy = match args.policy {
+        PolicyArg::Strict => SchemaCompatibility::Strict,
+        PolicyArg::AllowAdditions => SchemaCompatibility::AllowAdditions,
+        PolicyArg::Off => SchemaCompatibility::Off,
+    };
+    let diff = baseline
+        .as_ref()
+        .filter(|_| report.passed)
+        .map(|(_, snapshot)| probe::diff(snapshot, &report.snapshot()));
+    let compatible = diff.as_ref().is_none_or(|d| d.is_compatible(policy));
+    let against_failed = against.as_ref().is_some_and(|a| !a.passed);
+    print_outcome(
+        &args,
+        &report,
+        against.as_ref(),
+        baseline.as_ref().map(|(name, _)| name.as_str()),
+        diff.as_ref(),
+        policy,
+    );
+    let ok = report.passed && compatible && !against_failed;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn print_outcome(
+    args: &ProbeArgs,
+    report: &ProbeReport,
+    against: Option<&ProbeReport>,
+    baseline_name: Option<&str>,
+    diff: Option<&probe::SchemaDiff>,
+    policy: SchemaCompatibility,
+) {
+    if args.json {
+        let blocking: Vec<&probe::Change> = diff.map(|d| d.blocking(policy)).unwrap_or_default();
+        let out = json!({
+            "report": report,
+            "against": against,
+            "baseline": baseline_name,
+            "diff": diff,
+            "policy": policy,
+            "blocking": blocking,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return;
+    }
+    print!("{}", probe::render::report(report));
+    if let Some(against) = against.filter(|a| !a.passed) {
+        println!("\nBaseline probe failed, no diff:\n{}", probe::render::report(against));
+    }
+    if let (Some(diff), Some(name)) = (diff, baseline_name) {
+        print!("{}", probe::render::diff(diff, policy, name));
     }
 }
 
