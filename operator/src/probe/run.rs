@@ -140,6 +140,7 @@ impl<'a> Probe<'a> {
                 };
                 let opened = self.initialize(newest).await?;
                 if !handshake.contains(&opened.version) {
+                    "initialize".clone_into(&mut self.step);
                     let mut channel = opened.channel;
                     channel.close().await;
                     return Err(ProbeError::VersionRejected(format!(
