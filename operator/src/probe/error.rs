@@ -60,7 +60,13 @@ impl ProbeError {
     /// Errors that say "this server does not speak what was asked" rather than "the server is
     /// down or broken": the ones that make `auto` try the next era or transport.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Self::Http { status: 400..=499, .. } | Self::Rpc { .. } | Self::NotMcp(_))
+        matches!(
+            self,
+            Self::Http { status: 400..=499, .. }
+                | Self::Rpc { .. }
+                | Self::NotMcp(_)
+                | Self::VersionRejected(_)
+        )
     }
 
     /// Classifies a reqwest error by walking its causes: TLS failures are wrapped in I/O errors.
