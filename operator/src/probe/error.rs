@@ -76,16 +76,23 @@ impl ProbeError {
         }
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(cause) = source {
-            let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
-                cause.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<rustls::Error>()
-            });
-            if let Some(tls) = tls {
+            if let Some(tls) = tls_cause(cause) {
                 return Self::Tls(tls.to_string());
             }
             source = cause.source();
         }
         Self::Connect(full_chain(error))
     }
+}
+
+/// The rustls error inside a cause. I/O errors nest (the connector wraps the TLS stream's
+/// error in another I/O error) and their `source()` skips the wrapped error, so each is opened.
+fn tls_cause<'e>(cause: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner = cause.downcast_ref::<std::io::Error>()?.get_ref()?;
+    tls_cause(inner)
 }
 
 /// "a: b: c" from an error and its causes, without repeating a cause a wrapper already printed.
