@@ -24,13 +24,27 @@ fn stdout(output: &Output) -> String {
 async fn probe_prints_a_report_and_exits_by_the_outcome() {
     let fixture = support::fixture(|_| {}).await;
     let url = format!("{}/mcp", fixture.url());
-    let output =
-        cli(&["probe", &url, "--expect-tools", "get_document", "--call", "get_document", "--args", r#"{"id":"doc-1"}"#])
-            .await;
+    let output = cli(&[
+        "probe",
+        &url,
+        "--expect-tools",
+        "get_document",
+        "--call",
+        "get_document",
+        "--args",
+        r#"{"id":"doc-1"}"#,
+    ])
+    .await;
     let text = stdout(&output);
     assert!(output.status.success(), "{text}");
     assert!(text.starts_with("PASS"), "{text}");
-    for expected in ["protocol:   2026-07-28", "serves:     2024-11-05, 2025-03-26", "Tools (4)", "get_document", "Tool call get_document → ok"] {
+    for expected in [
+        "protocol:   2026-07-28",
+        "serves:     2024-11-05, 2025-03-26",
+        "Tools (4)",
+        "get_document",
+        "Tool call get_document → ok",
+    ] {
         assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
     }
 
@@ -67,17 +81,25 @@ async fn a_saved_baseline_or_a_live_stable_gates_a_breaking_canary() {
     assert!(text.contains("tools/get_document/inputSchema/properties/tenant"), "{text}");
     assert!(text.contains("BLOCKED (2 blocking change(s))"), "{text}");
 
-    let allow = cli(&["probe", &format!("{}/mcp", breaking.url()), "--baseline", snapshot, "--policy", "off"]).await;
+    let allow =
+        cli(&["probe", &format!("{}/mcp", breaking.url()), "--baseline", snapshot, "--policy", "off"]).await;
     assert!(allow.status.success());
 
-    let output = cli(&["probe", &format!("{}/mcp", compatible.url()), "--against", &format!("{}/mcp", stable.url()), "--json"])
-        .await;
+    let output = cli(&[
+        "probe",
+        &format!("{}/mcp", compatible.url()),
+        "--against",
+        &format!("{}/mcp", stable.url()),
+        "--json",
+    ])
+    .await;
     assert!(output.status.success(), "{}", stdout(&output));
     let json: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["report"]["passed"], true);
     assert_eq!(json["against"]["passed"], true);
     assert_eq!(json["blocking"], Value::Array(vec![]));
-    let kinds: Vec<&str> = json["diff"]["changes"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        json["diff"]["changes"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"toolAdded") && kinds.contains(&"parameterAddedOptional"), "{kinds:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -86,7 +108,8 @@ async fn a_saved_baseline_or_a_live_stable_gates_a_breaking_canary() {
 async fn conformance(scenario: &str, probe_args: &str) -> (bool, String) {
     let work = std::env::temp_dir().join(format!("conformance-{scenario}-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
-    let script = support::repo().join("e2e/clients/node_modules/@modelcontextprotocol/conformance/dist/index.js");
+    let script =
+        support::repo().join("e2e/clients/node_modules/@modelcontextprotocol/conformance/dist/index.js");
     let output = Command::new(support::node22())
         .arg(script)
         .args(["client", "--scenario", scenario, "--command", &format!("{CLI} probe {probe_args}")])
