@@ -5,7 +5,15 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::api::{ExpectedContent, ProbeSpec, protocol};
+use crate::api::{ExpectedContent, ProbeSpec, SecretKeyRef, StepProbe, protocol};
+
+/// A Secret key the probe configuration names is not there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("secret {name} has no key {key}")]
+pub struct MissingSecret {
+    pub name: String,
+    pub key: String,
+}
 
 /// Which transport to speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -94,26 +102,47 @@ impl ProbeConfig {
         }
     }
 
-    /// The probe the operator runs for a rollout: the spec's versions, tools, call, headers
-    /// and deadline; secrets (token, CA bundle) are resolved by the caller.
+    /// The probe the operator runs for a rollout: the spec's versions, tools, call, headers,
+    /// token, CA bundle and deadline, with this step's overrides. `secret` reads a key of a
+    /// Secret in the rollout's namespace (the reconciler's lookup; a map in tests).
     pub fn from_spec(
         url: impl Into<String>,
         spec: &ProbeSpec,
-        resolved_headers: Vec<(String, String)>,
-    ) -> Self {
-        let timeout = spec.timeout.as_std();
-        Self {
+        step: Option<&StepProbe>,
+        secret: impl Fn(&SecretKeyRef) -> Option<Vec<u8>>,
+    ) -> Result<Self, MissingSecret> {
+        let read = |reference: &SecretKeyRef| {
+            secret(reference)
+                .ok_or_else(|| MissingSecret { name: reference.name.clone(), key: reference.key.clone() })
+        };
+        let text = |reference: &SecretKeyRef| {
+            read(reference).map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        };
+        let mut headers = Vec::with_capacity(spec.headers.len());
+        for header in &spec.headers {
+            let value = match (&header.value, &header.value_from) {
+                (Some(value), _) => value.clone(),
+                (None, Some(reference)) => text(reference)?,
+                (None, None) => String::new(),
+            };
+            headers.push((header.name.clone(), value));
+        }
+        let tool_call = step.and_then(|s| s.tool_call.as_ref()).or(spec.tool_call.as_ref());
+        let expected_tools = step.and_then(|s| s.expected_tools.as_ref()).or(spec.expected_tools.as_ref());
+        Ok(Self {
             accepted_versions: spec.protocol_versions.clone(),
-            expected_tools: spec.expected_tools.clone().unwrap_or_default(),
-            tool_call: spec.tool_call.as_ref().map(|call| ToolCallCheck {
+            expected_tools: expected_tools.cloned().unwrap_or_default(),
+            tool_call: tool_call.map(|call| ToolCallCheck {
                 name: call.name.clone(),
                 arguments: call.arguments.clone().unwrap_or_default(),
                 expect: call.expect.clone(),
             }),
-            headers: resolved_headers,
+            headers,
+            bearer_token: spec.bearer_token_secret_ref.as_ref().map(text).transpose()?,
+            ca_bundle_pem: spec.ca_bundle_secret_ref.as_ref().map(read).transpose()?,
             ..Self::new(url)
         }
-        .with_timeout(timeout)
+        .with_timeout(spec.timeout.as_std()))
     }
 
     /// Sets the probe's deadline, and each request's: half of it (at least a second), since
@@ -131,5 +160,74 @@ impl ProbeConfig {
         versions.sort_unstable_by(|a, b| b.cmp(a));
         versions.dedup();
         versions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::{ProbeHeader, ProbeToolCall};
+
+    fn secrets() -> BTreeMap<(String, String), Vec<u8>> {
+        BTreeMap::from([
+            (("probe".into(), "token".into()), b"t0ken\n".to_vec()),
+            (("probe".into(), "tenant".into()), b"blue".to_vec()),
+            (("ca".into(), "ca.crt".into()), b"-----BEGIN CERTIFICATE-----".to_vec()),
+        ])
+    }
+
+    fn reference(name: &str, key: &str) -> SecretKeyRef {
+        SecretKeyRef { name: name.into(), key: key.into() }
+    }
+
+    #[test]
+    fn the_spec_and_its_secrets_become_a_probe_configuration() {
+        let spec = ProbeSpec {
+            protocol_versions: vec!["2025-11-25".into()],
+            expected_tools: Some(vec!["a".into()]),
+            tool_call: Some(ProbeToolCall {
+                name: "a".into(),
+                arguments: Some(json!({"x": 1}).as_object().cloned().unwrap_or_default()),
+                expect: None,
+            }),
+            headers: vec![
+                ProbeHeader { name: "X-Env".into(), value: Some("prod".into()), value_from: None },
+                ProbeHeader {
+                    name: "X-Tenant".into(),
+                    value: None,
+                    value_from: Some(reference("probe", "tenant")),
+                },
+            ],
+            bearer_token_secret_ref: Some(reference("probe", "token")),
+            ca_bundle_secret_ref: Some(reference("ca", "ca.crt")),
+            ..ProbeSpec::default()
+        };
+        let secrets = secrets();
+        let lookup = |r: &SecretKeyRef| secrets.get(&(r.name.clone(), r.key.clone())).cloned();
+        let config = ProbeConfig::from_spec("http://10.0.0.1:8080/mcp", &spec, None, lookup).unwrap();
+        assert_eq!(config.accepted_versions, ["2025-11-25"]);
+        assert_eq!(config.headers, [("X-Env".into(), "prod".into()), ("X-Tenant".into(), "blue".into())]);
+        assert_eq!(config.bearer_token.as_deref(), Some("t0ken"));
+        assert!(config.ca_bundle_pem.is_some());
+        assert_eq!(config.timeout, Duration::from_secs(10));
+        assert_eq!(config.step_timeout, Duration::from_secs(5));
+        assert_eq!(config.tool_call.as_ref().map(|c| c.name.as_str()), Some("a"));
+
+        let step = StepProbe { tool_call: None, expected_tools: Some(vec!["b".into()]) };
+        let config = ProbeConfig::from_spec("http://x/mcp", &spec, Some(&step), lookup).unwrap();
+        assert_eq!(config.expected_tools, ["b"]);
+        assert_eq!(config.tool_call.map(|c| c.name), Some("a".into()));
+    }
+
+    #[test]
+    fn a_missing_secret_key_is_a_typed_error() {
+        let spec =
+            ProbeSpec { bearer_token_secret_ref: Some(reference("probe", "nope")), ..ProbeSpec::default() };
+        let error = ProbeConfig::from_spec("http://x/mcp", &spec, None, |_| None).unwrap_err();
+        assert_eq!(error.to_string(), "secret probe has no key nope");
     }
 }

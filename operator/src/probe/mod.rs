@@ -36,7 +36,7 @@ mod run;
 pub mod sse;
 mod streamable;
 
-pub use config::{Limits, ProbeConfig, ToolCallCheck, TransportChoice};
+pub use config::{Limits, MissingSecret, ProbeConfig, ToolCallCheck, TransportChoice};
 pub use diff::{Change, ChangeKind, SchemaDiff, Severity, diff};
 pub use error::ProbeError;
 pub use expect::is_subset;
