@@ -4,6 +4,7 @@
 //! (the README's API reference, generated from the CRD schema), [`validate`]
 //! (offline admission checks of manifests).
 
+pub mod analysis;
 pub mod api;
 pub mod crd;
 pub mod engine;
