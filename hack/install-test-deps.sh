@@ -4,15 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages. Nothing beyond the base image is needed yet; later issues add prometheus etc.
-DEBIAN_PACKAGES=()
+# Debian packages: Prometheus, which the analysis tests start on a loopback port.
+DEBIAN_PACKAGES=(prometheus)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 # Rust components: rustup cannot download here, so say plainly if one is absent.

@@ -56,7 +56,9 @@ pub fn clamp_window(
 }
 
 fn variables(revisions: &[String], spec: &DrainSpec) -> BTreeMap<&'static str, String> {
-    let alternation = revisions.iter().map(|r| regex_lite::escape(r)).collect::<Vec<_>>().join("|");
+    // Regex-escaped, then escaped again for the PromQL string literal it sits in.
+    let alternation =
+        revisions.iter().map(|r| regex_lite::escape(r).replace('\\', "\\\\")).collect::<Vec<_>>().join("|");
     BTreeMap::from([
         ("revision", alternation),
         ("quantile", spec.quantile.to_string()),
@@ -105,6 +107,13 @@ mod tests {
         assert_eq!((w.window, w.clamp, w.measured_seconds), (MIN, Clamp::RaisedToMin, Some(20.0)));
         let w = clamp_window(Some(900.0), Some(40.0), MIN, MAX);
         assert_eq!((w.window, w.clamp), (MAX, Clamp::LoweredToMax));
+    }
+
+    #[test]
+    fn revisions_become_a_promql_safe_regex() {
+        let spec = DrainSpec::default();
+        let vars = variables(&["canary-ok".into(), "a.b".into()], &spec);
+        assert_eq!(vars["revision"], r"canary\\-ok|a\\.b");
     }
 
     #[test]

@@ -1,0 +1,238 @@
+#![allow(clippy::unwrap_used)]
+//! The analysis against a real Prometheus (the Debian package, started here on a loopback port
+//! with a 1 s scrape interval) scraping real mcp-fixture servers under load from mcp-agents.
+//!
+//! Deviation, on purpose: the fixtures and agents run in this test's process (each fixture is
+//! its own HTTP server on its own port, as a pod would be) rather than as child processes, so
+//! the test controls their lifetime without a build of the binaries first.
+
+mod support;
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use mcp_fixture::agents::{self, AgentEra, AgentTransport, AgentsConfig};
+use mcp_rollout::{
+    analysis::{self, Clamp, Prometheus, Queries, Subject},
+    api::{AnalysisSpec, CustomMetric, DrainSpec, HumanDuration, PrometheusSpec, Verdict},
+    engine::CheckResult,
+};
+use tokio::process::{Child, Command};
+
+/// A Prometheus process and its data directory, both gone on drop.
+struct PrometheusProcess {
+    _child: Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl Drop for PrometheusProcess {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn start_prometheus(targets: &[String]) -> PrometheusProcess {
+    let dir =
+        std::env::temp_dir().join(format!("mcp-rollout-prometheus-{}-{}", std::process::id(), targets.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: fixtures\n    \
+         static_configs:\n      - targets: [{}]\n",
+        quoted.join(", ")
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("prometheus is installed (hack/install-test-deps.sh installs the Debian package)");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if http.get(format!("{url}/-/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+                return PrometheusProcess { _child: child, dir, url };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    panic!("prometheus did not start");
+}
+
+fn load(target: String, seconds: f64) -> AgentsConfig {
+    AgentsConfig {
+        target,
+        path: "/mcp".into(),
+        agents: 4,
+        duration: seconds,
+        session_min: 3.0,
+        session_max: 5.0,
+        rate: 25.0,
+        stream_share: 0.0,
+        stream_seconds: 1.0,
+        transport: AgentTransport::StreamableHttp,
+        era: AgentEra::Handshake,
+        max_retries: 0,
+        max_calls: 1_000_000,
+        no_keepalive: false,
+        seed: Some(7),
+    }
+}
+
+fn spec(prometheus: &str) -> AnalysisSpec {
+    let mut spec: AnalysisSpec = serde_json::from_value(serde_json::json!({
+        "prometheus": {"address": prometheus, "timeout": "5s"},
+        "interval": "10s",
+        "minRequestCount": 50,
+    }))
+    .unwrap();
+    spec.checks.error_rate.sustain = HumanDuration::from_secs(10);
+    spec.checks.latency.sustain = HumanDuration::from_secs(10);
+    spec.metrics.push(CustomMetric {
+        name: "canary-traffic".into(),
+        query:
+            r#"sum(rate(mcp_tool_call_duration_seconds_count{version="{{canaryRevision}}"}[{{interval}}]))"#
+                .into(),
+        min: Some(1.0),
+        max: None,
+        failure_limit: 1,
+    });
+    spec
+}
+
+fn subject(canary: &str) -> Subject {
+    Subject {
+        namespace: "default".into(),
+        rollout: "docs".into(),
+        stable: "stable".into(),
+        canary: canary.into(),
+        max_error_rate_ratio: 2.0,
+        min_request_count: 50,
+    }
+}
+
+fn verdict<'a>(results: &'a [CheckResult], name: &str) -> &'a CheckResult {
+    results.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("no {name} in {results:#?}"))
+}
+
+fn now() -> i64 {
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_and_drain_window_against_a_real_prometheus() {
+    let stable = support::fixture(|c| {
+        c.server_version = "stable".into();
+        c.error_rate = 0.01;
+    })
+    .await;
+    let healthy = support::fixture(|c| {
+        c.server_version = "canary-ok".into();
+        c.error_rate = 0.01;
+        c.seed = Some(2);
+    })
+    .await;
+    let bad = support::fixture(|c| {
+        c.server_version = "canary-bad".into();
+        c.error_rate = 0.10;
+        c.schema_error_rate = 0.05;
+        c.seed = Some(3);
+    })
+    .await;
+    let targets: Vec<String> = [&stable, &healthy, &bad].iter().map(|f| f.addr.to_string()).collect();
+    let prometheus_process = start_prometheus(&targets).await;
+    let spec = spec(&prometheus_process.url);
+    let PrometheusSpec { address, timeout, .. } = &spec.prometheus;
+    let prometheus = Prometheus::new(address, timeout.as_std(), None).unwrap();
+    let queries = Queries::new(&spec.queries);
+
+    let load_seconds = 26.0;
+    let runs: Vec<_> = [&stable, &healthy, &bad]
+        .iter()
+        .map(|f| tokio::spawn(agents::run(load(f.url(), load_seconds))))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(22)).await;
+
+    // Under load: the healthy canary passes every gate; 10% errors against 1% fails.
+    let ok = analysis::evaluate(&prometheus, &spec, &queries, &subject("canary-ok"), now()).await;
+    for name in ["errorRate", "latency", "schemaValidationErrors", "canary-traffic"] {
+        assert_eq!(verdict(&ok, name).verdict, Verdict::Pass, "{name}: {ok:#?}");
+    }
+    let failing = analysis::evaluate(&prometheus, &spec, &queries, &subject("canary-bad"), now()).await;
+    let error_rate = verdict(&failing, "errorRate");
+    assert_eq!(error_rate.verdict, Verdict::Fail, "{failing:#?}");
+    assert!(error_rate.value.unwrap() > 4.0, "{error_rate:?}");
+    assert_eq!(verdict(&failing, "schemaValidationErrors").verdict, Verdict::Fail, "{failing:#?}");
+
+    // Too few calls never passes.
+    let mut strict = subject("canary-ok");
+    strict.min_request_count = 1_000_000_000;
+    let few = analysis::evaluate(&prometheus, &spec, &queries, &strict, now()).await;
+    assert_eq!(verdict(&few, "errorRate").verdict, Verdict::Inconclusive, "{few:#?}");
+
+    let open = analysis::active_sessions(&prometheus, &queries, "canary-ok").await.unwrap();
+    assert!(open.is_some_and(|n| n > 0), "{open:?}");
+
+    for run in runs {
+        let report = run.await.unwrap().unwrap();
+        assert!(report.sessions_completed > 10, "{report:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(analysis::active_sessions(&prometheus, &queries, "canary-ok").await.unwrap(), Some(0));
+
+    // Sessions of 3–5 s: the P95 lands in the 1–5 s bucket; the drain window follows it, or
+    // the configured minimum when that is longer.
+    let mut drain: DrainSpec =
+        serde_json::from_value(serde_json::json!({"lookback": "1m", "min": "1s", "max": "5m"})).unwrap();
+    let revisions = vec!["stable".to_owned(), "canary-ok".to_owned()];
+    let window = analysis::measure_drain_window(&prometheus, &drain, &queries, &revisions).await.unwrap();
+    let measured = window.measured_seconds.unwrap();
+    assert!((3.0..=5.0).contains(&measured), "{window:?}");
+    assert_eq!(window.clamp, Clamp::None);
+    assert!(window.samples.unwrap() > 10.0, "{window:?}");
+    drain.min = HumanDuration::from_secs(60);
+    let window = analysis::measure_drain_window(&prometheus, &drain, &queries, &revisions).await.unwrap();
+    assert_eq!((window.window, window.clamp), (Duration::from_secs(60), Clamp::RaisedToMin));
+    let nothing = vec!["never-deployed".to_owned()];
+    let window = analysis::measure_drain_window(&prometheus, &drain, &queries, &nothing).await.unwrap();
+    assert_eq!((window.window, window.clamp), (Duration::from_secs(300), Clamp::NoData));
+}
+
+#[tokio::test]
+async fn an_unreachable_prometheus_or_a_bad_query_is_inconclusive_not_an_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("http://127.0.0.1:{port}");
+    let unreachable = spec(&address);
+    let prometheus = Prometheus::new(&address, Duration::from_secs(2), None).unwrap();
+    let results =
+        analysis::evaluate(&prometheus, &unreachable, &Queries::default(), &subject("c"), now()).await;
+    assert_eq!(results.len(), 4);
+    for result in &results {
+        assert_eq!(result.verdict, Verdict::Inconclusive, "{result:?}");
+        assert!(result.message.as_ref().unwrap().contains("unreachable"), "{result:?}");
+    }
+
+    let prometheus_process = start_prometheus(&[]).await;
+    let mut spec = spec(&prometheus_process.url);
+    spec.metrics[0].query = "sum(rate(broken[".into();
+    let prometheus = Prometheus::new(&prometheus_process.url, Duration::from_secs(5), None).unwrap();
+    let results = analysis::evaluate(&prometheus, &spec, &Queries::default(), &subject("c"), now()).await;
+    let custom = verdict(&results, "canary-traffic");
+    assert_eq!(custom.verdict, Verdict::Inconclusive);
+    assert!(custom.message.as_ref().unwrap().contains("refused"), "{custom:?}");
+    // No data at all: too few calls, never a pass.
+    assert!(results.iter().all(|r| r.verdict == Verdict::Inconclusive), "{results:#?}");
+}
