@@ -15,7 +15,7 @@ use super::{
     report::{Failure, ProbeReport, StepRecord, Tool, TransportUsed},
     streamable::{StreamableChannel, client_info},
 };
-use crate::api::protocol::Era;
+use crate::api::protocol::{Era, era_of};
 
 /// A live conversation with the server, whichever transport and era.
 enum Channel<'a> {
@@ -162,7 +162,16 @@ impl<'a> Probe<'a> {
         primary.channel.close().await;
         outcome?;
 
-        served.extend(self.sweep_handshake_versions(&handshake).await?);
+        // A handshake-era primary already offered the newest handshake version: its answer
+        // says whether that version is served, so the sweep starts after it.
+        let mut to_sweep = handshake.as_slice();
+        if era_of(&version) == Era::Handshake {
+            if handshake.first() == Some(&version) {
+                served.insert(version.clone());
+            }
+            to_sweep = handshake.get(1..).unwrap_or_default();
+        }
+        served.extend(self.sweep_handshake_versions(to_sweep).await?);
         self.report.protocol_versions = served.into_iter().collect();
         Ok(())
     }
@@ -242,15 +251,12 @@ impl<'a> Probe<'a> {
         let outcome = match outcome {
             // The spec's backwards compatibility: a 4xx to the initialize POST means an old
             // server; GET the URL and expect an SSE stream with an endpoint event.
-            Err(error @ ProbeError::Http { status: 400..=499, .. })
+            Err(error @ ProbeError::Http { status: status @ 400..=499, .. })
                 if self.handshake_transport.is_none() && self.config.transport == TransportChoice::Auto =>
             {
                 self.initialize_on(TransportUsed::Sse, offer).await.map_err(|sse_error| match sse_error {
                     ProbeError::Http { .. } | ProbeError::NotMcp(_) => ProbeError::Http {
-                        status: match error {
-                            ProbeError::Http { status, .. } => status,
-                            _ => 0,
-                        },
+                        status,
                         detail: format!("{error}; the legacy SSE fallback failed too: {sse_error}"),
                     },
                     other => other,
