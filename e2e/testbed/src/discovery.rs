@@ -17,13 +17,18 @@ pub fn serve(state: &AppState, path: &str) -> Option<Response> {
     let path = path.trim_end_matches('/');
     let types = state.store.types();
     let resources_of = |group: &str, version: &str| -> Option<Value> {
-        let resources: Vec<Value> =
-            types.iter().filter(|t| t.group == group && t.version == version).flat_map(|t| t.discovery()).collect();
+        let resources: Vec<Value> = types
+            .iter()
+            .filter(|t| t.group == group && t.version == version)
+            .flat_map(|t| t.discovery())
+            .collect();
         if resources.is_empty() {
             return None;
         }
         let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-        Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+        Some(
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+        )
     };
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
@@ -65,8 +70,10 @@ pub fn serve(state: &AppState, path: &str) -> Option<Response> {
                 .map(|t| json!({"groupVersion": format!("{group}/{}", t.version), "version": t.version}))
                 .collect();
             let first = versions.first()?.clone();
-            Some(respond(&json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": versions,
-                                 "preferredVersion": first})))
+            Some(respond(
+                &json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": versions,
+                                 "preferredVersion": first}),
+            ))
         }
         ["apis", group, version] => resources_of(group, version).map(|v| respond(&v)),
         _ => None,

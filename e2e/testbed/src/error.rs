@@ -50,11 +50,15 @@ impl ApiError {
     }
 
     pub fn invalid(kind: &str, name: &str, causes: Vec<(String, String)>) -> Self {
-        let summary: Vec<String> = causes.iter().map(|(field, message)| format!("{field}: {message}")).collect();
-        let mut e = Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {}", summary.join(", ")));
+        let summary: Vec<String> =
+            causes.iter().map(|(field, message)| format!("{field}: {message}")).collect();
+        let mut e =
+            Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {}", summary.join(", ")));
         let causes: Vec<Value> = causes
             .into_iter()
-            .map(|(field, message)| json!({"reason": "FieldValueInvalid", "message": message, "field": field}))
+            .map(
+                |(field, message)| json!({"reason": "FieldValueInvalid", "message": message, "field": field}),
+            )
             .collect();
         e.details = Some(json!({"name": name, "kind": kind, "causes": causes}));
         e
@@ -69,7 +73,13 @@ impl ApiError {
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml; got {content_type}"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml; got {content_type}"
+            ),
+        )
     }
 
     pub fn gone(message: impl Into<String>) -> Self {

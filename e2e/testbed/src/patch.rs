@@ -12,8 +12,18 @@ use crate::{error::ApiError, resources::ResourceType, store::Store};
 const MERGE_KEYS: &[&str] = &["name", "type", "containerPort", "port"];
 
 /// Metadata the server owns: never part of a manager's fields.
-const SERVER_METADATA: &[&str] =
-    &["name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"];
+const SERVER_METADATA: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+];
 
 fn merge_key(items: &[Value]) -> Option<&'static str> {
     if items.is_empty() || !items.iter().all(Value::is_object) {
@@ -39,7 +49,9 @@ fn merge(target: &mut Value, patch: &Value, nulls_delete: bool) {
                 }
             }
         }
-        (Value::Array(t), Value::Array(p)) if merge_key(p).is_some() && merge_key(t).or(merge_key(p)) == merge_key(p) => {
+        (Value::Array(t), Value::Array(p))
+            if merge_key(p).is_some() && merge_key(t).or(merge_key(p)) == merge_key(p) =>
+        {
             let key = merge_key(p).unwrap_or("name");
             for item in p {
                 let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
@@ -80,7 +92,10 @@ fn fields_of(value: &Value, prefix: &mut Path, out: &mut BTreeSet<Path>) {
                 if prefix.is_empty() && matches!(key.as_str(), "apiVersion" | "kind") {
                     continue;
                 }
-                if prefix.len() == 1 && prefix[0] == Segment::Key("metadata".into()) && SERVER_METADATA.contains(&key.as_str()) {
+                if prefix.len() == 1
+                    && prefix[0] == Segment::Key("metadata".into())
+                    && SERVER_METADATA.contains(&key.as_str())
+                {
                     continue;
                 }
                 prefix.push(Segment::Key(key.clone()));
@@ -108,7 +123,9 @@ fn get<'a>(value: &'a Value, path: &[Segment]) -> Option<&'a Value> {
     let Some((first, rest)) = path.split_first() else { return Some(value) };
     let child = match first {
         Segment::Key(k) => value.get(k)?,
-        Segment::Item(k, v) => value.as_array()?.iter().find(|e| e.get(k).map(Value::to_string).as_deref() == Some(v))?,
+        Segment::Item(k, v) => {
+            value.as_array()?.iter().find(|e| e.get(k).map(Value::to_string).as_deref() == Some(v))?
+        }
     };
     get(child, rest)
 }
@@ -133,7 +150,9 @@ fn remove(value: &mut Value, path: &[Segment]) {
         }
         Segment::Item(k, v) => {
             let Some(items) = value.as_array_mut() else { return };
-            let Some(i) = items.iter().position(|e| e.get(k).map(Value::to_string).as_deref() == Some(v.as_str())) else {
+            let Some(i) =
+                items.iter().position(|e| e.get(k).map(Value::to_string).as_deref() == Some(v.as_str()))
+            else {
                 return;
             };
             if rest.is_empty() || rest == [Segment::Key(k.clone())] {
@@ -200,7 +219,11 @@ fn ownership(object: &Value) -> BTreeMap<(String, String), BTreeSet<Path>> {
     owners
 }
 
-fn write_ownership(object: &mut Value, owners: &BTreeMap<(String, String), BTreeSet<Path>>, api_version: &str) {
+fn write_ownership(
+    object: &mut Value,
+    owners: &BTreeMap<(String, String), BTreeSet<Path>>,
+    api_version: &str,
+) {
     let time = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let entries: Vec<Value> = owners
         .iter()
@@ -249,8 +272,13 @@ pub fn server_side_apply(
     }
     if !conflicts.is_empty() {
         let name = applied["metadata"]["name"].as_str().unwrap_or_default();
-        let mut error = ApiError::conflict(&rt.plural, name, &format!("Apply failed with {} conflict(s): {}", conflicts.len(), conflicts.join("; ")));
-        error.message = format!("Apply failed with {} conflict(s): {}", conflicts.len(), conflicts.join("; "));
+        let mut error = ApiError::conflict(
+            &rt.plural,
+            name,
+            &format!("Apply failed with {} conflict(s): {}", conflicts.len(), conflicts.join("; ")),
+        );
+        error.message =
+            format!("Apply failed with {} conflict(s): {}", conflicts.len(), conflicts.join("; "));
         return Err(error);
     }
     let previous = owners.get(&me).cloned().unwrap_or_default();
@@ -278,8 +306,7 @@ pub fn track_update(current: &Value, next: &mut Value, manager: &str, api_versio
     fields_of(current, &mut Vec::new(), &mut before);
     let mut after = BTreeSet::new();
     fields_of(next, &mut Vec::new(), &mut after);
-    let changed: BTreeSet<Path> =
-        after.iter().filter(|f| get(current, f) != get(next, f)).cloned().collect();
+    let changed: BTreeSet<Path> = after.iter().filter(|f| get(current, f) != get(next, f)).cloned().collect();
     let mut owners = ownership(current);
     for paths in owners.values_mut() {
         paths.retain(|f| !changed.contains(f) && after.contains(f));
@@ -310,7 +337,12 @@ pub fn scale_of(object: &Value) -> Value {
 fn selector_string(selector: &Value) -> String {
     selector["matchLabels"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default()
 }
 
@@ -336,7 +368,8 @@ pub fn apply_patch(
     let api_version = rt.api_version();
     match content_type {
         "application/apply-patch+yaml" | "application/apply-patch+json" => {
-            let manager = manager.ok_or_else(|| ApiError::bad_request("fieldManager is required for apply patch"))?;
+            let manager =
+                manager.ok_or_else(|| ApiError::bad_request("fieldManager is required for apply patch"))?;
             let applied = parse()?;
             if !applied.is_object() {
                 return Err(ApiError::bad_request("an apply patch must be an object"));
@@ -355,7 +388,9 @@ pub fn apply_patch(
                 server_side_apply(Some(current), &applied, manager, force, rt)
             })
         }
-        "application/merge-patch+json" | "application/strategic-merge-patch+json" | "application/json-patch+json" => {
+        "application/merge-patch+json"
+        | "application/strategic-merge-patch+json"
+        | "application/json-patch+json" => {
             let patch = parse()?;
             let manager = manager.unwrap_or("unknown").to_owned();
             store.modify(rt, namespace, name, subresource, dry_run, |current| {
@@ -395,8 +430,12 @@ mod tests {
     fn strategic_merge_merges_containers_by_name_and_replaces_plain_lists() {
         let mut target = json!({"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}],
                                          "args": ["x", "y"]}});
-        merge(&mut target, &json!({"spec": {"containers": [{"name": "b", "image": "2"}, {"name": "c", "image": "1"}],
-                                            "args": ["z"]}}), true);
+        merge(
+            &mut target,
+            &json!({"spec": {"containers": [{"name": "b", "image": "2"}, {"name": "c", "image": "1"}],
+                                            "args": ["z"]}}),
+            true,
+        );
         assert_eq!(target["spec"]["containers"][1], json!({"name": "b", "image": "2"}));
         assert_eq!(target["spec"]["containers"][2]["name"], "c");
         assert_eq!(target["spec"]["args"], json!(["z"]));
@@ -407,7 +446,8 @@ mod tests {
     #[test]
     fn apply_removes_fields_a_manager_stops_applying_and_conflicts_across_managers() {
         let rt = deployments();
-        let first = json!({"metadata": {"name": "d", "labels": {"a": "1", "b": "2"}}, "spec": {"replicas": 2}});
+        let first =
+            json!({"metadata": {"name": "d", "labels": {"a": "1", "b": "2"}}, "spec": {"replicas": 2}});
         let object = server_side_apply(None, &first, "ci", false, &rt).unwrap();
         let second = json!({"metadata": {"name": "d", "labels": {"a": "1"}}, "spec": {"replicas": 2}});
         let object = server_side_apply(Some(&object), &second, "ci", false, &rt).unwrap();
@@ -426,7 +466,11 @@ mod tests {
     #[test]
     fn managed_fields_round_trip_through_fields_v1() {
         let mut paths = BTreeSet::new();
-        fields_of(&json!({"spec": {"containers": [{"name": "a", "image": "x"}], "replicas": 1}}), &mut Vec::new(), &mut paths);
+        fields_of(
+            &json!({"spec": {"containers": [{"name": "a", "image": "x"}], "replicas": 1}}),
+            &mut Vec::new(),
+            &mut paths,
+        );
         let v1 = fields_v1(&paths);
         assert!(v1["f:spec"]["f:containers"].get("k:{\"name\":\"a\"}").is_some(), "{v1}");
         let mut back = BTreeSet::new();

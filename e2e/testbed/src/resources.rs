@@ -36,7 +36,8 @@ impl ResourceType {
 
     /// Discovery entries: the resource and its subresources.
     pub fn discovery(&self) -> Vec<Value> {
-        let verbs = json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
+        let verbs =
+            json!(["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
         let mut entries = vec![json!({
             "name": self.plural,
             "singularName": self.singular,
@@ -59,7 +60,15 @@ impl ResourceType {
     }
 }
 
-fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool, short: &[&str], sub: &[&str]) -> ResourceType {
+fn builtin(
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    short: &[&str],
+    sub: &[&str],
+) -> ResourceType {
     ResourceType {
         group: group.into(),
         version: version.into(),
@@ -105,7 +114,9 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceType> {
     let spec = &crd["spec"];
     let names = &spec["names"];
     let Some(group) = spec["group"].as_str() else { return Vec::new() };
-    let (Some(kind), Some(plural)) = (names["kind"].as_str(), names["plural"].as_str()) else { return Vec::new() };
+    let (Some(kind), Some(plural)) = (names["kind"].as_str(), names["plural"].as_str()) else {
+        return Vec::new();
+    };
     let singular = names["singular"].as_str().map_or_else(|| kind.to_ascii_lowercase(), str::to_owned);
     let short_names: Vec<String> = names["shortNames"]
         .as_array()

@@ -39,7 +39,8 @@ fn json_response(value: &Value) -> Response {
 }
 
 fn created(value: &Value) -> Response {
-    (axum::http::StatusCode::CREATED, [("content-type", "application/json")], value.to_string()).into_response()
+    (axum::http::StatusCode::CREATED, [("content-type", "application/json")], value.to_string())
+        .into_response()
 }
 
 /// A parsed resource path.
@@ -57,26 +58,35 @@ fn parse_target(store: &Store, path: &str) -> Result<Target, ApiError> {
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Err(ApiError::no_such_resource(path)),
     };
-    let resolve = |plural: &str| store.resolve(group, version, plural).ok_or_else(|| ApiError::no_such_resource(path));
+    let resolve =
+        |plural: &str| store.resolve(group, version, plural).ok_or_else(|| ApiError::no_such_resource(path));
     let owned = |s: &&str| (*s).to_owned();
     match rest {
         [plural] => Ok(Target { rt: resolve(plural)?, namespace: None, name: None, subresource: None }),
         ["namespaces", ns, plural] if !matches!(*plural, "status" | "finalize") => {
             Ok(Target { rt: resolve(plural)?, namespace: Some(owned(ns)), name: None, subresource: None })
         }
-        ["namespaces", ns, plural, name] => {
-            Ok(Target { rt: resolve(plural)?, namespace: Some(owned(ns)), name: Some(owned(name)), subresource: None })
-        }
+        ["namespaces", ns, plural, name] => Ok(Target {
+            rt: resolve(plural)?,
+            namespace: Some(owned(ns)),
+            name: Some(owned(name)),
+            subresource: None,
+        }),
         ["namespaces", ns, plural, name, sub] => Ok(Target {
             rt: resolve(plural)?,
             namespace: Some(owned(ns)),
             name: Some(owned(name)),
             subresource: Some(owned(sub)),
         }),
-        [plural, name] => Ok(Target { rt: resolve(plural)?, namespace: None, name: Some(owned(name)), subresource: None }),
-        [plural, name, sub] => {
-            Ok(Target { rt: resolve(plural)?, namespace: None, name: Some(owned(name)), subresource: Some(owned(sub)) })
+        [plural, name] => {
+            Ok(Target { rt: resolve(plural)?, namespace: None, name: Some(owned(name)), subresource: None })
         }
+        [plural, name, sub] => Ok(Target {
+            rt: resolve(plural)?,
+            namespace: None,
+            name: Some(owned(name)),
+            subresource: Some(owned(sub)),
+        }),
         _ => Err(ApiError::no_such_resource(path)),
     }
 }
@@ -113,8 +123,10 @@ fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 fn selectors(query: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), ApiError> {
-    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?;
-    let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?;
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
     Ok((labels, fields))
 }
 
@@ -171,7 +183,8 @@ async fn route(
                 })?;
                 return Ok(json_response(&patch::scale_of(&updated)));
             }
-            let updated = store.update(rt, &namespace, name, object, target.subresource.as_deref(), dry_run)?;
+            let updated =
+                store.update(rt, &namespace, name, object, target.subresource.as_deref(), dry_run)?;
             Ok(json_response(&updated))
         }
         ("PATCH", Some(name)) => {
@@ -229,7 +242,12 @@ async fn route(
                 let name = item["metadata"]["name"].as_str().unwrap_or_default();
                 let _ = store.delete(rt, ns, name, Propagation::Background, dry_run);
             }
-            let (_, rv) = store.list(rt, target.namespace.as_deref(), &LabelSelector::default(), &FieldSelector::default());
+            let (_, rv) = store.list(
+                rt,
+                target.namespace.as_deref(),
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            );
             Ok(json_response(&json!({"apiVersion": rt.api_version(), "kind": format!("{}List", rt.kind),
                                       "metadata": {"resourceVersion": rv.to_string()}, "items": items})))
         }
@@ -238,12 +256,21 @@ async fn route(
 }
 
 /// A list answer, paged by `limit` / `continue` (the continue token is the last name served).
-fn list_page(rt: &ResourceType, items: Vec<Value>, rv: u64, query: &HashMap<String, String>) -> Result<Value, ApiError> {
+fn list_page(
+    rt: &ResourceType,
+    items: Vec<Value>,
+    rv: u64,
+    query: &HashMap<String, String>,
+) -> Result<Value, ApiError> {
     let start_after = query.get("continue").filter(|c| !c.is_empty()).cloned();
     let mut items: Vec<Value> = match &start_after {
         Some(token) => {
             let position = |o: &Value| {
-                format!("{}/{}", o["metadata"]["namespace"].as_str().unwrap_or_default(), o["metadata"]["name"].as_str().unwrap_or_default())
+                format!(
+                    "{}/{}",
+                    o["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    o["metadata"]["name"].as_str().unwrap_or_default()
+                )
             };
             items.into_iter().filter(|o| position(o).as_str() > token.as_str()).collect()
         }
@@ -263,5 +290,7 @@ fn list_page(rt: &ResourceType, items: Vec<Value>, rv: u64, query: &HashMap<Stri
             }
         }
     }
-    Ok(json!({"apiVersion": rt.api_version(), "kind": format!("{}List", rt.kind), "metadata": metadata, "items": items}))
+    Ok(
+        json!({"apiVersion": rt.api_version(), "kind": format!("{}List", rt.kind), "metadata": metadata, "items": items}),
+    )
 }

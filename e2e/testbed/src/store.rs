@@ -88,7 +88,13 @@ impl Store {
         let types = resources::builtins().into_iter().map(|t| (t.key(), t)).collect();
         let (events, _) = broadcast::channel(4096);
         let store = Self {
-            inner: Mutex::new(Inner { rv: 0, objects: BTreeMap::new(), types, log: VecDeque::new(), oldest: 0 }),
+            inner: Mutex::new(Inner {
+                rv: 0,
+                objects: BTreeMap::new(),
+                types,
+                log: VecDeque::new(),
+                oldest: 0,
+            }),
             events,
         };
         if let Some(namespaces) = store.resolve("", "v1", "namespaces") {
@@ -119,7 +125,11 @@ impl Store {
 
     pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Value, ApiError> {
         let inner = self.lock();
-        inner.objects.get(&(rt.key(), namespace.to_owned(), name.to_owned())).cloned().ok_or_else(|| ApiError::not_found(&rt.plural, name))
+        inner
+            .objects
+            .get(&(rt.key(), namespace.to_owned(), name.to_owned()))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&rt.plural, name))
     }
 
     /// Objects of a kind (in one namespace, or all), filtered, in name order; and the list's
@@ -146,7 +156,10 @@ impl Store {
 
     /// The events after `rv` for a watch, and a receiver for those still to come; 410 when
     /// `rv` is older than the log.
-    pub fn watch_from(&self, rv: u64) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), ApiError> {
+    pub fn watch_from(
+        &self,
+        rv: u64,
+    ) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), ApiError> {
         let inner = self.lock();
         if rv < inner.oldest {
             return Err(ApiError::gone(format!("too old resource version: {rv} ({})", inner.oldest)));
@@ -178,7 +191,13 @@ impl Store {
         inner.rv.to_string()
     }
 
-    pub fn create(&self, rt: &ResourceType, namespace: &str, mut object: Value, dry_run: bool) -> Result<Value, ApiError> {
+    pub fn create(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        mut object: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
         if !object.is_object() || !object["metadata"].is_object() && !object["metadata"].is_null() {
             return Err(ApiError::bad_request("the body is not an object with metadata"));
@@ -190,7 +209,11 @@ impl Store {
         if name.is_empty() {
             let prefix = object["metadata"]["generateName"].as_str().unwrap_or_default().to_owned();
             if prefix.is_empty() {
-                return Err(ApiError::invalid(&rt.kind, "", vec![("metadata.name".into(), "Required value: name or generateName is required".into())]));
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    "",
+                    vec![("metadata.name".into(), "Required value: name or generateName is required".into())],
+                ));
             }
             let suffix: String = uuid::Uuid::new_v4().simple().to_string().chars().take(5).collect();
             name = format!("{prefix}{suffix}");
@@ -213,7 +236,9 @@ impl Store {
         }
         crate::validation::prune_resource(rt, &mut object);
         crate::validation::validate(rt, &object, None)?;
-        let meta = object["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata is not an object"))?;
+        let meta = object["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| ApiError::bad_request("metadata is not an object"))?;
         meta.insert("name".into(), json!(name));
         if rt.namespaced {
             meta.insert("namespace".into(), json!(namespace));
@@ -281,8 +306,10 @@ impl Store {
         change: impl FnOnce(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
-        let key = (rt.key(), if rt.namespaced { namespace.to_owned() } else { String::new() }, name.to_owned());
-        let current = inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(&rt.plural, name))?;
+        let key =
+            (rt.key(), if rt.namespaced { namespace.to_owned() } else { String::new() }, name.to_owned());
+        let current =
+            inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(&rt.plural, name))?;
         let mut next = change(&current)?;
         if !next.is_object() {
             return Err(ApiError::bad_request("the object is not a JSON object"));
@@ -317,7 +344,14 @@ impl Store {
         // Server-owned metadata is kept whatever the client sent.
         let old_meta = current["metadata"].as_object().cloned().unwrap_or_default();
         let mut meta: Map<String, Value> = next["metadata"].as_object().cloned().unwrap_or_default();
-        for key in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        for key in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
             match old_meta.get(key) {
                 Some(v) => meta.insert(key.into(), v.clone()),
                 None => meta.remove(key),
@@ -360,10 +394,17 @@ impl Store {
     }
 
     /// Marks an object as being deleted (a pod in its grace period), keeping it.
-    pub fn mark_deleting(&self, rt: &ResourceType, namespace: &str, name: &str, grace_seconds: u64) -> Result<Value, ApiError> {
+    pub fn mark_deleting(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        grace_seconds: u64,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
         let key = (rt.key(), key_namespace(rt, namespace), name.to_owned());
-        let mut current = inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(&rt.plural, name))?;
+        let mut current =
+            inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(&rt.plural, name))?;
         if current["metadata"].get("deletionTimestamp").is_some() {
             return Ok(current);
         }
@@ -385,8 +426,10 @@ impl Store {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
-        let key = (rt.key(), if rt.namespaced { namespace.to_owned() } else { String::new() }, name.to_owned());
-        let mut current = inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(&rt.plural, name))?;
+        let key =
+            (rt.key(), if rt.namespaced { namespace.to_owned() } else { String::new() }, name.to_owned());
+        let mut current =
+            inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(&rt.plural, name))?;
         if dry_run {
             return Ok(current);
         }
@@ -409,7 +452,11 @@ impl Store {
                 self.collect_dependents(&mut inner, &current, Propagation::Foreground);
                 self.finish_foreground(&mut inner, rt, &current);
             }
-            return inner.objects.get(&(rt.key(), key_namespace(rt, namespace), name.to_owned())).cloned().map_or_else(|| Ok(current.clone()), Ok);
+            return inner
+                .objects
+                .get(&(rt.key(), key_namespace(rt, namespace), name.to_owned()))
+                .cloned()
+                .map_or_else(|| Ok(current.clone()), Ok);
         }
         inner.objects.remove(&key);
         current["metadata"]["resourceVersion"] = json!(Self::next_rv(&mut inner));
@@ -423,7 +470,8 @@ impl Store {
         if rt.key() == "apiextensions.k8s.io/v1/customresourcedefinitions" {
             for gone in resources::from_crd(&object) {
                 inner.types.remove(&gone.key());
-                let doomed: Vec<Key> = inner.objects.keys().filter(|(k, _, _)| *k == gone.key()).cloned().collect();
+                let doomed: Vec<Key> =
+                    inner.objects.keys().filter(|(k, _, _)| *k == gone.key()).cloned().collect();
                 for key in doomed {
                     if let Some(mut o) = inner.objects.remove(&key) {
                         o["metadata"]["resourceVersion"] = json!(Self::next_rv(inner));
@@ -459,7 +507,8 @@ impl Store {
     /// Garbage collection of an owner's dependents.
     fn collect_dependents(&self, inner: &mut Inner, owner: &Value, propagation: Propagation) {
         let uid = owner["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
-        let dependents: Vec<Key> = inner.objects.iter().filter(|(_, o)| owned_by(o, &uid)).map(|(k, _)| k.clone()).collect();
+        let dependents: Vec<Key> =
+            inner.objects.iter().filter(|(_, o)| owned_by(o, &uid)).map(|(k, _)| k.clone()).collect();
         for key in dependents {
             let Some(rt) = inner.types.get(&key.0).cloned() else { continue };
             let Some(mut dependent) = inner.objects.get(&key).cloned() else { continue };
@@ -492,9 +541,14 @@ impl Store {
         if Self::has_dependents(inner, owner) {
             return;
         }
-        let key = (rt.key(), owner["metadata"]["namespace"].as_str().unwrap_or_default().to_owned(), name_of(owner));
+        let key = (
+            rt.key(),
+            owner["metadata"]["namespace"].as_str().unwrap_or_default().to_owned(),
+            name_of(owner),
+        );
         let Some(mut current) = inner.objects.get(&key).cloned() else { return };
-        let finalizers: Vec<String> = finalizers_of(&current).into_iter().filter(|f| f != "foregroundDeletion").collect();
+        let finalizers: Vec<String> =
+            finalizers_of(&current).into_iter().filter(|f| f != "foregroundDeletion").collect();
         current["metadata"]["finalizers"] = json!(finalizers);
         current["metadata"]["resourceVersion"] = json!(Self::next_rv(inner));
         if finalizers.is_empty() {
@@ -513,5 +567,7 @@ fn key_namespace(rt: &ResourceType, namespace: &str) -> String {
 
 fn owned_by(object: &Value, uid: &str) -> bool {
     !uid.is_empty()
-        && object["metadata"]["ownerReferences"].as_array().is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)))
+        && object["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)))
 }

@@ -58,7 +58,13 @@ fn check(schema: &Value, value: &Value, path: &str, causes: &mut Vec<(String, St
     let here = if path.is_empty() { "<root>".to_owned() } else { path.to_owned() };
     if value.is_null() {
         if !schema["nullable"].as_bool().unwrap_or(false) && schema.get("type").is_some() {
-            causes.push((here.clone(), format!("Invalid value: \"null\": {here} in body must be of type {}", schema["type"].as_str().unwrap_or("object"))));
+            causes.push((
+                here.clone(),
+                format!(
+                    "Invalid value: \"null\": {here} in body must be of type {}",
+                    schema["type"].as_str().unwrap_or("object")
+                ),
+            ));
         }
         return;
     }
@@ -72,14 +78,22 @@ fn check(schema: &Value, value: &Value, path: &str, causes: &mut Vec<(String, St
         let actual = type_name(value);
         let fits = actual == expected || (expected == "number" && actual == "integer");
         if !fits {
-            causes.push((here.clone(), format!("Invalid value: \"{actual}\": {path} in body must be of type {expected}: \"{actual}\"")));
+            causes.push((
+                here.clone(),
+                format!(
+                    "Invalid value: \"{actual}\": {path} in body must be of type {expected}: \"{actual}\""
+                ),
+            ));
             return;
         }
     }
     if let Some(allowed) = schema["enum"].as_array() {
         if !allowed.contains(value) {
             let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
-            causes.push((here.clone(), format!("Unsupported value: {value}: supported values: {}", list.join(", "))));
+            causes.push((
+                here.clone(),
+                format!("Unsupported value: {value}: supported values: {}", list.join(", ")),
+            ));
         }
     }
     match value {
@@ -88,40 +102,71 @@ fn check(schema: &Value, value: &Value, path: &str, causes: &mut Vec<(String, St
             if let Some(min) = schema["minimum"].as_f64() {
                 let exclusive = schema["exclusiveMinimum"].as_bool().unwrap_or(false);
                 if v < min || (exclusive && v <= min) {
-                    causes.push((here.clone(), format!("Invalid value: {v}: {path} in body should be greater than or equal to {min}")));
+                    causes.push((
+                        here.clone(),
+                        format!(
+                            "Invalid value: {v}: {path} in body should be greater than or equal to {min}"
+                        ),
+                    ));
                 }
             }
             if let Some(max) = schema["maximum"].as_f64() {
                 let exclusive = schema["exclusiveMaximum"].as_bool().unwrap_or(false);
                 if v > max || (exclusive && v >= max) {
-                    causes.push((here.clone(), format!("Invalid value: {v}: {path} in body should be less than or equal to {max}")));
+                    causes.push((
+                        here.clone(),
+                        format!("Invalid value: {v}: {path} in body should be less than or equal to {max}"),
+                    ));
                 }
             }
         }
         Value::String(s) => {
             let len = s.chars().count() as u64;
             if schema["minLength"].as_u64().is_some_and(|m| len < m) {
-                causes.push((here.clone(), format!("Invalid value: {value}: {path} in body should be at least {} chars long", schema["minLength"])));
+                causes.push((
+                    here.clone(),
+                    format!(
+                        "Invalid value: {value}: {path} in body should be at least {} chars long",
+                        schema["minLength"]
+                    ),
+                ));
             }
             if schema["maxLength"].as_u64().is_some_and(|m| len > m) {
-                causes.push((here.clone(), format!("Too long: {path} may not be more than {} bytes", schema["maxLength"])));
+                causes.push((
+                    here.clone(),
+                    format!("Too long: {path} may not be more than {} bytes", schema["maxLength"]),
+                ));
             }
             if let Some(pattern) = schema["pattern"].as_str() {
                 match regex_lite::Regex::new(pattern) {
                     Ok(re) if !re.is_match(s) => {
-                        causes.push((here.clone(), format!("Invalid value: {value}: {path} in body should match '{pattern}'")));
+                        causes.push((
+                            here.clone(),
+                            format!("Invalid value: {value}: {path} in body should match '{pattern}'"),
+                        ));
                     }
                     Ok(_) => {}
-                    Err(e) => causes.push((here.clone(), format!("the schema's pattern {pattern:?} is invalid: {e}"))),
+                    Err(e) => causes
+                        .push((here.clone(), format!("the schema's pattern {pattern:?} is invalid: {e}"))),
                 }
             }
         }
         Value::Array(items) => {
             if schema["minItems"].as_u64().is_some_and(|m| (items.len() as u64) < m) {
-                causes.push((here.clone(), format!("Invalid value: {} items: should have at least {} items", items.len(), schema["minItems"])));
+                causes.push((
+                    here.clone(),
+                    format!(
+                        "Invalid value: {} items: should have at least {} items",
+                        items.len(),
+                        schema["minItems"]
+                    ),
+                ));
             }
             if schema["maxItems"].as_u64().is_some_and(|m| (items.len() as u64) > m) {
-                causes.push((here.clone(), format!("Too many: {}: must have at most {} items", items.len(), schema["maxItems"])));
+                causes.push((
+                    here.clone(),
+                    format!("Too many: {}: must have at most {} items", items.len(), schema["maxItems"]),
+                ));
             }
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
@@ -141,7 +186,10 @@ fn check_object(schema: &Value, map: &Map<String, Value>, path: &str, causes: &m
         }
     }
     if schema["maxProperties"].as_u64().is_some_and(|m| map.len() as u64 > m) {
-        causes.push((path.to_owned(), format!("Too many: {}: must have at most {} items", map.len(), schema["maxProperties"])));
+        causes.push((
+            path.to_owned(),
+            format!("Too many: {}: must have at most {} items", map.len(), schema["maxProperties"]),
+        ));
     }
     let properties = schema["properties"].as_object();
     for (key, value) in map {
@@ -157,8 +205,10 @@ fn check_object(schema: &Value, map: &Map<String, Value>, path: &str, causes: &m
 pub fn prune_resource(rt: &ResourceType, object: &mut Value) {
     let Some(schema) = &rt.schema else { return };
     let Some(map) = object.as_object_mut() else { return };
-    let kept: Vec<(String, Value)> =
-        ["metadata", "apiVersion", "kind"].iter().filter_map(|k| map.remove(*k).map(|v| ((*k).to_owned(), v))).collect();
+    let kept: Vec<(String, Value)> = ["metadata", "apiVersion", "kind"]
+        .iter()
+        .filter_map(|k| map.remove(*k).map(|v| ((*k).to_owned(), v)))
+        .collect();
     prune(schema, object);
     if let Some(map) = object.as_object_mut() {
         map.extend(kept);
@@ -170,7 +220,9 @@ pub fn prune_resource(rt: &ResourceType, object: &mut Value) {
 pub fn prune(schema: &Value, value: &mut Value) {
     match value {
         Value::Object(map) => {
-            if schema["x-kubernetes-preserve-unknown-fields"].as_bool() == Some(true) && schema.get("properties").is_none() {
+            if schema["x-kubernetes-preserve-unknown-fields"].as_bool() == Some(true)
+                && schema.get("properties").is_none()
+            {
                 return;
             }
             let properties = schema["properties"].as_object();

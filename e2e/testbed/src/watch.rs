@@ -51,10 +51,12 @@ pub fn stream(
     };
     // "" and "0": the current state as ADDED events first, then changes.
     let (initial, from) = match requested.as_str() {
-        "" | "0" => {
-            store.list(rt, None, &LabelSelector::default(), &FieldSelector::default())
-        }
-        rv => (Vec::new(), rv.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?),
+        "" | "0" => store.list(rt, None, &LabelSelector::default(), &FieldSelector::default()),
+        rv => (
+            Vec::new(),
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        ),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
