@@ -141,10 +141,10 @@ fn remove(value: &mut Value, path: &[Segment]) {
             } else if let Some(child) = value.get_mut(k) {
                 remove(child, rest);
                 // An object left empty by the removal goes too.
-                if child.as_object().is_some_and(Map::is_empty) {
-                    if let Some(map) = value.as_object_mut() {
-                        map.remove(k);
-                    }
+                if child.as_object().is_some_and(Map::is_empty)
+                    && let Some(map) = value.as_object_mut()
+                {
+                    map.remove(k);
                 }
             }
         }
@@ -374,15 +374,15 @@ pub fn apply_patch(
             if !applied.is_object() {
                 return Err(ApiError::bad_request("an apply patch must be an object"));
             }
-            if subresource.is_none() {
-                if let Err(missing) = store.get(rt, namespace, name) {
-                    if missing.code != 404 {
-                        return Err(missing);
-                    }
-                    let mut created = server_side_apply(None, &applied, manager, force, rt)?;
-                    created["metadata"]["name"] = json!(name);
-                    return store.create(rt, namespace, created, dry_run);
+            if subresource.is_none()
+                && let Err(missing) = store.get(rt, namespace, name)
+            {
+                if missing.code != 404 {
+                    return Err(missing);
                 }
+                let mut created = server_side_apply(None, &applied, manager, force, rt)?;
+                created["metadata"]["name"] = json!(name);
+                return store.create(rt, namespace, created, dry_run);
             }
             store.modify(rt, namespace, name, subresource, dry_run, |current| {
                 server_side_apply(Some(current), &applied, manager, force, rt)

@@ -146,10 +146,10 @@ async fn route(
     }
     let namespace = target.namespace.clone().unwrap_or_default();
     let dry_run = query.get("dryRun").is_some_and(|d| d == "All");
-    if let Some(sub) = &target.subresource {
-        if !rt.subresources.contains(sub) {
-            return Err(ApiError::no_such_resource(path));
-        }
+    if let Some(sub) = &target.subresource
+        && !rt.subresources.contains(sub)
+    {
+        return Err(ApiError::no_such_resource(path));
     }
     match (method.as_str(), &target.name) {
         ("GET", None) => {
@@ -278,16 +278,16 @@ fn list_page(
     };
     let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
     let mut metadata = json!({"resourceVersion": rv.to_string()});
-    if let Some(limit) = limit {
-        if items.len() > limit {
-            items.truncate(limit);
-            if let Some(last) = items.last() {
-                metadata["continue"] = json!(format!(
-                    "{}/{}",
-                    last["metadata"]["namespace"].as_str().unwrap_or_default(),
-                    last["metadata"]["name"].as_str().unwrap_or_default()
-                ));
-            }
+    if let Some(limit) = limit
+        && items.len() > limit
+    {
+        items.truncate(limit);
+        if let Some(last) = items.last() {
+            metadata["continue"] = json!(format!(
+                "{}/{}",
+                last["metadata"]["namespace"].as_str().unwrap_or_default(),
+                last["metadata"]["name"].as_str().unwrap_or_default()
+            ));
         }
     }
     Ok(

@@ -39,6 +39,9 @@ pub enum Propagation {
 
 type Key = (String, String, String);
 
+/// Live events, for a watch that has read the backlog.
+pub type EventReceiver = broadcast::Receiver<Arc<WatchEvent>>;
+
 struct Inner {
     rv: u64,
     objects: BTreeMap<Key, Value>,
@@ -156,10 +159,7 @@ impl Store {
 
     /// The events after `rv` for a watch, and a receiver for those still to come; 410 when
     /// `rv` is older than the log.
-    pub fn watch_from(
-        &self,
-        rv: u64,
-    ) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), ApiError> {
+    pub fn watch_from(&self, rv: u64) -> Result<(Vec<Arc<WatchEvent>>, EventReceiver), ApiError> {
         let inner = self.lock();
         if rv < inner.oldest {
             return Err(ApiError::gone(format!("too old resource version: {rv} ({})", inner.oldest)));
@@ -178,10 +178,10 @@ impl Store {
             object,
         });
         inner.log.push_back(event.clone());
-        if inner.log.len() > EVENT_LOG {
-            if let Some(dropped) = inner.log.pop_front() {
-                inner.oldest = dropped.rv;
-            }
+        if inner.log.len() > EVENT_LOG
+            && let Some(dropped) = inner.log.pop_front()
+        {
+            inner.oldest = dropped.rv;
         }
         let _ = self.events.send(event);
     }
@@ -434,10 +434,11 @@ impl Store {
             return Ok(current);
         }
         let mut finalizers = finalizers_of(&current);
-        if propagation == Propagation::Foreground && Self::has_dependents(&inner, &current) {
-            if !finalizers.iter().any(|f| f == "foregroundDeletion") {
-                finalizers.push("foregroundDeletion".into());
-            }
+        if propagation == Propagation::Foreground
+            && Self::has_dependents(&inner, &current)
+            && !finalizers.iter().any(|f| f == "foregroundDeletion")
+        {
+            finalizers.push("foregroundDeletion".into());
         }
         if !finalizers.is_empty() {
             if current["metadata"].get("deletionTimestamp").is_none() {
@@ -491,10 +492,10 @@ impl Store {
                 o["metadata"]["uid"].as_str() == Some(uid.as_str())
                     && finalizers_of(o).iter().any(|f| f == "foregroundDeletion")
             });
-            if let Some(((type_key, _, _), owner)) = waiting.map(|(k, o)| (k.clone(), o.clone())) {
-                if let Some(owner_rt) = inner.types.get(&type_key).cloned() {
-                    self.finish_foreground(inner, &owner_rt, &owner);
-                }
+            if let Some(((type_key, _, _), owner)) = waiting.map(|(k, o)| (k.clone(), o.clone()))
+                && let Some(owner_rt) = inner.types.get(&type_key).cloned()
+            {
+                self.finish_foreground(inner, &owner_rt, &owner);
             }
         }
     }

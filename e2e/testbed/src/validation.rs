@@ -87,14 +87,14 @@ fn check(schema: &Value, value: &Value, path: &str, causes: &mut Vec<(String, St
             return;
         }
     }
-    if let Some(allowed) = schema["enum"].as_array() {
-        if !allowed.contains(value) {
-            let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
-            causes.push((
-                here.clone(),
-                format!("Unsupported value: {value}: supported values: {}", list.join(", ")),
-            ));
-        }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        causes.push((
+            here.clone(),
+            format!("Unsupported value: {value}: supported values: {}", list.join(", ")),
+        ));
     }
     match value {
         Value::Number(n) => {
