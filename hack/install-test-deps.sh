@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: Prometheus, which the analysis tests start on a loopback port.
 DEBIAN_PACKAGES=(prometheus)
+# kubectl for the test bed's contract tests: Debian's kubernetes-client when none is installed.
+command -v kubectl >/dev/null || DEBIAN_PACKAGES+=(kubernetes-client)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -38,6 +38,62 @@ pub fn serve(state: &AppState, path: &str) -> Option<Response> {
             "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"
         }))),
         ["healthz"] | ["readyz"] | ["livez"] => Some("ok".into_response()),
+        // No published schemas: clients that validate against OpenAPI find no schema for a kind
+        // and leave validation to the server (which the test bed does for custom resources).
+        ["openapi", "v2"] => {
+            Some(respond(&json!({"swagger": "2.0", "info": {"title": "testbed", "version": "v1.33.0"},
+                                                  "paths": {}, "definitions": {}})))
+        }
+        ["openapi", "v3"] => {
+            let mut paths = serde_json::Map::new();
+            for t in &types {
+                let gv = if t.group.is_empty() {
+                    format!("api/{}", t.version)
+                } else {
+                    format!("apis/{}/{}", t.group, t.version)
+                };
+                paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}")}));
+            }
+            Some(respond(&json!({"paths": paths})))
+        }
+        // Per group-version documents that declare, for each kind, a PATCH taking
+        // `fieldValidation`: kubectl then leaves validation to the server instead of needing
+        // the kinds' schemas client-side.
+        ["openapi", "v3", rest @ ..] => {
+            let (group, version) = match rest {
+                ["api", version] => ("", *version),
+                ["apis", group, version] => (*group, *version),
+                _ => return None,
+            };
+            let mut paths = serde_json::Map::new();
+            for t in types.iter().filter(|t| t.group == group && t.version == version) {
+                let prefix = if group.is_empty() {
+                    format!("/api/{version}")
+                } else {
+                    format!("/apis/{group}/{version}")
+                };
+                let path = if t.namespaced {
+                    format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
+                } else {
+                    format!("{prefix}/{}/{{name}}", t.plural)
+                };
+                let parameters = json!([{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+                                        {"name": "fieldManager", "in": "query", "schema": {"type": "string"}}]);
+                paths.insert(path, json!({
+                    "parameters": parameters,
+                    "patch": {"x-kubernetes-group-version-kind": {"group": t.group, "version": t.version, "kind": t.kind},
+                              "x-kubernetes-action": "patch",
+                              "parameters": parameters,
+                              "responses": {"200": {"description": "OK"}}}
+                }));
+            }
+            if paths.is_empty() {
+                return None;
+            }
+            Some(respond(
+                &json!({"openapi": "3.0.0", "info": {"title": "testbed", "version": "v1.33.0"}, "paths": paths}),
+            ))
+        }
         ["api"] => Some(respond(&json!({
             "kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": state.addr.to_string()}]

@@ -11,6 +11,7 @@ pub mod resources;
 pub mod selectors;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod validation;
 pub mod watch;
 
@@ -23,6 +24,8 @@ pub use store::Store;
 pub struct ControlPlane {
     pub addr: SocketAddr,
     pub token: String,
+    /// The server certificate clients trust (PEM).
+    pub ca_pem: String,
     pub store: Arc<Store>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -45,23 +48,26 @@ impl ControlPlane {
         let store = Arc::new(Store::new());
         let state = AppState { store: store.clone(), token: Arc::new(token.clone()), addr };
         let app = server::router(state);
+        let tls = tls::ServerTls::generate()?;
+        let listener = tls::TlsListener::new(listener, &tls)?;
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { addr, token, store, server })
+        Ok(Self { addr, token, ca_pem: tls.ca_pem, store, server })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
     }
 
     /// A kubeconfig for this control plane (bearer token), as kubectl and kube read it.
     pub fn kubeconfig(&self) -> String {
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: testbed\n  cluster:\n    server: {}\n\
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: testbed\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
              contexts:\n- name: testbed\n  context:\n    cluster: testbed\n    user: testbed\n    namespace: default\n\
              current-context: testbed\nusers:\n- name: testbed\n  user:\n    token: {}\n",
             self.url(),
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &self.ca_pem),
             self.token
         )
     }

@@ -116,7 +116,13 @@ async fn handle(
     }
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+/// A JSON (or YAML) body. Protobuf and CBOR get 415, on which client-go falls back to JSON.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let content_type =
+        headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
     serde_json::from_slice(body)
         .or_else(|_| serde_yaml::from_slice(body))
         .map_err(|e| ApiError::bad_request(format!("the request body is not JSON or YAML: {e}")))
@@ -169,11 +175,11 @@ async fn route(
             }
         }
         ("POST", None) => {
-            let object = store.create(rt, &namespace, parse_body(body)?, dry_run)?;
+            let object = store.create(rt, &namespace, parse_body(headers, body)?, dry_run)?;
             Ok(created(&object))
         }
         ("PUT", Some(name)) => {
-            let object = parse_body(body)?;
+            let object = parse_body(headers, body)?;
             if target.subresource.as_deref() == Some("scale") {
                 let replicas = object["spec"]["replicas"].clone();
                 let updated = store.modify(rt, &namespace, name, None, dry_run, |current| {
@@ -210,7 +216,7 @@ async fn route(
             Ok(json_response(&object))
         }
         ("DELETE", Some(name)) => {
-            let options: Value = if body.is_empty() { json!({}) } else { parse_body(body)? };
+            let options: Value = if body.is_empty() { json!({}) } else { parse_body(headers, body)? };
             let policy = query
                 .get("propagationPolicy")
                 .map(String::as_str)

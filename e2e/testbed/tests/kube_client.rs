@@ -309,24 +309,14 @@ async fn crds_become_servable_and_invalid_custom_resources_are_rejected() {
 }
 
 #[tokio::test]
-async fn requests_without_the_token_are_refused() {
+async fn requests_without_the_token_are_refused_and_tls_is_required() {
     let plane = ControlPlane::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let response = reqwest_get(&format!("{}/api/v1/namespaces", plane.url())).await;
-    assert_eq!(response, 401);
-}
-
-async fn reqwest_get(url: &str) -> u16 {
-    let stream = tokio::net::TcpStream::connect(url.trim_start_matches("http://").split('/').next().unwrap())
-        .await
-        .unwrap();
-    let path = format!("/{}", url.trim_start_matches("http://").split_once('/').unwrap().1);
-    let (mut read, mut write) = stream.into_split();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    write
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    read.read_to_string(&mut answer).await.unwrap();
-    answer.split_whitespace().nth(1).unwrap().parse().unwrap()
+    let ca = reqwest::Certificate::from_pem(plane.ca_pem.as_bytes()).unwrap();
+    let http = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
+    let url = format!("{}/api/v1/namespaces", plane.url());
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+    let authorized = http.get(&url).bearer_auth(&plane.token).send().await.unwrap();
+    assert_eq!(authorized.status(), 200);
+    let plain = reqwest::Client::new().get(url.replace("https://", "http://")).send().await;
+    assert!(plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()));
 }
