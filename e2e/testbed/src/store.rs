@@ -27,6 +27,9 @@ pub struct WatchEvent {
     pub namespace: String,
     pub kind: &'static str,
     pub object: Value,
+    /// The object before this change (from the log), so a watch with a selector can turn an
+    /// object that stops or starts matching into DELETED or ADDED, as a real server does.
+    pub previous: Option<Value>,
 }
 
 /// How dependents are treated when their owner is deleted.
@@ -170,13 +173,19 @@ impl Store {
     }
 
     fn emit(&self, inner: &mut Inner, rt: &ResourceType, kind: &'static str, object: Value) {
-        let event = Arc::new(WatchEvent {
-            rv: inner.rv,
-            resource: rt.key(),
-            namespace: object["metadata"]["namespace"].as_str().unwrap_or_default().to_owned(),
-            kind,
-            object,
-        });
+        let resource = rt.key();
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+        let previous = (kind != "ADDED")
+            .then(|| {
+                inner.log.iter().rev().find(|e| {
+                    e.resource == resource
+                        && e.namespace == namespace
+                        && e.object["metadata"]["name"] == object["metadata"]["name"]
+                })
+            })
+            .flatten()
+            .map(|e| e.object.clone());
+        let event = Arc::new(WatchEvent { rv: inner.rv, resource, namespace, kind, object, previous });
         inner.log.push_back(event.clone());
         if inner.log.len() > EVENT_LOG
             && let Some(dropped) = inner.log.pop_front()

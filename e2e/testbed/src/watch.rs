@@ -43,11 +43,23 @@ pub fn stream(
     let api_version = rt.api_version();
     let kind = rt.kind.clone();
     let namespace = namespace.map(str::to_owned);
-    let matches = move |event: &WatchEvent| {
-        event.resource == key
-            && namespace.as_deref().is_none_or(|n| n == event.namespace)
-            && labels.matches(&event.object["metadata"]["labels"])
-            && fields.matches(&event.object)
+    let selected =
+        move |object: &Value| labels.matches(&object["metadata"]["labels"]) && fields.matches(object);
+    // The event type this watch sees: an object that starts or stops matching the selectors
+    // is ADDED or DELETED for it; `None` when the change is not this watch's business.
+    let matches = move |event: &WatchEvent| -> Option<&'static str> {
+        if event.resource != key || namespace.as_deref().is_some_and(|n| n != event.namespace) {
+            return None;
+        }
+        let now = selected(&event.object);
+        let before = event.previous.as_ref().map(&selected);
+        match (event.kind, before, now) {
+            ("MODIFIED", Some(false), true) => Some("ADDED"),
+            ("MODIFIED", Some(true), false) => Some("DELETED"),
+            (_, _, true) => Some(event.kind),
+            ("DELETED", Some(true), false) => Some("DELETED"),
+            _ => None,
+        }
     };
     // "" and "0": the current state as ADDED events first, then changes.
     let (initial, from) = match requested.as_str() {
@@ -78,15 +90,18 @@ pub fn stream(
                 namespace: object["metadata"]["namespace"].as_str().unwrap_or_default().to_owned(),
                 kind: "ADDED",
                 object,
+                previous: None,
             };
-            if matches(&event) && !send(line("ADDED", &event.object)).await {
+            if matches(&event).is_some() && !send(line("ADDED", &event.object)).await {
                 return;
             }
         }
         let mut last = from;
         for event in backlog {
             last = event.rv;
-            if matches(&event) && !send(line(event.kind, &event.object)).await {
+            if let Some(kind) = matches(&event)
+                && !send(line(kind, &event.object)).await
+            {
                 return;
             }
         }
@@ -106,7 +121,9 @@ pub fn stream(
                         continue;
                     }
                     last = event.rv;
-                    if matches(&event) && !send(line(event.kind, &event.object)).await {
+                    if let Some(kind) = matches(&event)
+                        && !send(line(kind, &event.object)).await
+                    {
                         return;
                     }
                 }

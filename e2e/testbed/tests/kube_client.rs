@@ -320,3 +320,110 @@ async fn requests_without_the_token_are_refused_and_tls_is_required() {
     let plain = reqwest::Client::new().get(url.replace("https://", "http://")).send().await;
     assert!(plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()));
 }
+
+#[tokio::test]
+async fn a_selector_watch_sees_objects_leave_and_enter_its_selection() {
+    let (_plane, client) = connect().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let created =
+        api.create(&PostParams::default(), &configmap("mover", json!({"app": "watched"}))).await.unwrap();
+    let rv = created.resource_version().unwrap();
+    let params = kube::api::WatchParams::default().labels("app=watched").timeout(5);
+    let mut events = api.watch(&params, &rv).await.unwrap().boxed();
+    api.patch(
+        "mover",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})),
+    )
+    .await
+    .unwrap();
+    api.patch("mover", &PatchParams::default(), &Patch::Merge(json!({"data": {"unseen": "1"}})))
+        .await
+        .unwrap();
+    api.patch(
+        "mover",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "watched"}}})),
+    )
+    .await
+    .unwrap();
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            kube::core::WatchEvent::Deleted(_) => kinds.push("DELETED"),
+            kube::core::WatchEvent::Added(_) => kinds.push("ADDED"),
+            kube::core::WatchEvent::Modified(_) => kinds.push("MODIFIED"),
+            kube::core::WatchEvent::Bookmark(_) => {}
+            kube::core::WatchEvent::Error(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(kinds, ["DELETED", "ADDED"]);
+}
+
+#[tokio::test]
+async fn a_reflector_stays_right_across_watch_restarts() {
+    let (_plane, client) = connect().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (reader, writer) = kube::runtime::reflector::store::<ConfigMap>();
+    // One-second watches: the watcher resumes from its last resourceVersion again and again.
+    let config = watcher::Config::default().labels("app=reflected").timeout(1);
+    let reflector = kube::runtime::reflector(writer, watcher(api.clone(), config)).applied_objects();
+    let driver = tokio::spawn(async move {
+        let mut stream = Box::pin(reflector);
+        while stream.next().await.is_some() {}
+    });
+    for round in 0..4 {
+        api.create(&PostParams::default(), &configmap(&format!("r{round}"), json!({"app": "reflected"})))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    api.delete("r0", &DeleteParams::default()).await.unwrap();
+    api.patch("r1", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "final"}}))).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut names: Vec<String> = reader.state().iter().map(|c| c.name_any()).collect();
+        names.sort();
+        let r1_final = reader
+            .state()
+            .iter()
+            .any(|c| c.name_any() == "r1" && c.data.as_ref().is_some_and(|d| d["k"] == "final"));
+        if names == ["r1", "r2", "r3"] && r1_final {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "reflector state: {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    driver.abort();
+}
+
+#[tokio::test]
+async fn a_watch_from_a_compacted_resource_version_gets_410() {
+    let (plane, client) = connect().await;
+    let configmaps = plane.store.resolve("", "v1", "configmaps").unwrap();
+    let created =
+        plane.store.create(&configmaps, "default", json!({"metadata": {"name": "busy"}}), false).unwrap();
+    let first_rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+    for i in 0..10_050 {
+        plane
+            .store
+            .modify(&configmaps, "default", "busy", None, false, |current| {
+                let mut next = current.clone();
+                next["data"] = json!({"i": i.to_string()});
+                Ok(next)
+            })
+            .unwrap();
+    }
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mut events =
+        api.watch(&kube::api::WatchParams::default().timeout(5), &first_rv).await.unwrap().boxed();
+    match tokio::time::timeout(Duration::from_secs(10), events.try_next()).await.unwrap().unwrap().unwrap() {
+        kube::core::WatchEvent::Error(status) => assert_eq!(status.code, 410),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+}
