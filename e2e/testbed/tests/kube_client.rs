@@ -427,3 +427,82 @@ async fn a_watch_from_a_compacted_resource_version_gets_410() {
         other => panic!("expected 410 Gone, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn strategic_merge_pod_grace_deletecollection_and_malformed_input() {
+    let (plane, client) = connect().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "app"},
+        "spec": {"selector": {"matchLabels": {"app": "a"}},
+                 "template": {"metadata": {"labels": {"app": "a"}},
+                              "spec": {"containers": [{"name": "main", "image": "i:1"}, {"name": "sidecar", "image": "s:1"}]}}}
+    }))
+    .unwrap();
+    deployments.create(&PostParams::default(), &deployment).await.unwrap();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "i:2"}]}}}});
+    let patched = deployments.patch("app", &PatchParams::default(), &Patch::Strategic(patch)).await.unwrap();
+    let containers = patched.spec.template.spec.unwrap().containers;
+    let images: Vec<(String, Option<String>)> = containers.into_iter().map(|c| (c.name, c.image)).collect();
+    assert_eq!(images, [("main".into(), Some("i:2".into())), ("sidecar".into(), Some("s:1".into()))]);
+
+    // A pod deleted with a grace period stays, terminating, until it ends.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "default");
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+    )
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    pods.delete("p", &DeleteParams { grace_period_seconds: Some(1), ..DeleteParams::default() })
+        .await
+        .unwrap();
+    let terminating = pods.get("p").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(1));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(error_code(pods.get("p").await.unwrap_err()), 404);
+
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for name in ["x1", "x2", "keep"] {
+        let labels = if name == "keep" { json!({}) } else { json!({"batch": "x"}) };
+        configmaps.create(&PostParams::default(), &configmap(name, labels)).await.unwrap();
+    }
+    configmaps
+        .delete_collection(&DeleteParams::default(), &ListParams::default().labels("batch=x"))
+        .await
+        .unwrap();
+    let left: Vec<String> = configmaps
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    assert_eq!(left, ["keep"]);
+
+    let ca = reqwest::Certificate::from_pem(plane.ca_pem.as_bytes()).unwrap();
+    let http = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
+    let post = |path: &str, body: &'static str| {
+        http.post(format!("{}{path}", plane.url()))
+            .bearer_auth(&plane.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let malformed = post("/api/v1/namespaces/default/configmaps", "{not json").await.unwrap();
+    assert_eq!(malformed.status(), 400);
+    let status: serde_json::Value = malformed.json().await.unwrap();
+    assert_eq!((status["kind"].as_str(), status["reason"].as_str()), (Some("Status"), Some("BadRequest")));
+    assert_eq!(post("/api/v1/namespaces/default/widgets", "{}").await.unwrap().status(), 404);
+    assert_eq!(post("/apis/nope.example/v1/things", "{}").await.unwrap().status(), 404);
+    let huge = http
+        .post(format!("{}/api/v1/namespaces/default/configmaps", plane.url()))
+        .bearer_auth(&plane.token)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 4 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+}
