@@ -506,3 +506,15 @@ async fn strategic_merge_pod_grace_deletecollection_and_malformed_input() {
         .unwrap();
     assert_eq!(huge.status(), 413);
 }
+
+#[tokio::test]
+async fn an_idle_watch_gets_bookmarks_and_ends_at_its_timeout() {
+    let (_plane, client) = connect().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let started = std::time::Instant::now();
+    let params = kube::api::WatchParams::default().timeout(3);
+    let events: Vec<_> = api.watch(&params, "0").await.unwrap().try_collect().await.unwrap();
+    assert!(events.iter().any(|e| matches!(e, kube::core::WatchEvent::Bookmark(_))), "{events:?}");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(6), "{elapsed:?}");
+}
