@@ -3,6 +3,7 @@
 //! server-side apply, finalizers, garbage collection, CRDs with schema and CEL validation — so
 //! the operator runs against it unchanged. Test infrastructure only; never deployed.
 
+pub mod controllers;
 pub mod discovery;
 pub mod error;
 pub mod patch;
@@ -28,11 +29,15 @@ pub struct ControlPlane {
     pub ca_pem: String,
     pub store: Arc<Store>,
     server: tokio::task::JoinHandle<()>,
+    controllers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.server.abort();
+        for controller in &self.controllers {
+            controller.abort();
+        }
     }
 }
 
@@ -53,7 +58,8 @@ impl ControlPlane {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { addr, token, ca_pem: tls.ca_pem, store, server })
+        let controllers = vec![tokio::spawn(controllers::deployment::run(store.clone()))];
+        Ok(Self { addr, token, ca_pem: tls.ca_pem, store, server, controllers })
     }
 
     pub fn url(&self) -> String {

@@ -5,17 +5,23 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{error::ApiError, resources::ResourceType, server::AppState, store::Propagation};
+use std::sync::Arc;
+
+use crate::{
+    error::ApiError,
+    resources::ResourceType,
+    store::{Propagation, Store},
+};
 
 pub fn begin_termination(
-    state: &AppState,
+    store: &Arc<Store>,
     rt: &ResourceType,
     namespace: &str,
     name: &str,
     grace_seconds: u64,
 ) -> Result<Value, ApiError> {
-    let object = state.store.mark_deleting(rt, namespace, name, grace_seconds)?;
-    let store = state.store.clone();
+    let object = store.mark_deleting(rt, namespace, name, grace_seconds)?;
+    let store = store.clone();
     let (rt, namespace, name) = (rt.clone(), namespace.to_owned(), name.to_owned());
     let uid = object["metadata"]["uid"].clone();
     tokio::spawn(async move {

@@ -234,7 +234,7 @@ async fn route(
             if rt.key() == "/v1/pods" && grace != Some(0) {
                 // A pod is killed gracefully: it stays, terminating, for its grace period.
                 let seconds = grace.unwrap_or(30);
-                let object = crate::pods::begin_termination(state, rt, &namespace, name, seconds)?;
+                let object = crate::pods::begin_termination(&state.store, rt, &namespace, name, seconds)?;
                 return Ok(json_response(&object));
             }
             let object = store.delete(rt, &namespace, name, propagation, dry_run)?;
