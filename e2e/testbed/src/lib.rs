@@ -41,9 +41,22 @@ impl Drop for ControlPlane {
     }
 }
 
+/// What runs beside the API server.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Run pods as local processes (the kubelet), with these image rules. Without it pods are
+    /// only stored, and tests play the kubelet themselves.
+    pub images: Option<controllers::images::ImageMap>,
+}
+
 impl ControlPlane {
-    /// Serves on `listen` (a loopback address; port 0 picks one).
+    /// Serves on `listen` (a loopback address; port 0 picks one), without a kubelet.
     pub async fn start(listen: SocketAddr) -> std::io::Result<Self> {
+        Self::start_with(listen, Options::default()).await
+    }
+
+    /// Serves on `listen` with the given options.
+    pub async fn start_with(listen: SocketAddr, options: Options) -> std::io::Result<Self> {
         if !listen.ip().is_loopback() {
             return Err(std::io::Error::other("the test bed listens on loopback only"));
         }
@@ -58,7 +71,10 @@ impl ControlPlane {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let controllers = vec![tokio::spawn(controllers::deployment::run(store.clone()))];
+        let mut controllers = vec![tokio::spawn(controllers::deployment::run(store.clone()))];
+        if let Some(images) = options.images {
+            controllers.push(tokio::spawn(controllers::kubelet::run(store.clone(), Arc::new(images))));
+        }
         Ok(Self { addr, token, ca_pem: tls.ca_pem, store, server, controllers })
     }
 

@@ -2,4 +2,6 @@
 //! control plane's process on the store, woken by its events and by a periodic resync.
 
 pub mod deployment;
+pub mod images;
 pub mod intstr;
+pub mod kubelet;

@@ -1,0 +1,140 @@
+#![allow(clippy::unwrap_used)]
+//! The kubelet: pods of real mcp-fixture processes on their own loopback IPs, readiness probes,
+//! readiness gates, crash loops, and graceful termination with preStop.
+
+use std::{path::PathBuf, time::Duration};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api, Client, Config, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use serde_json::json;
+use testbed::{ControlPlane, Options, controllers::images::ImageMap};
+
+/// The directory of the workspace's built binaries, with mcp-fixture built if it is not yet.
+fn bin_dir() -> PathBuf {
+    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    if !dir.join("mcp-fixture").exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "mcp-fixture", "--bin", "mcp-fixture"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    dir
+}
+
+async fn connect() -> (ControlPlane, Client) {
+    let images =
+        ImageMap::load(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../images.yaml")), &bin_dir())
+            .unwrap();
+    let plane = ControlPlane::start_with("127.0.0.1:0".parse().unwrap(), Options { images: Some(images) })
+        .await
+        .unwrap();
+    let kubeconfig = Kubeconfig::from_yaml(&plane.kubeconfig()).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    (plane, Client::try_from(config).unwrap())
+}
+
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn condition(pod: &Pod, kind: &str) -> Option<String> {
+    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == kind).map(|c| c.status.clone())
+}
+
+fn fixture_pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": "fixture"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 5,
+            "readinessGates": [{"conditionType": "mcprollout.dev/in-rotation"}],
+            "containers": [{
+                "name": "server", "image": "mcp-fixture:v2-compatible",
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "env": [{"name": "SERVER_VERSION", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1},
+                "lifecycle": {"preStop": {"sleep": {"seconds": 1}}}
+            }]
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_fixture_pod_runs_on_its_own_ip_and_is_ready_only_with_its_gate() {
+    let (_plane, client) = connect().await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    pods.create(&PostParams::default(), &fixture_pod("fx")).await.unwrap();
+    eventually("containers ready", || async {
+        pods.get("fx").await.ok().and_then(|p| condition(&p, "ContainersReady")).as_deref() == Some("True")
+    })
+    .await;
+    let pod = pods.get("fx").await.unwrap();
+    let ip = pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    assert!(ip.starts_with("127.1."), "{ip}");
+    assert_eq!(condition(&pod, "Ready").as_deref(), Some("False"), "the readiness gate is not set yet");
+
+    // The real process answers on the pod IP, with the downward-API env it was given.
+    let health = reqwest::get(format!("http://{ip}:8080/healthz")).await.unwrap();
+    assert!(health.status().is_success());
+    assert_eq!(health.headers()["x-server-version"], "fx");
+
+    let gate = json!({"status": {"conditions": [{"type": "mcprollout.dev/in-rotation", "status": "True"}]}});
+    pods.patch_status("fx", &PatchParams::default(), &Patch::Strategic(gate)).await.unwrap();
+    eventually("ready", || async {
+        pods.get("fx").await.ok().and_then(|p| condition(&p, "Ready")).as_deref() == Some("True")
+    })
+    .await;
+    let gate_off =
+        json!({"status": {"conditions": [{"type": "mcprollout.dev/in-rotation", "status": "False"}]}});
+    pods.patch_status("fx", &PatchParams::default(), &Patch::Strategic(gate_off)).await.unwrap();
+    eventually("out of rotation", || async {
+        pods.get("fx").await.ok().and_then(|p| condition(&p, "Ready")).as_deref() == Some("False")
+    })
+    .await;
+    // Out of rotation is not killed: the process still serves.
+    assert!(reqwest::get(format!("http://{ip}:8080/healthz")).await.unwrap().status().is_success());
+
+    // Deletion: preStop (1 s), then SIGTERM; the pod is gone soon after, its process too.
+    let started = std::time::Instant::now();
+    pods.delete("fx", &DeleteParams::default()).await.unwrap();
+    eventually("the pod to go", || async { pods.get("fx").await.is_err() }).await;
+    assert!(started.elapsed() >= Duration::from_secs(1), "preStop sleep was skipped");
+    assert!(started.elapsed() < Duration::from_secs(5), "SIGTERM did not end it before the grace period");
+    assert!(reqwest::get(format!("http://{ip}:8080/healthz")).await.is_err());
+}
+
+#[tokio::test]
+async fn a_crashing_container_ends_in_crash_loop_back_off() {
+    let (_plane, client) = connect().await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "crasher"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1", "args": ["-c", "exit 3"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    eventually("two restarts in back-off", || async {
+        let Ok(pod) = pods.get("crasher").await else { return false };
+        let Some(status) = pod.status.and_then(|s| s.container_statuses).and_then(|s| s.into_iter().next())
+        else {
+            return false;
+        };
+        let waiting = status.state.and_then(|s| s.waiting).and_then(|w| w.reason);
+        let exit = status.last_state.and_then(|s| s.terminated).map(|t| t.exit_code);
+        status.restart_count >= 2 && waiting.as_deref() == Some("CrashLoopBackOff") && exit == Some(3)
+    })
+    .await;
+    let _ = pods
+        .delete("crasher", &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() })
+        .await;
+    let _ = ResourceExt::name_any(&pods.get("crasher").await.unwrap_or_default());
+}
