@@ -162,8 +162,7 @@ async fn run_pod(store: Arc<Store>, pods: ResourceType, images: Arc<ImageMap>, p
             .unwrap_or_default(),
         started: now_text(),
     };
-    loop {
-        let Ok(current) = run.store.get(&run.pods, &run.namespace, &run.name) else { break };
+    while let Ok(current) = run.store.get(&run.pods, &run.namespace, &run.name) {
         if current["metadata"]["uid"].as_str() != Some(run.uid.as_str()) {
             break;
         }
@@ -493,10 +492,10 @@ impl PodRun {
             }
         }
         for c in &mut self.containers {
-            if let Some(child) = &mut c.child {
-                if tokio::time::timeout_at(deadline, child.wait()).await.is_err() {
-                    let _ = child.kill().await;
-                }
+            if let Some(child) = &mut c.child
+                && tokio::time::timeout_at(deadline, child.wait()).await.is_err()
+            {
+                let _ = child.kill().await;
             }
         }
         let current = self.store.get(&self.pods, &self.namespace, &self.name);
