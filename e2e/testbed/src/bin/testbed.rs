@@ -20,14 +20,27 @@ enum Command {
         /// Loopback address to listen on.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
+        /// Run pods as local processes with these image rules (e.g. e2e/images.yaml); `{bin}`
+        /// in them is this binary's directory.
+        #[arg(long)]
+        images: Option<PathBuf>,
     },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
-    let Command::Up { kubeconfig, listen } = Cli::parse().command;
-    let plane = testbed::ControlPlane::start(listen).await?;
+    let Command::Up { kubeconfig, listen, images } = Cli::parse().command;
+    let images = match images {
+        Some(path) => {
+            let exe = std::env::current_exe()?;
+            let bin_dir =
+                exe.parent().ok_or_else(|| anyhow::anyhow!("no directory for {}", exe.display()))?;
+            Some(testbed::controllers::images::ImageMap::load(&path, bin_dir)?)
+        }
+        None => None,
+    };
+    let plane = testbed::ControlPlane::start_with(listen, testbed::Options { images }).await?;
     plane.write_kubeconfig(&kubeconfig)?;
     println!("listening on {}", plane.addr);
     tokio::signal::ctrl_c().await?;
