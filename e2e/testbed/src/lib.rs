@@ -71,7 +71,10 @@ impl ControlPlane {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let mut controllers = vec![tokio::spawn(controllers::deployment::run(store.clone()))];
+        let mut controllers = vec![
+            tokio::spawn(controllers::deployment::run(store.clone())),
+            tokio::spawn(controllers::endpoints::run(store.clone())),
+        ];
         if let Some(images) = options.images {
             controllers.push(tokio::spawn(controllers::kubelet::run(store.clone(), Arc::new(images))));
         }

@@ -138,3 +138,50 @@ async fn a_crashing_container_ends_in_crash_loop_back_off() {
         .await;
     let _ = ResourceExt::name_any(&pods.get("crasher").await.unwrap_or_default());
 }
+
+#[tokio::test]
+async fn endpoint_slices_follow_pod_readiness_and_termination() {
+    let (_plane, client) = connect().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "default");
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::namespaced(client.clone(), "default");
+    let service: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "fixture"},
+        "spec": {"selector": {"app": "fixture"}, "ports": [{"name": "mcp", "port": 80, "targetPort": "http"}]}
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &service).await.unwrap();
+    pods.create(&PostParams::default(), &fixture_pod("fx")).await.unwrap();
+    let endpoint = |ready: bool| {
+        let slices = slices.clone();
+        async move {
+            let list = slices
+                .list(&kube::api::ListParams::default().labels("kubernetes.io/service-name=fixture"))
+                .await
+                .unwrap();
+            let Some(slice) = list.items.first() else { return false };
+            let port_ok = slice.ports.as_ref().is_some_and(|p| p.first().and_then(|p| p.port) == Some(8080));
+            port_ok
+                && slice
+                    .endpoints
+                    .as_ref()
+                    .and_then(|e| e.first())
+                    .is_some_and(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(ready))
+        }
+    };
+    eventually("a not-ready endpoint (gate unset)", || endpoint(false)).await;
+    let gate = json!({"status": {"conditions": [{"type": "mcprollout.dev/in-rotation", "status": "True"}]}});
+    pods.patch_status("fx", &PatchParams::default(), &Patch::Strategic(gate)).await.unwrap();
+    eventually("a ready endpoint", || endpoint(true)).await;
+    pods.delete("fx", &DeleteParams::default()).await.unwrap();
+    eventually("a terminating endpoint", || async {
+        let list = slices.list(&kube::api::ListParams::default()).await.unwrap();
+        list.items
+            .first()
+            .and_then(|s| s.endpoints.as_ref().and_then(|e| e.first()))
+            .and_then(|e| e.conditions.clone())
+            .is_some_and(|c| c.terminating == Some(true) && c.ready == Some(false) && c.serving == Some(true))
+    })
+    .await;
+}

@@ -2,6 +2,7 @@
 //! control plane's process on the store, woken by its events and by a periodic resync.
 
 pub mod deployment;
+pub mod endpoints;
 pub mod images;
 pub mod intstr;
 pub mod kubelet;
