@@ -77,6 +77,8 @@ impl ControlPlane {
         ];
         if let Some(images) = options.images {
             controllers.push(tokio::spawn(controllers::kubelet::run(store.clone(), Arc::new(images))));
+            // Pods that run need Services that route to them.
+            controllers.push(tokio::spawn(controllers::proxy::run(store.clone())));
         }
         Ok(Self { addr, token, ca_pem: tls.ca_pem, store, server, controllers })
     }

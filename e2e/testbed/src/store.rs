@@ -52,6 +52,8 @@ struct Inner {
     log: VecDeque<Arc<WatchEvent>>,
     /// The oldest resourceVersion a watch may resume from.
     oldest: u64,
+    /// Service cluster IPs handed out (from 127.2.0.0/16, the test bed's service range).
+    cluster_ips: u32,
 }
 
 pub struct Store {
@@ -100,6 +102,7 @@ impl Store {
                 types,
                 log: VecDeque::new(),
                 oldest: 0,
+                cluster_ips: 0,
             }),
             events,
         };
@@ -258,6 +261,17 @@ impl Store {
         meta.insert("creationTimestamp".into(), json!(now()));
         meta.insert("generation".into(), json!(1));
         meta.remove("deletionTimestamp");
+        // The API server, not a controller, allocates a Service's cluster IP.
+        if rt.key() == "/v1/services"
+            && object["spec"]["clusterIP"].as_str().is_none_or(str::is_empty)
+            && object["spec"]["type"].as_str() != Some("ExternalName")
+        {
+            inner.cluster_ips += 1;
+            let n = inner.cluster_ips % 65_000 + 1;
+            let ip = format!("127.2.{}.{}", n >> 8, n & 0xff);
+            object["spec"]["clusterIP"] = json!(ip);
+            object["spec"]["clusterIPs"] = json!([ip]);
+        }
         object["apiVersion"] = json!(rt.api_version());
         object["kind"] = json!(rt.kind);
         if dry_run {

@@ -185,3 +185,64 @@ async fn endpoint_slices_follow_pod_readiness_and_termination() {
     })
     .await;
 }
+
+async fn serving_pod(client: &reqwest::Client, url: &str) -> String {
+    let response = client.get(url).send().await.unwrap();
+    response.headers()["x-server-version"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_cluster_ip_spreads_new_connections_over_ready_pods_and_keeps_established_ones() {
+    let (_plane, client) = connect().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "default");
+    let service: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "fixture"},
+        "spec": {"selector": {"app": "fixture"}, "ports": [{"name": "mcp", "port": 80, "targetPort": "http"}]}
+    }))
+    .unwrap();
+    let service = services.create(&PostParams::default(), &service).await.unwrap();
+    let cluster_ip = service.spec.unwrap().cluster_ip.unwrap();
+    assert!(cluster_ip.starts_with("127.2."), "{cluster_ip}");
+    let gate = json!({"status": {"conditions": [{"type": "mcprollout.dev/in-rotation", "status": "True"}]}});
+    for name in ["fx-a", "fx-b"] {
+        pods.create(&PostParams::default(), &fixture_pod(name)).await.unwrap();
+        pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(gate.clone())).await.unwrap();
+    }
+    let url = format!("http://{cluster_ip}:80/healthz");
+    let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    eventually("both pods behind the cluster IP", || {
+        let (fresh, url, seen) = (fresh.clone(), url.clone(), &seen);
+        async move {
+            if let Ok(response) = fresh.get(&url).send().await {
+                let pod = response.headers()["x-server-version"].to_str().unwrap().to_owned();
+                seen.lock().unwrap().insert(pod);
+            }
+            seen.lock().unwrap().len() == 2
+        }
+    })
+    .await;
+
+    // An established (kept-alive) connection stays on its pod when that pod leaves rotation.
+    let kept = reqwest::Client::builder().pool_max_idle_per_host(1).pool_idle_timeout(None).build().unwrap();
+    let pinned = serving_pod(&kept, &url).await;
+    let other = if pinned == "fx-a" { "fx-b" } else { "fx-a" };
+    let gate_off =
+        json!({"status": {"conditions": [{"type": "mcprollout.dev/in-rotation", "status": "False"}]}});
+    pods.patch_status(&pinned, &PatchParams::default(), &Patch::Strategic(gate_off)).await.unwrap();
+    // New connections avoid it once its endpoint is not ready...
+    eventually("new connections only reach the pod in rotation", || {
+        let (fresh, url) = (fresh.clone(), url.clone());
+        async move {
+            let mut answers = Vec::new();
+            for _ in 0..8 {
+                answers.push(serving_pod(&fresh, &url).await);
+            }
+            answers.iter().all(|a| a == other)
+        }
+    })
+    .await;
+    // ...while the established connection still reaches it.
+    assert_eq!(serving_pod(&kept, &url).await, pinned);
+}

@@ -6,3 +6,4 @@ pub mod endpoints;
 pub mod images;
 pub mod intstr;
 pub mod kubelet;
+pub mod proxy;
