@@ -30,6 +30,8 @@ pub struct ControlPlane {
     pub store: Arc<Store>,
     server: tokio::task::JoinHandle<()>,
     controllers: Vec<tokio::task::JoinHandle<()>>,
+    /// The Prometheus started with `Options::prometheus_dir`.
+    pub prometheus: Option<controllers::prometheus::PrometheusProcess>,
 }
 
 impl Drop for ControlPlane {
@@ -47,6 +49,8 @@ pub struct Options {
     /// Run pods as local processes (the kubelet), with these image rules. Without it pods are
     /// only stored, and tests play the kubelet themselves.
     pub images: Option<controllers::images::ImageMap>,
+    /// Start a real Prometheus scraping annotated pods, keeping its files here.
+    pub prometheus_dir: Option<std::path::PathBuf>,
 }
 
 impl ControlPlane {
@@ -80,7 +84,11 @@ impl ControlPlane {
             // Pods that run need Services that route to them.
             controllers.push(tokio::spawn(controllers::proxy::run(store.clone())));
         }
-        Ok(Self { addr, token, ca_pem: tls.ca_pem, store, server, controllers })
+        let prometheus = match options.prometheus_dir {
+            Some(dir) => Some(controllers::prometheus::start(store.clone(), dir).await?),
+            None => None,
+        };
+        Ok(Self { addr, token, ca_pem: tls.ca_pem, store, server, controllers, prometheus })
     }
 
     pub fn url(&self) -> String {

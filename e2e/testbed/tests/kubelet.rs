@@ -30,9 +30,12 @@ async fn connect() -> (ControlPlane, Client) {
     let images =
         ImageMap::load(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../images.yaml")), &bin_dir())
             .unwrap();
-    let plane = ControlPlane::start_with("127.0.0.1:0".parse().unwrap(), Options { images: Some(images) })
-        .await
-        .unwrap();
+    let plane = ControlPlane::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        Options { images: Some(images), ..Options::default() },
+    )
+    .await
+    .unwrap();
     let kubeconfig = Kubeconfig::from_yaml(&plane.kubeconfig()).unwrap();
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
     (plane, Client::try_from(config).unwrap())
@@ -245,4 +248,44 @@ async fn the_cluster_ip_spreads_new_connections_over_ready_pods_and_keeps_establ
     .await;
     // ...while the established connection still reaches it.
     assert_eq!(serving_pod(&kept, &url).await, pinned);
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_annotated_pods_with_their_labels() {
+    let images =
+        ImageMap::load(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../images.yaml")), &bin_dir())
+            .unwrap();
+    let dir = std::env::temp_dir().join(format!("testbed-prometheus-{}", std::process::id()));
+    let options = Options { images: Some(images), prometheus_dir: Some(dir.clone()) };
+    let plane = ControlPlane::start_with("127.0.0.1:0".parse().unwrap(), options).await.unwrap();
+    let prometheus = plane.prometheus.as_ref().unwrap().url.clone();
+    let kubeconfig = Kubeconfig::from_yaml(&plane.kubeconfig()).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(Client::try_from(config).unwrap(), "default");
+    let mut pod = fixture_pod("scraped");
+    pod.metadata.annotations = Some(
+        [
+            ("prometheus.io/scrape", "true"),
+            ("prometheus.io/port", "8080"),
+            ("prometheus.io/path", "/metrics"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into(),
+    );
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let query = format!("{prometheus}/api/v1/query?query=up%7Bpod%3D%22scraped%22%7D");
+    eventually("Prometheus to scrape the pod", || {
+        let query = query.clone();
+        async move {
+            let Ok(response) = reqwest::get(&query).await else { return false };
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let result = &body["data"]["result"][0];
+            result["value"][1] == "1"
+                && result["metric"]["namespace"] == "default"
+                && result["metric"]["app"] == "fixture"
+        }
+    })
+    .await;
+    drop(plane);
+    assert!(!dir.exists(), "the Prometheus data directory is removed with it");
 }

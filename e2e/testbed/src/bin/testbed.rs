@@ -24,13 +24,17 @@ enum Command {
         /// in them is this binary's directory.
         #[arg(long)]
         images: Option<PathBuf>,
+        /// Start a real Prometheus scraping annotated pods; its URL is printed and written to
+        /// `prometheus-url` beside the kubeconfig.
+        #[arg(long)]
+        prometheus: bool,
     },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
-    let Command::Up { kubeconfig, listen, images } = Cli::parse().command;
+    let Command::Up { kubeconfig, listen, images, prometheus } = Cli::parse().command;
     let images = match images {
         Some(path) => {
             let exe = std::env::current_exe()?;
@@ -40,9 +44,17 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let plane = testbed::ControlPlane::start_with(listen, testbed::Options { images }).await?;
+    let beside = kubeconfig.parent().map(PathBuf::from).unwrap_or_default();
+    let prometheus_dir = prometheus.then(|| beside.join("testbed-prometheus"));
+    let plane =
+        testbed::ControlPlane::start_with(listen, testbed::Options { images, prometheus_dir }).await?;
     plane.write_kubeconfig(&kubeconfig)?;
     println!("listening on {}", plane.addr);
+    println!("kubeconfig {}", kubeconfig.display());
+    if let Some(prometheus) = &plane.prometheus {
+        std::fs::write(beside.join("prometheus-url"), &prometheus.url)?;
+        println!("prometheus {}", prometheus.url);
+    }
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -6,4 +6,5 @@ pub mod endpoints;
 pub mod images;
 pub mod intstr;
 pub mod kubelet;
+pub mod prometheus;
 pub mod proxy;
