@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: Prometheus, which the analysis tests start on a loopback port.
-DEBIAN_PACKAGES=(prometheus)
+DEBIAN_PACKAGES=(prometheus procps)
 # kubectl for the test bed's contract tests: Debian's kubernetes-client when none is installed.
 command -v kubectl >/dev/null || DEBIAN_PACKAGES+=(kubernetes-client)
 missing=()

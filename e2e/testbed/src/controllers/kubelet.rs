@@ -107,6 +107,22 @@ struct ProbeState {
     failures: u32,
 }
 
+/// Each container runs in its own process group (its stand-in for a container's cgroup), so
+/// what it forked goes with it.
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            kill_group(child.id());
+        }
+    }
+}
+
 fn kill_signal(child: &Child, signal: nix::sys::signal::Signal) {
     if let Some(pid) = child.id() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
@@ -176,6 +192,7 @@ async fn run_pod(store: Arc<Store>, pods: ResourceType, images: Arc<ImageMap>, p
     }
     for container in &mut run.containers {
         if let Some(child) = &mut container.child {
+            kill_group(child.id());
             let _ = child.start_kill();
         }
     }
@@ -245,6 +262,7 @@ impl PodRun {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
+            .process_group(0)
             .spawn()
             .map_err(|e| format!("cannot start {program}: {e}"))
     }
@@ -253,11 +271,13 @@ impl PodRun {
         let restart_policy = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always").to_owned();
         for i in 0..self.containers.len() {
             // Exited?
-            let exited = match &mut self.containers[i].child {
-                Some(child) => child.try_wait().ok().flatten(),
-                None => None,
+            let (exited, pid) = match &mut self.containers[i].child {
+                Some(child) => (child.try_wait().ok().flatten(), child.id()),
+                None => (None, None),
             };
             if let Some(status) = exited {
+                // The container's main process ended: whatever it left behind goes too.
+                kill_group(pid);
                 let c = &mut self.containers[i];
                 let code = status.code().unwrap_or(137);
                 c.child = None;
@@ -354,6 +374,7 @@ impl PodRun {
             } else if failures >= failure_threshold {
                 // Liveness failed: the container is killed and restarted by the policy.
                 if let Some(child) = &mut c.child {
+                    kill_group(child.id());
                     let _ = child.start_kill();
                 }
             }
@@ -492,10 +513,11 @@ impl PodRun {
             }
         }
         for c in &mut self.containers {
-            if let Some(child) = &mut c.child
-                && tokio::time::timeout_at(deadline, child.wait()).await.is_err()
-            {
-                let _ = child.kill().await;
+            if let Some(child) = &mut c.child {
+                let pid = child.id();
+                // SIGKILL at the grace deadline, to everything in the container.
+                let _ = tokio::time::timeout_at(deadline, child.wait()).await;
+                kill_group(pid);
             }
         }
         let current = self.store.get(&self.pods, &self.namespace, &self.name);
