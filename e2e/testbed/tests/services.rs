@@ -1,0 +1,133 @@
+#![allow(clippy::unwrap_used)]
+//! Whole-workload contract tests: a 3-replica mcp-fixture Deployment behind a Service, driven by
+//! mcp-agents through the cluster IP, as the operator's rollouts will be.
+
+use std::{path::PathBuf, time::Duration};
+
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+use kube::{
+    Api, Client, Config,
+    api::{Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use mcp_fixture::agents::{self, AgentEra, AgentTransport, AgentsConfig};
+use serde_json::json;
+use testbed::{ControlPlane, Options, controllers::images::ImageMap};
+
+fn bin_dir() -> PathBuf {
+    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    if !dir.join("mcp-fixture").exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "mcp-fixture", "--bin", "mcp-fixture"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    dir
+}
+
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn fixture_deployment(tag: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": "docs"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "docs"}},
+            "template": {
+                "metadata": {"labels": {"app": "docs"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 10,
+                    "containers": [{
+                        "name": "server", "image": format!("mcp-fixture:{tag}"),
+                        "ports": [{"name": "http", "containerPort": 8080}],
+                        "env": [{"name": "SERVER_VERSION", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1}
+                    }]
+                }
+            }
+        }
+    }))
+    .unwrap()
+}
+
+fn load(target: String, era: AgentEra) -> AgentsConfig {
+    AgentsConfig {
+        target,
+        path: "/mcp".into(),
+        agents: 6,
+        duration: 4.0,
+        session_min: 0.5,
+        session_max: 1.0,
+        rate: 10.0,
+        stream_share: 0.0,
+        stream_seconds: 1.0,
+        transport: AgentTransport::StreamableHttp,
+        era,
+        max_retries: 0,
+        max_calls: 100_000,
+        // A new connection per request: kube-proxy balances connections, so this spreads calls.
+        no_keepalive: true,
+        seed: Some(3),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_through_the_service_reach_every_pod_and_a_rolling_update_replaces_them() {
+    let images =
+        ImageMap::load(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../images.yaml")), &bin_dir())
+            .unwrap();
+    let plane = ControlPlane::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        Options { images: Some(images), ..Options::default() },
+    )
+    .await
+    .unwrap();
+    let kubeconfig = Kubeconfig::from_yaml(&plane.kubeconfig()).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    let client = Client::try_from(config).unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    deployments.create(&PostParams::default(), &fixture_deployment("v1")).await.unwrap();
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "docs"},
+        "spec": {"selector": {"app": "docs"}, "ports": [{"name": "mcp", "port": 80, "targetPort": "http"}]}
+    }))
+    .unwrap();
+    let cluster_ip =
+        services.create(&PostParams::default(), &service).await.unwrap().spec.unwrap().cluster_ip.unwrap();
+    eventually("3 available replicas", || async {
+        deployments.get("docs").await.unwrap().status.and_then(|s| s.available_replicas) == Some(3)
+    })
+    .await;
+
+    // The stateless era needs no session affinity, so every call may land on another pod.
+    let report = agents::run(load(format!("http://{cluster_ip}:80"), AgentEra::Stateless)).await.unwrap();
+    let failed =
+        report.calls.iter().filter(|(outcome, _)| outcome.as_str() != "ok").map(|(_, n)| n).sum::<u64>();
+    assert_eq!(failed, 0, "{report:?}");
+    assert_eq!(report.by_server_version.len(), 3, "calls reached {:?}", report.by_server_version.keys());
+
+    let old_pods: Vec<String> = report.by_server_version.keys().cloned().collect();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "server", "image": "mcp-fixture:v2-compatible"}]}}}});
+    deployments.patch("docs", &PatchParams::default(), &Patch::Strategic(patch)).await.unwrap();
+    eventually("the rollout to complete", || async {
+        let status = deployments.get("docs").await.unwrap().status.unwrap_or_default();
+        status.updated_replicas == Some(3)
+            && status.available_replicas == Some(3)
+            && status.replicas == Some(3)
+    })
+    .await;
+    let report = agents::run(load(format!("http://{cluster_ip}:80"), AgentEra::Stateless)).await.unwrap();
+    assert_eq!(report.by_server_version.len(), 3, "{report:?}");
+    assert!(
+        report.by_server_version.keys().all(|pod| !old_pods.contains(pod)),
+        "old pods still serve: {report:?}"
+    );
+}
