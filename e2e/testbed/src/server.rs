@@ -233,7 +233,15 @@ async fn route(
                 .or_else(|| options["gracePeriodSeconds"].as_u64());
             if rt.key() == "/v1/pods" && grace != Some(0) {
                 // A pod is killed gracefully: it stays, terminating, for its grace period.
-                let seconds = grace.unwrap_or(30);
+                // Without an explicit grace period, the pod's own (30 s when unset), as a real
+                // API server does.
+                let seconds = grace.unwrap_or_else(|| {
+                    store
+                        .get(rt, &namespace, name)
+                        .ok()
+                        .and_then(|p| p["spec"]["terminationGracePeriodSeconds"].as_u64())
+                        .unwrap_or(30)
+                });
                 let object = crate::pods::begin_termination(&state.store, rt, &namespace, name, seconds)?;
                 return Ok(json_response(&object));
             }

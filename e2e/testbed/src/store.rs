@@ -42,6 +42,10 @@ pub enum Propagation {
 
 type Key = (String, String, String);
 
+/// Service cluster IPs (127.2.0.0/16), never reused within a process: several control planes
+/// in one test binary must not hand out the same address.
+static NEXT_CLUSTER_IP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Live events, for a watch that has read the backlog.
 pub type EventReceiver = broadcast::Receiver<Arc<WatchEvent>>;
 
@@ -52,8 +56,6 @@ struct Inner {
     log: VecDeque<Arc<WatchEvent>>,
     /// The oldest resourceVersion a watch may resume from.
     oldest: u64,
-    /// Service cluster IPs handed out (from 127.2.0.0/16, the test bed's service range).
-    cluster_ips: u32,
 }
 
 pub struct Store {
@@ -102,7 +104,6 @@ impl Store {
                 types,
                 log: VecDeque::new(),
                 oldest: 0,
-                cluster_ips: 0,
             }),
             events,
         };
@@ -266,8 +267,7 @@ impl Store {
             && object["spec"]["clusterIP"].as_str().is_none_or(str::is_empty)
             && object["spec"]["type"].as_str() != Some("ExternalName")
         {
-            inner.cluster_ips += 1;
-            let n = inner.cluster_ips % 65_000 + 1;
+            let n = NEXT_CLUSTER_IP.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 65_000 + 1;
             let ip = format!("127.2.{}.{}", n >> 8, n & 0xff);
             object["spec"]["clusterIP"] = json!(ip);
             object["spec"]["clusterIPs"] = json!([ip]);

@@ -3,26 +3,19 @@
 //! here, so the test plays it: it marks pods Ready (as the kubelet would on a passing readiness
 //! probe) and watches the controllers act on that.
 
-use std::time::Duration;
+mod support;
+
+use support::{connect, eventually};
 
 use k8s_openapi::api::{
     apps::v1::{Deployment, ReplicaSet},
     core::v1::Pod,
 };
 use kube::{
-    Api, Client, Config, ResourceExt,
+    Api, ResourceExt,
     api::{ListParams, Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
 };
 use serde_json::json;
-use testbed::ControlPlane;
-
-async fn connect() -> (ControlPlane, Client) {
-    let plane = ControlPlane::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let kubeconfig = Kubeconfig::from_yaml(&plane.kubeconfig()).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-    (plane, Client::try_from(config).unwrap())
-}
 
 fn deployment(image: &str, replicas: i32) -> Deployment {
     serde_json::from_value(json!({
@@ -48,14 +41,6 @@ async fn make_ready(pods: &Api<Pod>) {
                 {"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}]}});
             let _ = pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(status)).await;
         }
-    }
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

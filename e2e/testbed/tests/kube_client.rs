@@ -2,28 +2,23 @@
 //! Contract tests: the control plane driven by the real `kube` client (typed and dynamic APIs,
 //! kube-runtime's watcher), as the operator will drive it.
 
+mod support;
+
+use support::connect;
+
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
 use kube::{
-    Api, Client, Config, ResourceExt,
+    Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
     core::{DynamicObject, GroupVersionKind},
     discovery::{ApiResource, Discovery},
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
 use testbed::ControlPlane;
-
-async fn connect() -> (ControlPlane, Client) {
-    let plane = ControlPlane::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let kubeconfig = Kubeconfig::from_yaml(&plane.kubeconfig()).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-    let client = Client::try_from(config).unwrap();
-    (plane, client)
-}
 
 fn configmap(name: &str, labels: serde_json::Value) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})).unwrap()

@@ -2,37 +2,17 @@
 //! Whole-workload contract tests: a 3-replica mcp-fixture Deployment behind a Service, driven by
 //! mcp-agents through the cluster IP, as the operator's rollouts will be.
 
-use std::{path::PathBuf, time::Duration};
+mod support;
+
+use support::{connect_with_kubelet, eventually};
 
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
 use kube::{
-    Api, Client, Config,
+    Api,
     api::{Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
 };
 use mcp_fixture::agents::{self, AgentEra, AgentTransport, AgentsConfig};
 use serde_json::json;
-use testbed::{ControlPlane, Options, controllers::images::ImageMap};
-
-fn bin_dir() -> PathBuf {
-    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    if !dir.join("mcp-fixture").exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "mcp-fixture", "--bin", "mcp-fixture"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    dir
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 fn fixture_deployment(tag: &str) -> Deployment {
     serde_json::from_value(json!({
@@ -80,18 +60,7 @@ fn load(target: String, era: AgentEra) -> AgentsConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_through_the_service_reach_every_pod_and_a_rolling_update_replaces_them() {
-    let images =
-        ImageMap::load(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../images.yaml")), &bin_dir())
-            .unwrap();
-    let plane = ControlPlane::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        Options { images: Some(images), ..Options::default() },
-    )
-    .await
-    .unwrap();
-    let kubeconfig = Kubeconfig::from_yaml(&plane.kubeconfig()).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-    let client = Client::try_from(config).unwrap();
+    let (_plane, client) = connect_with_kubelet().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     deployments.create(&PostParams::default(), &fixture_deployment("v1")).await.unwrap();

@@ -2,37 +2,20 @@
 //! Open SSE streams through the test bed are not cut where a real cluster would not cut them: a
 //! pod taken out of rotation keeps serving its open stream through the Service.
 
-use std::{path::PathBuf, time::Duration};
+mod support;
+
+use support::{connect_with_kubelet, eventually};
+
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::{
-    Api, Client, Config,
+    Api,
     api::{Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
 };
 use mcp_fixture::client::{Era, StreamableClient};
 use serde_json::json;
-use testbed::{ControlPlane, Options, controllers::images::ImageMap};
-
-fn bin_dir() -> PathBuf {
-    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    if !dir.join("mcp-fixture").exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "mcp-fixture", "--bin", "mcp-fixture"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    dir
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use testbed::ControlPlane;
 
 fn pod(name: &str, pre_stop_seconds: u64) -> Pod {
     serde_json::from_value(json!({
@@ -65,18 +48,7 @@ struct Bed {
 }
 
 async fn bed_with_one_pod(pre_stop_seconds: u64) -> Bed {
-    let images =
-        ImageMap::load(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../images.yaml")), &bin_dir())
-            .unwrap();
-    let plane = ControlPlane::start_with(
-        "127.0.0.1:0".parse().unwrap(),
-        Options { images: Some(images), ..Options::default() },
-    )
-    .await
-    .unwrap();
-    let kubeconfig = Kubeconfig::from_yaml(&plane.kubeconfig()).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-    let client = Client::try_from(config).unwrap();
+    let (plane, client) = connect_with_kubelet().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let services: Api<Service> = Api::namespaced(client, "default");
     let service: Service = serde_json::from_value(json!({

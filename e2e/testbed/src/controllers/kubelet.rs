@@ -30,25 +30,19 @@ fn now_text() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Pod IPs from 127.1.0.0/16, never reused within a run.
-#[derive(Default)]
-struct IpPool {
-    next: u32,
-}
+/// Pod IPs from 127.1.0.0/16, never reused within a process: several control planes in one
+/// test binary must not hand out the same address.
+static NEXT_POD_IP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-impl IpPool {
-    fn allocate(&mut self) -> Ipv4Addr {
-        self.next += 1;
-        let n = self.next % 65_000 + 2;
-        Ipv4Addr::new(127, 1, (n >> 8) as u8, (n & 0xff) as u8)
-    }
+fn allocate_pod_ip() -> Ipv4Addr {
+    let n = NEXT_POD_IP.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 65_000 + 2;
+    Ipv4Addr::new(127, 1, (n >> 8) as u8, (n & 0xff) as u8)
 }
 
 /// Runs the kubelet until aborted; every process it started is killed when its task ends.
 pub async fn run(store: Arc<Store>, images: Arc<ImageMap>) {
     let Some(pods) = store.resolve("", "v1", "pods") else { return };
     let running: Arc<Mutex<HashMap<String, tokio::task::JoinHandle<()>>>> = Arc::default();
-    let mut pool = IpPool::default();
     let _guard = AbortOnDrop(running.clone());
     loop {
         {
@@ -66,7 +60,7 @@ pub async fn run(store: Arc<Store>, images: Arc<ImageMap>) {
                     // Started by an earlier kubelet of this store and no longer running: nothing to do.
                     continue;
                 }
-                let ip = pool.allocate();
+                let ip = allocate_pod_ip();
                 let task = tokio::spawn(run_pod(store.clone(), pods.clone(), images.clone(), pod, ip));
                 tracked.insert(uid, task);
             }
