@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used)]
 //! Open SSE streams through the test bed are not cut where a real cluster would not cut them: a
-//! pod taken out of rotation keeps serving its open stream through the Service.
+//! pod taken out of rotation keeps serving its open stream through the Service, and a pod being
+//! deleted serves it through preStop and SIGTERM, which the fixture handles by finishing its
+//! open work.
 
 mod support;
 
@@ -96,4 +98,17 @@ async fn a_pod_taken_out_of_rotation_keeps_serving_its_open_stream() {
     let reply = tokio::time::timeout(Duration::from_secs(10), stream).await.unwrap().unwrap().unwrap();
     assert!(reply.progress_events > 0, "{reply:?}");
     assert_eq!(reply.server_version.as_deref(), Some("docs-0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pod_serves_its_open_stream_through_pre_stop_and_sigterm() {
+    let bed = bed_with_one_pod(2).await;
+    let stream = start_stream(&bed.url, 3.0).await;
+    bed.pods.delete("docs-0", &kube::api::DeleteParams::default()).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(15), stream).await.unwrap().unwrap();
+    let reply = reply.unwrap_or_else(|e| panic!("the stream was cut: {e}"));
+    assert!(reply.progress_events > 0, "{reply:?}");
+    assert_eq!(reply.server_version.as_deref(), Some("docs-0"));
+    eventually("the pod to go after its stream ended", || async { bed.pods.get("docs-0").await.is_err() })
+        .await;
 }
