@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod api;
+pub mod controller;
 pub mod crd;
 pub mod engine;
 pub mod probe;

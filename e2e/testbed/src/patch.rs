@@ -224,13 +224,32 @@ fn write_ownership(
     owners: &BTreeMap<(String, String), BTreeSet<Path>>,
     api_version: &str,
 ) {
-    let time = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    // An entry whose fields did not change keeps its time, as on a real server: otherwise a
+    // no-op apply would look like a change and wake every watcher.
+    let before: BTreeMap<(String, String), (Value, Value)> = object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let key = (
+                e["manager"].as_str().unwrap_or_default().to_owned(),
+                e["operation"].as_str().unwrap_or("Update").to_owned(),
+            );
+            (key, (e["fieldsV1"].clone(), e["time"].clone()))
+        })
+        .collect();
     let entries: Vec<Value> = owners
         .iter()
         .filter(|(_, paths)| !paths.is_empty())
         .map(|((manager, operation), paths)| {
+            let fields = fields_v1(paths);
+            let time = match before.get(&(manager.clone(), operation.clone())) {
+                Some((old, time)) if *old == fields => time.clone(),
+                _ => json!(now),
+            };
             json!({"manager": manager, "operation": operation, "apiVersion": api_version, "time": time,
-                   "fieldsType": "FieldsV1", "fieldsV1": fields_v1(paths)})
+                   "fieldsType": "FieldsV1", "fieldsV1": fields})
         })
         .collect();
     object["metadata"]["managedFields"] = json!(entries);

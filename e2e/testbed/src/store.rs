@@ -46,6 +46,13 @@ type Key = (String, String, String);
 /// in one test binary must not hand out the same address.
 static NEXT_CLUSTER_IP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// A random offset, fixed for the process, where its pod and cluster IPs start: two test beds
+/// on one machine (a `testbed up` and a test run, say) then rarely meet on an address.
+pub fn process_ip_offset() -> u32 {
+    static OFFSET: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| (uuid::Uuid::new_v4().as_u128() % 65_000) as u32)
+}
+
 /// Live events, for a watch that has read the backlog.
 pub type EventReceiver = broadcast::Receiver<Arc<WatchEvent>>;
 
@@ -267,7 +274,10 @@ impl Store {
             && object["spec"]["clusterIP"].as_str().is_none_or(str::is_empty)
             && object["spec"]["type"].as_str() != Some("ExternalName")
         {
-            let n = NEXT_CLUSTER_IP.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 65_000 + 1;
+            let n = (process_ip_offset()
+                + NEXT_CLUSTER_IP.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                % 65_000
+                + 1;
             let ip = format!("127.2.{}.{}", n >> 8, n & 0xff);
             object["spec"]["clusterIP"] = json!(ip);
             object["spec"]["clusterIPs"] = json!([ip]);
@@ -341,7 +351,13 @@ impl Store {
             // A status write changes status only.
             Some("status") => {
                 let status = next.get("status").cloned();
+                // Field ownership of a status write is recorded too (server-side apply of
+                // status removes what its manager stopped applying only with it).
+                let managed = next["metadata"].get("managedFields").cloned();
                 next = current.clone();
+                if let Some(managed) = managed {
+                    next["metadata"]["managedFields"] = managed;
+                }
                 match status {
                     Some(status) => next["status"] = status,
                     None => {

@@ -15,5 +15,5 @@ pub mod queries;
 
 pub use drain::{Clamp, DrainWindow, active_sessions, clamp_window, measure_drain_window};
 pub use evaluate::{Subject, evaluate};
-pub use prometheus::{Prometheus, QueryError, Series};
+pub use prometheus::{Prometheus, QueryError, Series, is_rejected_query};
 pub use queries::Queries;

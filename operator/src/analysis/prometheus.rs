@@ -19,6 +19,12 @@ pub enum QueryError {
     Unexpected(String),
 }
 
+/// Whether a check's message says Prometheus refused its query (bad PromQL, unknown
+/// function): a spec error to report as Stalled, not missing data to wait out.
+pub fn is_rejected_query(message: &str) -> bool {
+    message.starts_with("Prometheus refused the query")
+}
+
 /// One series' samples: (unix seconds, value), finite values only.
 pub type Series = Vec<(f64, f64)>;
 

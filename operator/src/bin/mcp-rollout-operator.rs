@@ -1,53 +1,194 @@
 //! The mcp-rollout controller.
 //!
-//! `mcp-rollout-operator crd` prints the CustomResourceDefinitions to install;
-//! `mcp-rollout-operator api-reference` prints the API reference and `update-readme README.md`
-//! rewrites the README's generated sections (API reference, state diagram). The controller loop itself arrives with the operator issue; until
-//! then running it without a command says so and exits non-zero instead of pretending to run.
+//! `mcp-rollout-operator` (or `run`) runs the controller against the cluster of the kubeconfig
+//! (`--kubeconfig`, `KUBECONFIG`, `~/.kube/config`) or the in-cluster service account.
+//! `crd` prints the CustomResourceDefinitions to install, `api-reference` the API reference,
+//! and `update-readme README.md` rewrites the README's generated sections.
 
-use std::process::ExitCode;
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
-const USAGE: &str = "usage:
-  mcp-rollout-operator crd                      print the CustomResourceDefinitions (YAML)
-  mcp-rollout-operator api-reference            print the API reference (Markdown)
-  mcp-rollout-operator update-readme README     rewrite README's generated sections";
+use clap::{Parser, Subcommand};
+use kube::{
+    Client, Config,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use mcp_rollout::controller::{
+    self, Scope,
+    leader::{self, LeaseConfig},
+    metrics::Metrics,
+};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(name = "mcp-rollout-operator", version, about = "Rolls out new versions of MCP servers safely")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller (the default).
+    Run,
+    /// Print the CustomResourceDefinitions (YAML).
+    Crd,
+    /// Print the API reference (Markdown).
+    ApiReference,
+    /// Rewrite README's generated sections.
+    UpdateReadme { readme: PathBuf },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Kubeconfig to use; without it KUBECONFIG, ~/.kube/config or the in-cluster account.
+    #[arg(long, env = "KUBECONFIG_PATH", global = true)]
+    kubeconfig: Option<PathBuf>,
+    /// Watch only this namespace (default: all).
+    #[arg(long, env = "WATCH_NAMESPACE", global = true)]
+    namespace: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080", global = true)]
+    metrics_addr: SocketAddr,
+    /// Run only while holding the leader Lease (needed with more than one replica).
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (default: POD_NAMESPACE, else `default`).
+    #[arg(long, env = "POD_NAMESPACE", global = true)]
+    lease_namespace: Option<String>,
+    #[arg(long, default_value = "mcp-rollout-operator", global = true)]
+    lease_name: String,
+    /// Lease holder identity (default: POD_NAME, else host name and process id).
+    #[arg(long, env = "POD_NAME", global = true)]
+    identity: Option<String>,
+    /// Seconds a Lease holds without renewal.
+    #[arg(long, default_value_t = 15, global = true)]
+    lease_duration: u64,
+    /// Log as JSON lines.
+    #[arg(long, env = "LOG_JSON", global = true)]
+    log_json: bool,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["crd"] => match mcp_rollout::crd::render_yaml() {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Crd => match mcp_rollout::crd::render_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&format!("cannot render the CRDs: {e}")),
         },
-        ["api-reference"] => {
+        Command::ApiReference => {
             println!("{}", mcp_rollout::reference::render_markdown());
             ExitCode::SUCCESS
         }
-        ["update-readme", readme] => {
-            let current = match std::fs::read_to_string(readme) {
+        Command::UpdateReadme { readme } => {
+            let current = match std::fs::read_to_string(&readme) {
                 Ok(text) => text,
-                Err(e) => return fail(&format!("cannot read {readme}: {e}")),
+                Err(e) => return fail(&format!("cannot read {}: {e}", readme.display())),
             };
             let Some(updated) = mcp_rollout::reference::update_readme(&current) else {
-                return fail(&format!("{readme} lacks the markers of a generated section"));
+                return fail(&format!("{} lacks the markers of a generated section", readme.display()));
             };
-            match std::fs::write(readme, updated) {
+            match std::fs::write(&readme, updated) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&format!("cannot write {readme}: {e}")),
+                Err(e) => fail(&format!("cannot write {}: {e}", readme.display())),
             }
         }
-        ["-h" | "--help"] => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
+        Command::Run => {
+            init_logging(cli.run.log_json);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+            };
+            match runtime.block_on(run(cli.run)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
-        [] => fail("the controller is not implemented yet; see README.md (status)"),
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,kube_lease_manager=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json { builder.json().init() } else { builder.init() }
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
         }
+        None => Config::infer().await?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let server = axum::serve(listener, controller::metrics::router(metrics.clone()));
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            error!(error = %e, "metrics server stopped");
+        }
+    });
+
+    let client = client(args.kubeconfig.as_ref()).await?;
+    client.apiserver_version().await.map_err(|e| anyhow::anyhow!("cannot reach the API server: {e}"))?;
+    metrics.set_ready(true);
+
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down: finishing in-flight reconciles");
+        let _ = stop_tx.send(true);
+    });
+    let scope = args.namespace.clone().map_or(Scope::All, Scope::Namespace);
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    if !args.leader_elect {
+        info!("leader election off: this replica reconciles");
+        controller::run(client, scope, identity, metrics, leader::stopped(stop)).await;
+        return Ok(());
+    }
+    let config = LeaseConfig {
+        namespace: args.lease_namespace.clone().unwrap_or_else(|| "default".into()),
+        name: args.lease_name.clone(),
+        identity: identity.clone(),
+        duration: Duration::from_secs(args.lease_duration),
+        grace: Duration::from_secs((args.lease_duration / 3).max(1)),
+    };
+    leader::run_as_leader(client.clone(), config, metrics.clone(), stop, |until| {
+        controller::run(client.clone(), scope.clone(), identity.clone(), metrics.clone(), until)
+    })
+    .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
     }
 }
 

@@ -127,6 +127,24 @@ pub fn decide(input: &Input<'_>) -> Decision {
     e.finish()
 }
 
+/// Marks a decided status Stalled for a problem only the reconciler can see (a Secret that is
+/// not there, a query Prometheus refuses): phase Degraded with the reason, everything else the
+/// engine decided kept. `previous` are the conditions stored before this decision, so a
+/// repeated stall keeps its transition times and writes an identical status.
+pub fn stall(
+    status: &mut McpRolloutStatus,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    now: Timestamp,
+) {
+    status.phase = Some(Phase::Degraded);
+    status.message = Some(message.to_owned());
+    status.conditions =
+        conditions::for_phase(Phase::Degraded, reason, message, generation, previous, &time(now.as_second()));
+}
+
 /// The analysis runs completed after some moment.
 enum AnalysisSince<'s> {
     NoRun,

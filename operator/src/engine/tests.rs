@@ -687,3 +687,24 @@ fn a_custom_metric_rolls_back_only_at_its_own_failure_limit() {
     assert_eq!(rollback.check.as_deref(), Some("p99-latency-ratio"));
     assert!(rollback.message.contains("4.2000") && rollback.message.contains("canary P99 1.26s"));
 }
+
+#[test]
+fn a_stall_the_reconciler_sees_is_degraded_and_stable_on_repeat() {
+    let mut status = McpRolloutStatus::default();
+    let now = jiff::Timestamp::from_second(1_000).unwrap();
+    super::stall(&mut status, "SecretNotFound", "no Secret probe-token", Some(3), &[], now);
+    assert_eq!(status.phase, Some(crate::api::Phase::Degraded));
+    let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "SecretNotFound"));
+    let previous = status.conditions.clone();
+    let mut again = status.clone();
+    super::stall(
+        &mut again,
+        "SecretNotFound",
+        "no Secret probe-token",
+        Some(3),
+        &previous,
+        now + jiff::SignedDuration::from_secs(60),
+    );
+    assert_eq!(again, status, "a repeated stall writes an identical status");
+}

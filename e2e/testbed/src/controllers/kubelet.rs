@@ -30,12 +30,16 @@ fn now_text() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Pod IPs from 127.1.0.0/16, never reused within a process: several control planes in one
-/// test binary must not hand out the same address.
+/// Pod IPs from 127.1.0.0/16, never reused within a process (several control planes in one
+/// test binary must not hand out the same address), from a random start (nor may two test
+/// beds running side by side on one machine).
 static NEXT_POD_IP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 fn allocate_pod_ip() -> Ipv4Addr {
-    let n = NEXT_POD_IP.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 65_000 + 2;
+    let n = (crate::store::process_ip_offset()
+        + NEXT_POD_IP.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        % 65_000
+        + 2;
     Ipv4Addr::new(127, 1, (n >> 8) as u8, (n & 0xff) as u8)
 }
 

@@ -15,10 +15,59 @@ use crate::{
 
 /// A running Prometheus; the process and its data directory go with it.
 pub struct PrometheusProcess {
-    _child: Child,
+    child: Option<Child>,
     pub url: String,
+    port: u16,
     dir: PathBuf,
     refresher: tokio::task::JoinHandle<()>,
+}
+
+impl PrometheusProcess {
+    /// Kills Prometheus, keeping its data and address: an outage, as when its pod is evicted.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts it again on the same address and data, after `stop`.
+    pub async fn resume(&mut self) -> std::io::Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let http = reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?;
+        let mut child = spawn(&self.dir, self.port)?;
+        if wait_ready(&http, &self.url, &mut child).await {
+            self.child = Some(child);
+            Ok(())
+        } else {
+            Err(std::io::Error::other("prometheus did not start again"))
+        }
+    }
+}
+
+fn spawn(dir: &std::path::Path, port: u16) -> std::io::Result<Child> {
+    Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+async fn wait_ready(http: &reqwest::Client, url: &str, child: &mut Child) -> bool {
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if http.get(format!("{url}/-/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 impl Drop for PrometheusProcess {
@@ -72,24 +121,11 @@ pub async fn start(store: Arc<Store>, dir: PathBuf) -> std::io::Result<Prometheu
     let http = reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?;
     for _ in 0..5 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut child = Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
+        let mut child = spawn(&dir, port)?;
         let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            if http.get(format!("{url}/-/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
-                let refresher = tokio::spawn(refresh(store, targets_file));
-                return Ok(PrometheusProcess { _child: child, url, dir, refresher });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if wait_ready(&http, &url, &mut child).await {
+            let refresher = tokio::spawn(refresh(store, targets_file));
+            return Ok(PrometheusProcess { child: Some(child), url, port, dir, refresher });
         }
     }
     Err(std::io::Error::other("prometheus did not start"))

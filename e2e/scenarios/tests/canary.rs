@@ -1,0 +1,256 @@
+//! Canary rollouts end to end on the test bed: the real operator binary, real `mcp-fixture`
+//! pods, a real Prometheus, and agents through the rollout's Service (issue scenarios 1–5).
+//! Each test prints the figures the README's status table quotes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use e2e::{Bed, fixture_rollout, revision_of, watch_status, with_image};
+use mcp_fixture::agents::AgentEra;
+use mcp_rollout::api::{Phase, RollbackReason};
+
+fn phase(r: &mcp_rollout::api::McpRollout) -> Option<Phase> {
+    r.status.as_ref().and_then(|s| s.phase)
+}
+
+fn failed_calls(report: &mcp_fixture::agents::Report) -> u64 {
+    report.calls.iter().filter(|(k, _)| k.as_str() != "ok").map(|(_, v)| v).sum()
+}
+
+/// Scenarios 1 and 2: the first deploy becomes stable with no canary, then a healthy canary
+/// goes 5 → 25 → 50 → 100 under traffic: agents see no error, no streamed call is cut, and
+/// the old revision leaves rotation, drains and is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_deploy_then_a_healthy_canary_completes_without_agent_errors() {
+    let bed = Bed::start().await;
+    let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    let (r1, r2) = (revision_of(&v1), revision_of(&with_image(&v1, "mcp-fixture:v2-compatible", &[])));
+    let started = Instant::now();
+    bed.apply(&v1).await;
+    let first = bed
+        .wait("docs", "first deploy healthy", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy))
+        .await;
+    let first_secs = started.elapsed().as_secs_f64();
+    let status = first.status.unwrap();
+    assert_eq!(status.stable_revision.as_deref(), Some(r1.as_str()));
+    assert_eq!(status.canary_revision, None, "a first deploy has no canary");
+    assert_eq!(bed.deployments("docs").await.len(), 1);
+    let warmup = bed
+        .agents("docs", |c| {
+            c.duration = 2.0;
+            c.era = AgentEra::Stateless;
+        })
+        .await
+        .await
+        .unwrap();
+    assert_eq!(warmup.by_server_version.keys().cloned().collect::<Vec<_>>(), vec![r1.clone()]);
+    assert_eq!(failed_calls(&warmup), 0, "{}", warmup.summary());
+    println!("scenario 1: first deploy healthy in {first_secs:.1} s; {}", warmup.summary());
+
+    // Scenario 2: a compatible new version, under traffic with streamed calls.
+    let (poller, timeline) = watch_status(&bed, "docs");
+    let traffic = bed
+        .agents("docs", |c| {
+            c.duration = 75.0;
+            c.rate = 8.0;
+            c.stream_share = 0.2;
+            c.stream_seconds = 1.5;
+            c.era = AgentEra::Stateless;
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rollout_start = Instant::now();
+    bed.apply(&with_image(&v1, "mcp-fixture:v2-compatible", &[])).await;
+    bed.wait("docs", "the canary promoted", Duration::from_secs(90), |r| {
+        r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(r2.as_str()))
+    })
+    .await;
+    let promoted_secs = rollout_start.elapsed().as_secs_f64();
+    let done = bed
+        .wait("docs", "the old revision drained", Duration::from_secs(60), |r| {
+            r.status.as_ref().is_some_and(|s| s.drains.is_empty()) && phase(r) == Some(Phase::Healthy)
+        })
+        .await;
+    let drained_secs = rollout_start.elapsed().as_secs_f64();
+    let report = traffic.await.unwrap();
+    poller.abort();
+    let timeline = timeline.lock().unwrap().clone();
+
+    let weights = timeline.desired_weights();
+    assert!(weights.windows(2).all(|w| w[1] >= w[0] || w[1] == 0), "no weight ever went back: {weights:?}");
+    for step in [5, 25, 50] {
+        assert!(weights.contains(&step), "step {step} was taken: {weights:?}");
+    }
+    assert!(done.status.as_ref().unwrap().rollback.is_none());
+    e2e::eventually("the old Deployment removed", Duration::from_secs(30), || async {
+        bed.deployments("docs")
+            .await
+            .iter()
+            .all(|d| d.metadata.name.as_deref() != Some(&*format!("docs-{r1}")))
+    })
+    .await;
+    assert_eq!(failed_calls(&report), 0, "agents saw errors: {}", report.summary());
+    assert_eq!(report.streams_cut, 0, "streamed calls were cut: {}", report.summary());
+    assert!(report.by_server_version.contains_key(&r1) && report.by_server_version.contains_key(&r2));
+    let events: Vec<String> = bed.events("docs").await.into_iter().map(|(reason, _)| reason).collect();
+    for reason in ["RolloutStarted", "StepAdvanced", "Promoted", "DrainStarted", "DrainFinished"] {
+        assert!(events.iter().any(|e| e == reason), "event {reason} in {events:?}");
+    }
+    println!(
+        "scenario 2: promoted in {promoted_secs:.1} s, drained in {drained_secs:.1} s; weights {weights:?}; \
+         max effective weight seen {}; {}",
+        timeline.max_effective_weight(),
+        report.summary()
+    );
+}
+
+/// Scenario 3: a canary failing 10% of its tool calls is rolled back by the analysis; the time
+/// from the first failing verdict to all traffic on stable, and what agents saw, are bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_with_tool_call_errors_is_rolled_back_automatically() {
+    let bed = Bed::start().await;
+    let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    bed.apply(&v1).await;
+    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    let traffic = bed
+        .agents("docs", |c| {
+            c.duration = 60.0;
+            c.rate = 10.0;
+            c.era = AgentEra::Stateless;
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let bad = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_ERROR_RATE", "0.1")]);
+    let bad_revision = revision_of(&bad);
+    bed.apply(&bad).await;
+    let (poller, timeline) = watch_status(&bed, "docs");
+    // The first failing verdict: when the breach was known.
+    let breach = bed
+        .wait("docs", "a failing error-rate verdict", Duration::from_secs(90), |r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.rollback.is_some()
+                    || s.analysis.iter().any(|c| c.verdict == mcp_rollout::api::Verdict::Fail)
+            })
+        })
+        .await;
+    let breach_at = Instant::now();
+    let rolled_back = bed
+        .wait("docs", "rolled back with all traffic on stable", Duration::from_secs(60), |r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.rollback.is_some() && s.effective_weight == 0 && s.canary_revision.is_none()
+            })
+        })
+        .await;
+    let to_stable = breach_at.elapsed().as_secs_f64();
+    poller.abort();
+    let rollback = rolled_back.status.as_ref().unwrap().rollback.clone().unwrap();
+    assert_eq!(rollback.reason, RollbackReason::AnalysisFailed, "{rollback:?}");
+    assert_eq!(rollback.revision, bad_revision);
+    assert!(to_stable < 15.0, "all traffic back on stable {to_stable:.1} s after the verdict");
+    let report = traffic.await.unwrap();
+    let total = report.calls_total().max(1);
+    let failed = failed_calls(&report);
+    #[allow(clippy::cast_precision_loss)]
+    let share = failed as f64 / total as f64;
+    // 10% of the canary's share (≤ 50% of pods), retried up to 5 times: a small residue.
+    assert!(share < 0.02, "agents saw {failed} failed calls of {total}");
+    let weights = timeline.lock().unwrap().desired_weights();
+    let first_fail =
+        breach.status.unwrap().analysis.into_iter().find(|c| c.verdict == mcp_rollout::api::Verdict::Fail);
+    println!(
+        "scenario 3: rolled back ({}), all traffic on stable {to_stable:.1} s after the first failing verdict \
+         ({first_fail:?}); weights {weights:?}; agents: {failed} failed of {total} calls; {}",
+        rollback.message,
+        report.summary()
+    );
+}
+
+/// Scenario 4: a breaking canary never receives traffic; its status names the removed tool and
+/// the new required parameter. A canary that stops serving protocol versions is blocked too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaking_canaries_are_blocked_before_any_traffic() {
+    let bed = Bed::start().await;
+    let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    bed.apply(&v1).await;
+    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    let traffic = bed
+        .agents("docs", |c| {
+            c.duration = 40.0;
+            c.era = AgentEra::Stateless;
+        })
+        .await;
+
+    let breaking = with_image(&v1, "mcp-fixture:v2-breaking", &[]);
+    let (poller, timeline) = watch_status(&bed, "docs");
+    bed.apply(&breaking).await;
+    let blocked = bed
+        .wait("docs", "the breaking canary blocked", Duration::from_secs(60), |r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.rollback.as_ref().is_some_and(|b| b.revision == revision_of(&breaking)))
+        })
+        .await;
+    let rollback = blocked.status.unwrap().rollback.unwrap();
+    assert_eq!(rollback.reason, RollbackReason::IncompatibleSchema, "{rollback:?}");
+    assert!(rollback.message.contains("list_documents"), "the removed tool is named: {}", rollback.message);
+    assert!(rollback.message.contains("tenant"), "the new required parameter is named: {}", rollback.message);
+
+    // Stops serving the two oldest handshake versions that stable serves.
+    let narrower = with_image(
+        &v1,
+        "mcp-fixture:v2-compatible",
+        &[("FIXTURE_PROTOCOL_VERSIONS", "2025-06-18,2025-11-25,2026-07-28")],
+    );
+    bed.apply(&narrower).await;
+    let blocked = bed
+        .wait("docs", "the narrower canary blocked", Duration::from_secs(60), |r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.rollback.as_ref().is_some_and(|b| b.revision == revision_of(&narrower)))
+        })
+        .await;
+    poller.abort();
+    let rollback = blocked.status.unwrap().rollback.unwrap();
+    assert_eq!(rollback.reason, RollbackReason::IncompatibleSchema, "{rollback:?}");
+    assert!(rollback.message.contains("2024-11-05"), "the dropped version is named: {}", rollback.message);
+    let report = traffic.await.unwrap();
+    let timeline = timeline.lock().unwrap().clone();
+    assert_eq!(timeline.max_effective_weight(), 0, "no canary pod was ever in rotation");
+    assert!(timeline.desired_weights().iter().all(|w| *w == 0));
+    assert_eq!(
+        report.by_server_version.len(),
+        1,
+        "agents only ever reached stable: {:?}",
+        report.by_server_version
+    );
+    assert_eq!(failed_calls(&report), 0, "{}", report.summary());
+    println!("scenario 4: blocked with no traffic: {}", rollback.message);
+}
+
+/// Scenario 5: a crash-looping canary is rolled back as soon as it crashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_canary_is_rolled_back_at_once() {
+    let bed = Bed::start().await;
+    let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    bed.apply(&v1).await;
+    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    let crashing = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_CRASH_AFTER_SECONDS", "2")]);
+    let applied = Instant::now();
+    bed.apply(&crashing).await;
+    let crashed = bed
+        .wait("docs", "rolled back", Duration::from_secs(60), |r| {
+            r.status.as_ref().is_some_and(|s| s.rollback.is_some() && s.canary_revision.is_none())
+        })
+        .await;
+    let secs = applied.elapsed().as_secs_f64();
+    let rollback = crashed.status.unwrap().rollback.unwrap();
+    assert_eq!(rollback.reason, RollbackReason::Crashed, "{rollback:?}");
+    // The fixture aborts 2 s after start; the first restart is the trigger.
+    assert!(secs < 15.0, "rolled back {secs:.1} s after apply");
+    e2e::eventually("the crashing Deployment removed", Duration::from_secs(30), || async {
+        bed.deployments("docs").await.len() == 1
+    })
+    .await;
+    println!("scenario 5: crash-looping canary rolled back {secs:.1} s after apply: {}", rollback.message);
+}

@@ -1,0 +1,240 @@
+//! The operator's own metrics, served on `/metrics` beside `/healthz` and `/readyz`.
+//!
+//! Probe metrics carry `track` (stable / canary): the two monitors an SRE watches side by side.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::api::{McpRolloutStatus, Phase};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutLabels {
+    pub namespace: String,
+    pub rollout: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub namespace: String,
+    pub rollout: String,
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    pub namespace: String,
+    pub rollout: String,
+    pub revision: String,
+    pub track: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub namespace: String,
+    pub rollout: String,
+    pub check: String,
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub namespace: String,
+    pub rollout: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DrainLabels {
+    pub namespace: String,
+    pub rollout: String,
+    pub revision: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+fn drain_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 10))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub phase: Family<PhaseLabels, Gauge>,
+    pub desired_weight: Family<RolloutLabels, Gauge>,
+    pub effective_weight: Family<RolloutLabels, Gauge>,
+    pub step_index: Family<RolloutLabels, Gauge>,
+    pub probe_duration: HistogramFamily<ProbeLabels>,
+    pub probe_success: Family<ProbeLabels, Gauge>,
+    pub analysis_verdicts: Family<VerdictLabels, Counter>,
+    pub rollbacks: Family<ReasonLabels, Counter>,
+    pub drain_window: Family<DrainLabels, Gauge>,
+    pub drain_duration: HistogramFamily<RolloutLabels>,
+    pub reconcile_duration: Histogram,
+    pub reconcile_errors: Family<ReasonLabels, Counter>,
+    pub leader: Gauge,
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mcprollout");
+        let phase = Family::<PhaseLabels, Gauge>::default();
+        registry.register("phase", "1 for the rollout's current phase, 0 for the others", phase.clone());
+        let desired_weight = Family::<RolloutLabels, Gauge>::default();
+        registry.register(
+            "desired_weight",
+            "Percent of traffic the canary should get",
+            desired_weight.clone(),
+        );
+        let effective_weight = Family::<RolloutLabels, Gauge>::default();
+        registry.register(
+            "effective_weight",
+            "Percent of traffic the canary gets now (in-rotation ready pods)",
+            effective_weight.clone(),
+        );
+        let step_index = Family::<RolloutLabels, Gauge>::default();
+        registry.register("step_index", "Current canary step (-1 when none)", step_index.clone());
+        let probe_duration: HistogramFamily<ProbeLabels> = Family::new_with_constructor(seconds_histogram);
+        registry.register(
+            "probe_duration_seconds",
+            "MCP probe duration per revision and track",
+            probe_duration.clone(),
+        );
+        let probe_success = Family::<ProbeLabels, Gauge>::default();
+        registry.register("probe_success", "1 if the latest MCP probe passed", probe_success.clone());
+        let analysis_verdicts = Family::<VerdictLabels, Counter>::default();
+        registry.register("analysis_verdicts", "Analysis check verdicts", analysis_verdicts.clone());
+        let rollbacks = Family::<ReasonLabels, Counter>::default();
+        registry.register("rollbacks", "Automatic and requested rollbacks", rollbacks.clone());
+        let drain_window = Family::<DrainLabels, Gauge>::default();
+        registry.register(
+            "drain_window_seconds",
+            "Drain window of a draining revision",
+            drain_window.clone(),
+        );
+        let drain_duration: HistogramFamily<RolloutLabels> = Family::new_with_constructor(drain_histogram);
+        registry.register("drain_duration_seconds", "How long finished drains took", drain_duration.clone());
+        let reconcile_duration = seconds_histogram();
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile",
+            reconcile_duration.clone(),
+        );
+        let reconcile_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register("reconcile_errors", "Reconciles that failed", reconcile_errors.clone());
+        let leader = Gauge::default();
+        registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
+        Self {
+            registry,
+            phase,
+            desired_weight,
+            effective_weight,
+            step_index,
+            probe_duration,
+            probe_success,
+            analysis_verdicts,
+            rollbacks,
+            drain_window,
+            drain_duration,
+            reconcile_duration,
+            reconcile_errors,
+            leader,
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Gauges that mirror one rollout's status.
+    pub fn observe_status(&self, namespace: &str, rollout: &str, status: &McpRolloutStatus) {
+        let labels = RolloutLabels { namespace: namespace.into(), rollout: rollout.into() };
+        self.desired_weight.get_or_create(&labels).set(i64::from(status.desired_weight));
+        self.effective_weight.get_or_create(&labels).set(i64::from(status.effective_weight));
+        self.step_index.get_or_create(&labels).set(status.current_step_index.map_or(-1, i64::from));
+        for phase in [Phase::Healthy, Phase::Progressing, Phase::Paused, Phase::Degraded] {
+            let labels = PhaseLabels {
+                namespace: namespace.into(),
+                rollout: rollout.into(),
+                phase: format!("{phase:?}"),
+            };
+            self.phase.get_or_create(&labels).set(i64::from(status.phase == Some(phase)));
+        }
+        self.drain_window.clear();
+        for drain in &status.drains {
+            let labels = DrainLabels {
+                namespace: namespace.into(),
+                rollout: rollout.into(),
+                revision: drain.revision.clone(),
+            };
+            self.drain_window.get_or_create(&labels).set(drain.window_seconds);
+        }
+    }
+
+    /// A deleted rollout's gauges go with it.
+    pub fn forget(&self, namespace: &str, rollout: &str) {
+        let labels = RolloutLabels { namespace: namespace.into(), rollout: rollout.into() };
+        self.desired_weight.remove(&labels);
+        self.effective_weight.remove(&labels);
+        self.step_index.remove(&labels);
+        for phase in [Phase::Healthy, Phase::Progressing, Phase::Paused, Phase::Degraded] {
+            self.phase.remove(&PhaseLabels {
+                namespace: namespace.into(),
+                rollout: rollout.into(),
+                phase: format!("{phase:?}"),
+            });
+        }
+    }
+}
+
+async fn serve_metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    if m.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}
+
+/// `/metrics`, `/healthz` (the process answers) and `/readyz` (connected to the API server).
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(metrics)
+}

@@ -1,0 +1,103 @@
+//! The controller: kube-runtime's `Controller` on McpRollout, owning the Deployments and
+//! Services it creates and watching their pods, behind a leader Lease.
+//!
+//! Modules: [`reconcile`] (observe → decide → report → apply), [`resources`] and [`names`]
+//! (the objects, built purely), [`observe`] (pods → engine observations), [`traffic`] (the
+//! routing interface and the plain-Service router), [`workers`] (probes and analysis beside the
+//! loop), [`metrics`] and [`leader`].
+
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod names;
+pub mod observe;
+pub mod reconcile;
+pub mod resources;
+pub mod traffic;
+pub mod workers;
+
+use std::{future::Future, sync::Arc};
+
+use futures::{StreamExt, channel::mpsc::UnboundedReceiver};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Pod, Service},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{
+        Controller,
+        events::{Recorder, Reporter},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use tracing::{debug, warn};
+
+use crate::api::{McpRollout, labels};
+
+pub use error::Error;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub workers: Arc<workers::Workers>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub router: traffic::PlainServiceRouter,
+}
+
+/// Which namespaces to watch.
+#[derive(Clone, Debug)]
+pub enum Scope {
+    All,
+    Namespace(String),
+}
+
+fn api<K>(client: &Client, scope: &Scope) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match scope {
+        Scope::All => Api::all(client.clone()),
+        Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves; in-flight reconciles finish first.
+pub async fn run(
+    client: Client,
+    scope: Scope,
+    identity: String,
+    metrics: Arc<metrics::Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (wake, woken): (_, UnboundedReceiver<ObjectRef<McpRollout>>) = futures::channel::mpsc::unbounded();
+    let reporter = Reporter { controller: "mcp-rollout-operator".into(), instance: Some(identity) };
+    let context = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        workers: Arc::new(workers::Workers::new(wake, metrics.clone())),
+        metrics,
+        router: traffic::PlainServiceRouter::new(client.clone()),
+    });
+    let owned = watcher::Config::default().labels(labels::ROLLOUT);
+    Controller::new(api::<McpRollout>(&client, &scope), watcher::Config::default())
+        .owns(api::<Deployment>(&client, &scope), owned.clone())
+        .owns(api::<Service>(&client, &scope), owned.clone())
+        .watches(api::<Pod>(&client, &scope), owned, |pod: Pod| {
+            let rollout = pod.labels().get(labels::ROLLOUT)?.clone();
+            Some(ObjectRef::new(&rollout).within(&pod.namespace()?))
+        })
+        .reconcile_on(woken)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => debug!(rollout = %object.name, "reconciled"),
+                Err(e) => warn!(error = %e, "reconcile loop"),
+            }
+        })
+        .await;
+}

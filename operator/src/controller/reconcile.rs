@@ -1,0 +1,482 @@
+//! One reconcile: observe → decide (the engine) → report → apply. Level-triggered and
+//! idempotent: it reads everything it needs each time, and writes only differences.
+//!
+//! Status is written before anything is applied. If the operator dies in between, its next
+//! incarnation re-derives the same plan from the stored status and applies it; applying first
+//! could leave traffic ahead of a status that then asks for it back (a flap).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use jiff::Timestamp;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Pod, Secret},
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+    runtime::{controller::Action, events::Event as KubeEvent, events::EventType as KubeEventType},
+};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{
+    Context,
+    error::Error,
+    metrics::{ReasonLabels, RolloutLabels},
+    names::{self, FIELD_MANAGER},
+    observe,
+    resources::{self, Tracks},
+    traffic::{RouteRequest, TrafficRouter},
+    workers::{AnalysisJob, Baseline, MeasureJob, ProbeJob, RolloutKey},
+};
+use crate::{
+    analysis::{self, Prometheus, Queries, Subject},
+    api::{
+        McpRollout, McpRolloutStatus, REQUEST_ANNOTATION, SecretKeyRef, StepProbe, StrategyRef, Transport,
+        labels, revision_of,
+    },
+    engine::{self, Decision, EventType, Input, Observed, ProbeRequest},
+    probe::{ProbeConfig, TransportChoice},
+};
+
+/// Requeue when the engine names no sooner moment.
+const DEFAULT_REQUEUE: Duration = Duration::from_secs(30);
+
+/// A problem with the McpRollout or what it refers to: reported as Stalled, never retried
+/// as an error.
+struct SpecProblem {
+    reason: &'static str,
+    message: String,
+}
+
+pub async fn reconcile(rollout: Arc<McpRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&rollout, &ctx).await;
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    result
+}
+
+pub fn error_policy(rollout: Arc<McpRollout>, error: &Error, ctx: Arc<Context>) -> Action {
+    let reason = match error {
+        Error::Kube(_) => "KubernetesApi",
+        Error::MissingField(_) => "MissingField",
+        Error::Serialize { .. } => "Serialize",
+    };
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ReasonLabels {
+            namespace: rollout.namespace().unwrap_or_default(),
+            rollout: rollout.name_any(),
+            reason: reason.into(),
+        })
+        .inc();
+    warn!(rollout = %rollout.name_any(), namespace = ?rollout.namespace(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, Error> {
+    let namespace = rollout.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = rollout.name_any();
+    let key: RolloutKey = (namespace.clone(), name.clone());
+    if rollout.metadata.deletion_timestamp.is_some() {
+        // Owner references hand every Deployment and Service to the garbage collector.
+        ctx.workers.forget(&key);
+        ctx.metrics.forget(&namespace, &name);
+        return Ok(Action::await_change());
+    }
+
+    // ── observe ──
+    let selector = ListParams::default().labels(&format!("{}={name}", labels::ROLLOUT));
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let existing: Vec<Deployment> = deployments.list(&selector).await?.items;
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pods: Vec<Pod> = pods_api.list(&selector).await?.items;
+    let revision_of_deployment =
+        |d: &Deployment| d.metadata.labels.as_ref().and_then(|l| l.get(labels::REVISION)).cloned();
+    let known: Vec<String> = existing.iter().filter_map(revision_of_deployment).collect();
+    let results = ctx.workers.results(&key);
+    let observed = Observed {
+        revisions: observe::revisions(&pods, &known),
+        probes: results.probes,
+        analysis: results.analysis,
+        session_duration: results.session_duration,
+        active_sessions: results.active_sessions,
+        request: rollout.annotations().get(REQUEST_ANNOTATION).cloned(),
+    };
+    let before = rollout.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+
+    // ── decide ──
+    let Decision { mut status, plan } = engine::decide(&Input {
+        spec: &rollout.spec,
+        generation: rollout.metadata.generation,
+        status: &before,
+        observed: &observed,
+        now,
+    });
+    let secrets = read_secrets(ctx, &namespace, rollout).await?;
+    let mut problem = secrets.missing.first().map(|r| SpecProblem {
+        reason: "SecretNotFound",
+        message: format!("Secret {namespace}/{} has no key {} (referenced by the McpRollout)", r.name, r.key),
+    });
+    if problem.is_none() {
+        problem = status
+            .analysis
+            .iter()
+            .find(|c| c.message.as_deref().is_some_and(analysis::is_rejected_query))
+            .map(|c| SpecProblem {
+                reason: "InvalidQuery",
+                message: format!("analysis check {}: {}", c.name, c.message.clone().unwrap_or_default()),
+            });
+    }
+    let desired = revision_of(&rollout.spec.template);
+    if problem.is_none()
+        && let Some(lost) =
+            plan.revisions.iter().find(|r| r.revision != desired && !known.contains(&r.revision))
+    {
+        problem = Some(SpecProblem {
+            reason: "RevisionLost",
+            message: format!(
+                "the Deployment of revision {} was deleted and its pod template is gone; \
+                 set spec.template back to it, or to a new revision, to go on",
+                lost.revision
+            ),
+        });
+    }
+    if let Some(p) = &problem {
+        engine::stall(
+            &mut status,
+            p.reason,
+            &p.message,
+            rollout.metadata.generation,
+            &before.conditions,
+            now,
+        );
+    }
+
+    // ── report ──
+    let status_changed = rollout.status.as_ref() != Some(&status);
+    if status_changed {
+        write_status(ctx, rollout, &status).await?;
+    }
+    ctx.metrics.observe_status(&namespace, &name, &status);
+    count_transitions(ctx, &key, &before, &status);
+    let mut events = plan.events.clone();
+    if let Some(p) = &problem
+        && before.message.as_deref() != Some(p.message.as_str())
+    {
+        events.push(engine::Event::warning(p.reason, p.message.clone()));
+    }
+    for event in &events {
+        publish(ctx, rollout, event).await;
+    }
+
+    // ── apply ──
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    for revision in &plan.revisions {
+        let deployment_name = names::deployment(&name, &revision.revision);
+        let current = existing.iter().find(|d| d.metadata.name.as_deref() == Some(deployment_name.as_str()));
+        let template = match current {
+            // A revision keeps the template it was created with.
+            Some(d) => Some(d.spec.template.clone()),
+            None if revision.revision == desired => {
+                Some(resources::revision_template(rollout, &revision.revision))
+            }
+            None => None,
+        };
+        let Some(template) = template else { continue };
+        let deployment = resources::deployment(rollout, &revision.revision, template, revision.replicas);
+        let unchanged = current.is_some_and(|d| d.spec.replicas == Some(revision.replicas));
+        if !unchanged {
+            info!(rollout = %name, revision = %revision.revision, replicas = revision.replicas, role = ?revision.role, "scaling revision");
+            deployments.patch(&deployment_name, &apply, &Patch::Apply(&deployment)).await?;
+        }
+    }
+    let planned: BTreeSet<&str> = plan.revisions.iter().map(|r| r.revision.as_str()).collect();
+    for deployment in &existing {
+        let Some(revision) = revision_of_deployment(deployment) else { continue };
+        if !planned.contains(revision.as_str()) && deployment.metadata.deletion_timestamp.is_none() {
+            info!(rollout = %name, %revision, "removing revision");
+            match deployments.delete(&deployment.name_any(), &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let tracks = Tracks { stable: status.stable_revision.clone(), canary: status.canary_revision.clone() };
+    let routed =
+        ctx.router.route(&RouteRequest { rollout, plan: &plan.revisions, tracks, pods: &pods }).await?;
+    if !routed.pods_added.is_empty() || !routed.pods_removed.is_empty() {
+        info!(rollout = %name, added = ?routed.pods_added, removed = ?routed.pods_removed, "rotation changed");
+    }
+
+    // ── start what the engine asked for ──
+    if problem.is_none() {
+        for request in &plan.probes {
+            if let Some(job) = probe_job(rollout, &status, &pods, request, &secrets.values) {
+                ctx.workers.spawn_probe(key.clone(), job);
+            }
+        }
+        if let (Some(request), Some(spec)) = (&plan.analysis, &rollout.spec.analysis) {
+            match prometheus_for(rollout, &secrets.values) {
+                Ok(prometheus) => ctx.workers.spawn_analysis(
+                    key.clone(),
+                    AnalysisJob {
+                        prometheus,
+                        spec: spec.clone(),
+                        queries: Queries::new(&spec.queries),
+                        subject: Subject {
+                            namespace: namespace.clone(),
+                            rollout: name.clone(),
+                            stable: request.stable.clone(),
+                            canary: request.canary.clone(),
+                            max_error_rate_ratio: request.max_error_rate_ratio,
+                            min_request_count: request.min_request_count,
+                        },
+                    },
+                ),
+                Err(e) => warn!(rollout = %name, error = %e, "cannot reach Prometheus"),
+            }
+        }
+        if let Some(spec) = &rollout.spec.analysis
+            && (status.canary_revision.is_some() || !status.drains.is_empty())
+            && let Ok(prometheus) = prometheus_for(rollout, &secrets.values)
+        {
+            let revisions: Vec<String> =
+                [&status.stable_revision, &status.canary_revision].into_iter().flatten().cloned().collect();
+            ctx.workers.spawn_measure(
+                key.clone(),
+                MeasureJob {
+                    prometheus,
+                    drain: rollout.spec.drain.clone(),
+                    queries: Queries::new(&spec.queries),
+                    revisions,
+                    draining: status.drains.iter().map(|d| d.revision.clone()).collect(),
+                    every: spec.interval.as_std(),
+                },
+            );
+        }
+    }
+
+    let requeue =
+        if problem.is_some() { DEFAULT_REQUEUE } else { plan.requeue_after.unwrap_or(DEFAULT_REQUEUE) };
+    Ok(Action::requeue(requeue))
+}
+
+/// The Secrets the McpRollout refers to, read once per reconcile.
+struct Secrets {
+    values: BTreeMap<(String, String), Vec<u8>>,
+    missing: Vec<SecretKeyRef>,
+}
+
+fn secret_refs(rollout: &McpRollout) -> Vec<SecretKeyRef> {
+    let probe = &rollout.spec.probe;
+    let mut refs: Vec<SecretKeyRef> = probe.headers.iter().filter_map(|h| h.value_from.clone()).collect();
+    refs.extend(probe.bearer_token_secret_ref.clone());
+    refs.extend(probe.ca_bundle_secret_ref.clone());
+    if let Some(a) = &rollout.spec.analysis {
+        refs.extend(a.prometheus.bearer_token_secret_ref.clone());
+    }
+    refs
+}
+
+async fn read_secrets(ctx: &Context, namespace: &str, rollout: &McpRollout) -> Result<Secrets, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut values = BTreeMap::new();
+    let mut missing = Vec::new();
+    let mut fetched: BTreeMap<String, Option<Secret>> = BTreeMap::new();
+    for reference in secret_refs(rollout) {
+        if !fetched.contains_key(&reference.name) {
+            fetched.insert(reference.name.clone(), api.get_opt(&reference.name).await?);
+        }
+        let value = fetched[&reference.name]
+            .as_ref()
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(&reference.key))
+            .map(|b| b.0.clone());
+        match value {
+            Some(v) => {
+                values.insert((reference.name.clone(), reference.key.clone()), v);
+            }
+            None => missing.push(reference),
+        }
+    }
+    Ok(Secrets { values, missing })
+}
+
+fn lookup(values: &BTreeMap<(String, String), Vec<u8>>) -> impl Fn(&SecretKeyRef) -> Option<Vec<u8>> + '_ {
+    |r| values.get(&(r.name.clone(), r.key.clone())).cloned()
+}
+
+fn prometheus_for(
+    rollout: &McpRollout,
+    secrets: &BTreeMap<(String, String), Vec<u8>>,
+) -> Result<Prometheus, analysis::QueryError> {
+    let Some(spec) = &rollout.spec.analysis else {
+        return Err(analysis::QueryError::Unreachable("no analysis configured".into()));
+    };
+    let token = spec
+        .prometheus
+        .bearer_token_secret_ref
+        .as_ref()
+        .and_then(lookup(secrets))
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned());
+    Prometheus::new(&spec.prometheus.address, spec.prometheus.timeout.as_std(), token.as_deref())
+}
+
+/// The port the MCP server listens on in `pod`: the Service's target port, resolved by name
+/// among the pod's container ports when it is a name.
+fn target_port(rollout: &McpRollout, pod: &Pod) -> Option<i32> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let service = &rollout.spec.service;
+    match service.target_port.clone().unwrap_or(IntOrString::Int(service.port)) {
+        IntOrString::Int(port) => Some(port),
+        IntOrString::String(name) => pod.spec.as_ref()?.containers.iter().find_map(|c| {
+            c.ports
+                .as_ref()?
+                .iter()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .map(|p| p.container_port)
+        }),
+    }
+}
+
+fn pod_url(rollout: &McpRollout, pod: &Pod) -> Option<String> {
+    let ip = pod.status.as_ref()?.pod_ip.clone()?;
+    let port = target_port(rollout, pod)?;
+    let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
+    Some(format!("http://{host}:{port}{}", rollout.spec.service.path))
+}
+
+/// The probe overrides of the step being entered.
+fn step_probe<'a>(rollout: &'a McpRollout, status: &McpRolloutStatus) -> Option<&'a StepProbe> {
+    let StrategyRef::Canary(canary) = rollout.spec.strategy.kind() else { return None };
+    let index = usize::try_from(status.current_step_index?).ok()?;
+    canary.steps.get(index).and_then(|s| s.probe.as_ref())
+}
+
+fn probe_config(
+    rollout: &McpRollout,
+    status: &McpRolloutStatus,
+    pod: &Pod,
+    secrets: &BTreeMap<(String, String), Vec<u8>>,
+) -> Option<ProbeConfig> {
+    let url = pod_url(rollout, pod)?;
+    let mut config =
+        ProbeConfig::from_spec(url, &rollout.spec.probe, step_probe(rollout, status), lookup(secrets))
+            .ok()?;
+    config.transport = match rollout.spec.service.transport {
+        Transport::StreamableHttp => TransportChoice::StreamableHttp,
+        Transport::Sse => TransportChoice::Sse,
+    };
+    Some(config)
+}
+
+/// Ready pods of a revision, oldest first.
+fn ready_pods<'a>(pods: &'a [Pod], revision: &str) -> Vec<&'a Pod> {
+    let mut ready: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| {
+            observe::revision_of(p) == Some(revision)
+                && !observe::terminating(p)
+                && observe::containers_ready(p)
+        })
+        .collect();
+    ready.sort_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp));
+    ready
+}
+
+fn probe_job(
+    rollout: &McpRollout,
+    status: &McpRolloutStatus,
+    pods: &[Pod],
+    request: &ProbeRequest,
+    secrets: &BTreeMap<(String, String), Vec<u8>>,
+) -> Option<ProbeJob> {
+    let is_stable = status.stable_revision.as_deref() == Some(request.revision.as_str());
+    let mut targets: Vec<&Pod> = ready_pods(pods, &request.revision);
+    if is_stable {
+        // The stable revision is watched, not judged pod by pod: one pod gives its tools.
+        targets.truncate(1);
+    }
+    let targets: Vec<(String, ProbeConfig)> = targets
+        .into_iter()
+        .filter_map(|p| Some((p.name_any(), probe_config(rollout, status, p, secrets)?)))
+        .collect();
+    if targets.is_empty() {
+        return None; // nothing ready: the engine waits for pods, under its progress deadline
+    }
+    let baseline = request.baseline.as_ref().map(|revision| Baseline {
+        revision: revision.clone(),
+        policy: rollout.spec.probe.schema_compatibility,
+        probe: ready_pods(pods, revision).first().and_then(|p| probe_config(rollout, status, p, secrets)),
+    });
+    Some(ProbeJob {
+        revision: request.revision.clone(),
+        track: if is_stable { "stable" } else { "canary" },
+        targets,
+        baseline,
+    })
+}
+
+async fn write_status(ctx: &Context, rollout: &McpRollout, status: &McpRolloutStatus) -> Result<(), Error> {
+    let api: Api<McpRollout> = Api::namespaced(
+        ctx.client.clone(),
+        &rollout.namespace().ok_or(Error::MissingField("metadata.namespace"))?,
+    );
+    let patch = json!({
+        "apiVersion": McpRollout::api_version(&()),
+        "kind": McpRollout::kind(&()),
+        "status": serde_json::to_value(status).map_err(|source| Error::Serialize { what: "status", source })?,
+    });
+    api.patch_status(&rollout.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Counters that follow status transitions: rollbacks, and drains that ended.
+fn count_transitions(ctx: &Context, key: &RolloutKey, before: &McpRolloutStatus, after: &McpRolloutStatus) {
+    if let Some(rollback) = &after.rollback
+        && before.rollback.as_ref().is_none_or(|b| b.at != rollback.at)
+    {
+        let labels = ReasonLabels {
+            namespace: key.0.clone(),
+            rollout: key.1.clone(),
+            reason: format!("{:?}", rollback.reason),
+        };
+        ctx.metrics.rollbacks.get_or_create(&labels).inc();
+    }
+    let now = Timestamp::now().as_second();
+    for drain in &before.drains {
+        if !after.drains.iter().any(|d| d.revision == drain.revision) {
+            let labels = RolloutLabels { namespace: key.0.clone(), rollout: key.1.clone() };
+            #[allow(clippy::cast_precision_loss)]
+            let took = (now - drain.started_at.0.as_second()).max(0) as f64;
+            ctx.metrics.drain_duration.get_or_create(&labels).observe(took);
+        }
+    }
+}
+
+async fn publish(ctx: &Context, rollout: &McpRollout, event: &engine::Event) {
+    let type_ = match event.type_ {
+        EventType::Normal => KubeEventType::Normal,
+        EventType::Warning => KubeEventType::Warning,
+    };
+    info!(rollout = %rollout.name_any(), reason = %event.reason, "{}", event.message);
+    let kube_event = KubeEvent {
+        type_,
+        reason: event.reason.clone(),
+        note: Some(event.message.chars().take(1000).collect()),
+        action: "Rollout".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&kube_event, &rollout.object_ref(&())).await {
+        warn!(rollout = %rollout.name_any(), error = %e, "cannot publish event");
+    }
+}

@@ -1,0 +1,230 @@
+//! The Kubernetes objects the operator applies, built purely from the McpRollout: one
+//! Deployment per live revision and the three Services.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec},
+        core::v1::{EnvVar, PodReadinessGate, PodTemplateSpec, Service, ServicePort, ServiceSpec},
+    },
+    apimachinery::pkg::{
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+use kube::Resource;
+
+use super::names;
+use crate::api::{IN_ROTATION_GATE, McpRollout, labels};
+
+/// Kubernetes' own default grace period.
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// Labels on a revision's Deployment and pods.
+pub fn revision_labels(rollout: &str, revision: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::ROLLOUT.to_owned(), rollout.to_owned()),
+        (labels::REVISION.to_owned(), revision.to_owned()),
+    ])
+}
+
+/// The pod template of a new revision: the user's, plus what the operator relies on — its
+/// labels, `SERVER_VERSION=<revision>` (the `version` label of the metric contract), the
+/// rotation readiness gate, and a grace period no shorter than the longest drain, so a pod
+/// deleted while draining is not killed under an open stream.
+///
+/// Built once, when the revision's Deployment is created: an existing Deployment keeps the
+/// template it was created with, so a later change of `drain.max` never restarts its pods.
+pub fn revision_template(rollout: &McpRollout, revision: &str) -> PodTemplateSpec {
+    let mut template = rollout.spec.template.clone();
+    let name = rollout.metadata.name.clone().unwrap_or_default();
+    let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
+    metadata.labels.get_or_insert_with(BTreeMap::new).extend(revision_labels(&name, revision));
+    let Some(spec) = template.spec.as_mut() else {
+        return template;
+    };
+    for container in &mut spec.containers {
+        let env = container.env.get_or_insert_with(Vec::new);
+        env.retain(|e| e.name != "SERVER_VERSION");
+        env.push(EnvVar {
+            name: "SERVER_VERSION".into(),
+            value: Some(revision.to_owned()),
+            value_from: None,
+        });
+    }
+    let gates = spec.readiness_gates.get_or_insert_with(Vec::new);
+    if !gates.iter().any(|g| g.condition_type == IN_ROTATION_GATE) {
+        gates.push(PodReadinessGate { condition_type: IN_ROTATION_GATE.to_owned() });
+    }
+    let drain_max = i64::try_from(rollout.spec.drain.max.as_secs()).unwrap_or(i64::MAX);
+    let grace = spec.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+    spec.termination_grace_period_seconds = Some(grace.max(drain_max));
+    template
+}
+
+/// The Deployment of one revision, running `replicas` pods of `template`.
+pub fn deployment(
+    rollout: &McpRollout,
+    revision: &str,
+    template: PodTemplateSpec,
+    replicas: i32,
+) -> Deployment {
+    let name = rollout.metadata.name.clone().unwrap_or_default();
+    let mut labels = revision_labels(&name, revision);
+    labels.insert("app.kubernetes.io/managed-by".into(), names::MANAGED_BY.into());
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(names::deployment(&name, revision)),
+            namespace: rollout.metadata.namespace.clone(),
+            labels: Some(labels),
+            owner_references: rollout.controller_owner_ref(&()).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(revision_labels(&name, revision)),
+                match_expressions: None,
+            },
+            template,
+            ..DeploymentSpec::default()
+        },
+        status: None,
+    }
+}
+
+/// Which revision each per-track Service selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tracks {
+    pub stable: Option<String>,
+    pub canary: Option<String>,
+}
+
+/// The three Services: `<rollout>` over every in-rotation pod, `<rollout>-stable` and
+/// `<rollout>-canary` over one revision each (the canary's falls back to the stable revision
+/// when nothing is being rolled out, as routers expect a backend behind both).
+pub fn services(rollout: &McpRollout, tracks: &Tracks) -> Vec<Service> {
+    let name = rollout.metadata.name.clone().unwrap_or_default();
+    let stable = tracks.stable.clone().or_else(|| tracks.canary.clone());
+    let canary = tracks.canary.clone().or_else(|| tracks.stable.clone());
+    let all = BTreeMap::from([(labels::ROLLOUT.to_owned(), name.clone())]);
+    let one = |revision: Option<String>| {
+        let mut selector = all.clone();
+        // With no revision yet, select a value no pod carries rather than every pod.
+        selector.insert(labels::REVISION.to_owned(), revision.unwrap_or_else(|| "none".into()));
+        selector
+    };
+    vec![
+        service(rollout, names::service(&name), all.clone()),
+        service(rollout, names::stable_service(&name), one(stable)),
+        service(rollout, names::canary_service(&name), one(canary)),
+    ]
+}
+
+fn service(rollout: &McpRollout, name: String, selector: BTreeMap<String, String>) -> Service {
+    let spec = &rollout.spec.service;
+    let mut labels = BTreeMap::from([
+        (labels::ROLLOUT.to_owned(), rollout.metadata.name.clone().unwrap_or_default()),
+        ("app.kubernetes.io/managed-by".to_owned(), names::MANAGED_BY.to_owned()),
+    ]);
+    labels.retain(|_, v| !v.is_empty());
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: rollout.metadata.namespace.clone(),
+            labels: Some(labels),
+            owner_references: rollout.controller_owner_ref(&()).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            selector: Some(selector),
+            ports: Some(vec![ServicePort {
+                name: Some("mcp".into()),
+                port: spec.port,
+                target_port: Some(spec.target_port.clone().unwrap_or(IntOrString::Int(spec.port))),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rollout(template: serde_json::Value) -> McpRollout {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "mcprollout.dev/v1alpha1",
+            "kind": "McpRollout",
+            "metadata": {"name": "docs", "namespace": "agents", "uid": "u-1"},
+            "spec": {
+                "template": template,
+                "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_revision_template_carries_labels_version_gate_and_a_drain_long_grace_period() {
+        let r = rollout(serde_json::json!({
+            "metadata": {"labels": {"app": "docs"}},
+            "spec": {"containers": [{"name": "s", "image": "mcp-fixture:v1",
+                                     "env": [{"name": "SERVER_VERSION", "value": "mine"}]}]}
+        }));
+        let t = revision_template(&r, "abc123");
+        let labels = t.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        assert_eq!(labels["app"], "docs");
+        assert_eq!(labels[labels::ROLLOUT], "docs");
+        assert_eq!(labels[labels::REVISION], "abc123");
+        let spec = t.spec.unwrap();
+        let env = spec.containers[0].env.as_ref().unwrap();
+        assert_eq!(env.len(), 1, "the user's SERVER_VERSION is replaced, not doubled");
+        assert_eq!(env[0].value.as_deref(), Some("abc123"));
+        assert_eq!(spec.readiness_gates.unwrap()[0].condition_type, IN_ROTATION_GATE);
+        assert_eq!(spec.termination_grace_period_seconds, Some(300), "drain.max defaults to 300 s");
+    }
+
+    #[test]
+    fn a_longer_user_grace_period_is_kept_and_the_gate_is_not_doubled() {
+        let r = rollout(serde_json::json!({
+            "spec": {"terminationGracePeriodSeconds": 900,
+                     "readinessGates": [{"conditionType": IN_ROTATION_GATE}],
+                     "containers": [{"name": "s", "image": "mcp-fixture:v1"}]}
+        }));
+        let spec = revision_template(&r, "r1").spec.unwrap();
+        assert_eq!(spec.termination_grace_period_seconds, Some(900));
+        assert_eq!(spec.readiness_gates.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn deployments_are_named_owned_and_select_their_revision() {
+        let r = rollout(serde_json::json!({"spec": {"containers": [{"name": "s", "image": "x"}]}}));
+        let d = deployment(&r, "r1", revision_template(&r, "r1"), 3);
+        assert_eq!(d.metadata.name.as_deref(), Some("docs-r1"));
+        assert_eq!(d.metadata.owner_references.as_ref().unwrap()[0].uid, "u-1");
+        let spec = d.spec;
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.selector.match_labels.unwrap(), revision_labels("docs", "r1"));
+    }
+
+    #[test]
+    fn services_select_all_then_each_track_with_the_canary_falling_back_to_stable() {
+        let r = rollout(serde_json::json!({"spec": {"containers": [{"name": "s", "image": "x"}]}}));
+        let selector = |s: &Service| s.spec.as_ref().unwrap().selector.clone().unwrap();
+        let steady = services(&r, &Tracks { stable: Some("s1".into()), canary: None });
+        assert_eq!(steady.len(), 3);
+        assert_eq!(steady[0].metadata.name.as_deref(), Some("docs"));
+        assert!(!selector(&steady[0]).contains_key(labels::REVISION));
+        assert_eq!(selector(&steady[1])[labels::REVISION], "s1");
+        assert_eq!(selector(&steady[2])[labels::REVISION], "s1");
+        let rolling = services(&r, &Tracks { stable: Some("s1".into()), canary: Some("c2".into()) });
+        assert_eq!(selector(&rolling[2])[labels::REVISION], "c2");
+        let port = &steady[0].spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+        assert_eq!((port.port, port.target_port.clone()), (8080, Some(IntOrString::Int(8080))));
+    }
+}

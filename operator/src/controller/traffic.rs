@@ -1,0 +1,204 @@
+//! Traffic routing behind one small interface: the weights the engine planned, and which pods
+//! are in rotation. The plain-Service router is the first implementation: every in-rotation pod
+//! sits behind one Service, so weights are replica ratios and rotation is the pods' readiness
+//! gate. Gateway API weights come next, behind the same trait.
+
+use std::future::Future;
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+
+use super::{
+    error::Error,
+    names::FIELD_MANAGER,
+    observe::{self, in_rotation},
+    resources::{self, Tracks},
+};
+use crate::{
+    api::{IN_ROTATION_GATE, McpRollout},
+    engine::{RevisionPlan, Role},
+};
+
+/// What a router is asked to make true.
+pub struct RouteRequest<'a> {
+    pub rollout: &'a McpRollout,
+    /// Every revision that runs, with its weight and how many pods may be in rotation.
+    pub plan: &'a [RevisionPlan],
+    pub tracks: Tracks,
+    /// The rollout's pods, as observed.
+    pub pods: &'a [Pod],
+}
+
+/// What a router changed, for logs and events.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RouteOutcome {
+    pub pods_added: Vec<String>,
+    pub pods_removed: Vec<String>,
+}
+
+pub trait TrafficRouter: Send + Sync {
+    fn route(&self, request: &RouteRequest<'_>) -> impl Future<Output = Result<RouteOutcome, Error>> + Send;
+}
+
+/// Weights by replica ratio behind the `<rollout>` Service.
+pub struct PlainServiceRouter {
+    client: Client,
+}
+
+impl PlainServiceRouter {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+/// How many pods of each revision go in rotation so that pod ratios give the planned weights:
+/// the canary's planned pods, and as many stable pods as make its share closest to the weight
+/// (at least one while the stable has any weight, at most what the plan allows). With whole
+/// pods this is the best a Service can do; status reports the weight it really gives.
+pub fn rotation_targets(plan: &[RevisionPlan]) -> Vec<RevisionPlan> {
+    let canary = plan.iter().find(|r| r.role == Role::Canary && r.weight > 0 && r.weight < 100);
+    plan.iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let (Role::Stable, Some(c)) = (r.role, canary) {
+                let exact = f64::from(c.in_rotation) * f64::from(100 - c.weight) / f64::from(c.weight);
+                #[allow(clippy::cast_possible_truncation)]
+                let stable = (exact.round() as i32).clamp(1, r.in_rotation.max(1));
+                r.in_rotation = stable.min(r.in_rotation);
+            }
+            if r.weight <= 0 {
+                r.in_rotation = 0;
+            }
+            r
+        })
+        .collect()
+}
+
+/// Which pods change rotation: (name, new value). Pure, so it is tested without a cluster.
+pub fn rotation_changes(plan: &[RevisionPlan], pods: &[Pod]) -> Vec<(String, bool)> {
+    let plan = rotation_targets(plan);
+    let mut changes = Vec::new();
+    for pod in pods.iter().filter(|p| !observe::terminating(p)) {
+        let Some(revision) = observe::revision_of(pod) else { continue };
+        let Some(name) = pod.metadata.name.clone() else { continue };
+        let wanted = plan.iter().find(|r| r.revision == revision).is_some_and(|r| {
+            let same: Vec<&Pod> = pods.iter().filter(|p| observe::revision_of(p) == Some(revision)).collect();
+            observe::choose_rotation(&same, r.in_rotation).contains(&name)
+        });
+        let has_condition = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == IN_ROTATION_GATE));
+        // A new pod gets an explicit False, so `kubectl describe` says why it is not Ready.
+        if wanted != in_rotation(pod) || !has_condition {
+            changes.push((name, wanted));
+        }
+    }
+    changes
+}
+
+impl TrafficRouter for PlainServiceRouter {
+    async fn route(&self, request: &RouteRequest<'_>) -> Result<RouteOutcome, Error> {
+        let namespace = request.rollout.metadata.namespace.clone().ok_or(Error::MissingField("namespace"))?;
+        let services: Api<Service> = Api::namespaced(self.client.clone(), &namespace);
+        let apply = PatchParams::apply(FIELD_MANAGER).force();
+        for service in resources::services(request.rollout, &request.tracks) {
+            let name = service.metadata.name.clone().unwrap_or_default();
+            services.patch(&name, &apply, &Patch::Apply(&service)).await?;
+        }
+        // Out of rotation first: a moment with too little capacity is safer than one where
+        // a revision that must take no traffic still does.
+        let mut changes = rotation_changes(request.plan, request.pods);
+        changes.sort_by_key(|(_, wanted)| *wanted);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let mut outcome = RouteOutcome::default();
+        for (name, wanted) in changes {
+            let (status, reason) = if wanted { ("True", "InRotation") } else { ("False", "OutOfRotation") };
+            let patch = json!({"status": {"conditions": [{
+                "type": IN_ROTATION_GATE,
+                "status": status,
+                "reason": reason,
+                "lastTransitionTime": jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now()).to_string(),
+            }]}});
+            match pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+                Ok(_) => {}
+                // Deleted since it was listed: nothing to route.
+                Err(kube::Error::Api(e)) if e.code == 404 => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if wanted { outcome.pods_added.push(name) } else { outcome.pods_removed.push(name) }
+        }
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::labels;
+
+    fn pod(name: &str, revision: &str, ready: bool, gate: Option<bool>) -> Pod {
+        let status = |b: bool| if b { "True" } else { "False" };
+        let mut conditions = vec![json!({"type": "ContainersReady", "status": status(ready)})];
+        if let Some(g) = gate {
+            conditions.push(json!({"type": IN_ROTATION_GATE, "status": status(g)}));
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {labels::REVISION: revision}},
+            "status": {"conditions": conditions}
+        }))
+        .unwrap()
+    }
+
+    fn plan(revision: &str, in_rotation: i32) -> RevisionPlan {
+        RevisionPlan { revision: revision.into(), role: Role::Stable, replicas: 3, in_rotation, weight: 100 }
+    }
+
+    #[test]
+    fn only_differences_are_patched_and_new_pods_get_an_explicit_false() {
+        let pods = vec![
+            pod("s-a", "s", true, Some(true)),
+            pod("s-b", "s", true, Some(false)),
+            pod("s-c", "s", false, None),
+        ];
+        let changes = rotation_changes(&[plan("s", 2)], &pods);
+        assert_eq!(changes, vec![("s-b".to_owned(), true), ("s-c".to_owned(), false)]);
+        assert!(rotation_changes(&[plan("s", 2)], &pods[..2]).iter().all(|(n, _)| n == "s-b"));
+    }
+
+    fn revision(revision: &str, role: Role, in_rotation: i32, weight: i32) -> RevisionPlan {
+        RevisionPlan { revision: revision.into(), role, replicas: 4, in_rotation, weight }
+    }
+
+    #[test]
+    fn stable_pods_in_rotation_follow_the_canary_weight() {
+        let at = |w: i32, c: i32| {
+            let targets = rotation_targets(&[
+                revision("s", Role::Stable, 4, 100 - w),
+                revision("c", Role::Canary, c, w),
+            ]);
+            (targets[0].in_rotation, targets[1].in_rotation)
+        };
+        assert_eq!(at(5, 1), (4, 1), "1 of 5 pods: 20%, the closest to 5% whole pods give");
+        assert_eq!(at(25, 1), (3, 1));
+        assert_eq!(at(50, 2), (2, 2));
+        assert_eq!(at(75, 3), (1, 3));
+        let full =
+            rotation_targets(&[revision("s", Role::Stable, 4, 0), revision("c", Role::Canary, 4, 100)]);
+        assert_eq!((full[0].in_rotation, full[1].in_rotation), (0, 4));
+        let none =
+            rotation_targets(&[revision("s", Role::Stable, 4, 100), revision("c", Role::Canary, 0, 0)]);
+        assert_eq!((none[0].in_rotation, none[1].in_rotation), (4, 0));
+    }
+
+    #[test]
+    fn a_revision_missing_from_the_plan_leaves_rotation() {
+        let pods = vec![pod("old-a", "old", true, Some(true))];
+        assert_eq!(rotation_changes(&[plan("s", 2)], &pods), vec![("old-a".to_owned(), false)]);
+    }
+}

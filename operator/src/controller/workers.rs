@@ -1,0 +1,311 @@
+//! Probes and analysis run beside the reconciler, never inside it: a slow probe of one rollout
+//! must not hold any other. The reconciler starts a job when the engine asks for it (at most one
+//! of each kind per rollout and revision at a time); the job stores its result here and wakes
+//! the rollout's reconcile, which hands the result to the engine as an observation.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use futures::channel::mpsc::UnboundedSender;
+use jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
+
+use super::metrics::{Metrics, ProbeLabels, VerdictLabels};
+use crate::{
+    analysis::{self, Prometheus, Queries, Subject},
+    api::{AnalysisSpec, DrainSpec, McpRollout, SchemaCompatibility, Verdict},
+    engine::{ActiveSessions, AnalysisReport, ProbeReport, SessionDuration},
+    probe::{self, ProbeConfig, Snapshot},
+};
+
+/// Namespace and name of a rollout.
+pub type RolloutKey = (String, String);
+
+#[derive(Default)]
+struct RolloutState {
+    probes: BTreeMap<String, ProbeReport>,
+    /// Tools and protocol versions of each revision's latest passing probe: the baseline a
+    /// canary is compared with.
+    snapshots: BTreeMap<String, Snapshot>,
+    probing: BTreeSet<String>,
+    analysis: Option<AnalysisReport>,
+    analysing: bool,
+    session_duration: Option<SessionDuration>,
+    active_sessions: BTreeMap<String, ActiveSessions>,
+    measuring: bool,
+    measured_at: Option<Instant>,
+}
+
+/// What the jobs found, as the engine takes it.
+#[derive(Debug, Default)]
+pub struct Results {
+    pub probes: Vec<ProbeReport>,
+    pub analysis: Option<AnalysisReport>,
+    pub session_duration: Option<SessionDuration>,
+    pub active_sessions: Vec<ActiveSessions>,
+}
+
+/// A probe of one revision: every target pod, compared with a baseline revision.
+pub struct ProbeJob {
+    pub revision: String,
+    /// `stable` or `canary`, for metrics.
+    pub track: &'static str,
+    /// (pod name, probe of that pod).
+    pub targets: Vec<(String, ProbeConfig)>,
+    pub baseline: Option<Baseline>,
+}
+
+/// The revision a canary is compared with, and how to probe it when its tools are not known yet
+/// (after an operator restart, say).
+pub struct Baseline {
+    pub revision: String,
+    pub policy: SchemaCompatibility,
+    pub probe: Option<ProbeConfig>,
+}
+
+pub struct AnalysisJob {
+    pub prometheus: Prometheus,
+    pub spec: AnalysisSpec,
+    pub queries: Queries,
+    pub subject: Subject,
+}
+
+/// The drain inputs: session durations of the rollout's revisions, open sessions of the draining.
+pub struct MeasureJob {
+    pub prometheus: Prometheus,
+    pub drain: DrainSpec,
+    pub queries: Queries,
+    pub revisions: Vec<String>,
+    pub draining: Vec<String>,
+    /// Run at most this often.
+    pub every: Duration,
+}
+
+pub struct Workers {
+    state: Mutex<HashMap<RolloutKey, RolloutState>>,
+    wake: UnboundedSender<ObjectRef<McpRollout>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Workers {
+    pub fn new(wake: UnboundedSender<ObjectRef<McpRollout>>, metrics: Arc<Metrics>) -> Self {
+        Self { state: Mutex::default(), wake, metrics }
+    }
+
+    fn state(&self) -> MutexGuard<'_, HashMap<RolloutKey, RolloutState>> {
+        // A job that panicked while holding the lock left plain data behind: still usable.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn with<T>(&self, key: &RolloutKey, f: impl FnOnce(&mut RolloutState) -> T) -> T {
+        f(self.state().entry(key.clone()).or_default())
+    }
+
+    fn wake(&self, key: &RolloutKey) {
+        let _ = self.wake.unbounded_send(ObjectRef::new(&key.1).within(&key.0));
+    }
+
+    /// The latest results for a rollout.
+    pub fn results(&self, key: &RolloutKey) -> Results {
+        self.with(key, |s| Results {
+            probes: s.probes.values().cloned().collect(),
+            analysis: s.analysis.clone(),
+            session_duration: s.session_duration,
+            active_sessions: s.active_sessions.values().cloned().collect(),
+        })
+    }
+
+    /// Drops everything known about a deleted rollout.
+    pub fn forget(&self, key: &RolloutKey) {
+        self.state().remove(key);
+    }
+
+    /// Starts a probe unless one of the same revision is running.
+    pub fn spawn_probe(self: &Arc<Self>, key: RolloutKey, job: ProbeJob) {
+        if !self.with(&key, |s| s.probing.insert(job.revision.clone())) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let revision = job.revision.clone();
+            let report = this.run_probe(&key, job).await;
+            this.with(&key, |s| {
+                s.probing.remove(&revision);
+                s.probes.insert(revision, report);
+            });
+            this.wake(&key);
+        });
+    }
+
+    async fn run_probe(&self, key: &RolloutKey, job: ProbeJob) -> ProbeReport {
+        let started = Instant::now();
+        let reports = futures::future::join_all(
+            job.targets.iter().map(|(pod, config)| async move { (pod.clone(), probe::probe(config).await) }),
+        )
+        .await;
+        let labels = ProbeLabels {
+            namespace: key.0.clone(),
+            rollout: key.1.clone(),
+            revision: job.revision.clone(),
+            track: job.track.to_owned(),
+        };
+        self.metrics.probe_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        let failed: Vec<String> = reports
+            .iter()
+            .filter(|(_, r)| !r.passed)
+            .map(|(pod, r)| match &r.failure {
+                Some(f) => format!("pod {pod}: {f}"),
+                None => format!("pod {pod}: failed"),
+            })
+            .collect();
+        let passed = !reports.is_empty() && failed.is_empty();
+        self.metrics.probe_success.get_or_create(&labels).set(i64::from(passed));
+        let sample = reports.iter().find(|(_, r)| r.passed).or(reports.first()).map(|(_, r)| r);
+        let snapshot = sample.filter(|r| r.passed).map(probe::ProbeReport::snapshot);
+        if let Some(snapshot) = &snapshot {
+            self.with(key, |s| s.snapshots.insert(job.revision.clone(), snapshot.clone()));
+        }
+        let mut messages = Vec::new();
+        if !failed.is_empty() {
+            messages.push(format!(
+                "{} of {} pod(s) failed: {}",
+                failed.len(),
+                reports.len(),
+                failed.join("; ")
+            ));
+        }
+        let mut schema_compatible = None;
+        if let (Some(baseline), Some(candidate)) = (&job.baseline, &snapshot) {
+            match self.baseline_snapshot(key, baseline).await {
+                Ok(base) => {
+                    let diff = probe::diff::diff(&base, candidate);
+                    let blocking = diff.blocking(baseline.policy);
+                    schema_compatible = Some(blocking.is_empty());
+                    if !blocking.is_empty() {
+                        let changes: Vec<String> =
+                            blocking.iter().map(|c| format!("{} ({})", c.detail, c.path)).collect();
+                        messages.push(format!(
+                            "incompatible with stable revision {}: {}",
+                            baseline.revision,
+                            changes.join("; ")
+                        ));
+                    }
+                }
+                // Availability first: when the stable revision cannot be probed (it may be
+                // the broken thing this canary fixes) the canary is not held on the diff.
+                Err(why) => messages.push(format!("not compared with revision {}: {why}", baseline.revision)),
+            }
+        }
+        if reports.is_empty() {
+            messages.push("no ready pod to probe".into());
+        }
+        ProbeReport {
+            revision: job.revision,
+            at: Timestamp::now(),
+            passed,
+            pods: i32::try_from(reports.len()).unwrap_or(i32::MAX),
+            schema_compatible,
+            protocol_versions: sample.map(|r| r.protocol_versions.clone()).unwrap_or_default(),
+            tool_count: sample.filter(|r| r.passed).and_then(|r| i32::try_from(r.tools.len()).ok()),
+            message: (!messages.is_empty()).then(|| messages.join(". ")),
+        }
+    }
+
+    async fn baseline_snapshot(&self, key: &RolloutKey, baseline: &Baseline) -> Result<Snapshot, String> {
+        if let Some(known) = self.with(key, |s| s.snapshots.get(&baseline.revision).cloned()) {
+            return Ok(known);
+        }
+        let Some(config) = &baseline.probe else {
+            return Err("it has no ready pod to probe".into());
+        };
+        let report = probe::probe(config).await;
+        if !report.passed {
+            let why = report.failure.map_or_else(|| "failed".to_owned(), |f| f.to_string());
+            return Err(format!("its probe failed: {why}"));
+        }
+        let snapshot = report.snapshot();
+        self.with(key, |s| s.snapshots.insert(baseline.revision.clone(), snapshot.clone()));
+        Ok(snapshot)
+    }
+
+    /// Starts an analysis run unless one is running.
+    pub fn spawn_analysis(self: &Arc<Self>, key: RolloutKey, job: AnalysisJob) {
+        if self.with(&key, |s| std::mem::replace(&mut s.analysing, true)) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let now = Timestamp::now();
+            let checks =
+                analysis::evaluate(&job.prometheus, &job.spec, &job.queries, &job.subject, now.as_second())
+                    .await;
+            for check in &checks {
+                let labels = VerdictLabels {
+                    namespace: key.0.clone(),
+                    rollout: key.1.clone(),
+                    check: check.name.clone(),
+                    verdict: match check.verdict {
+                        Verdict::Pass => "pass",
+                        Verdict::Fail => "fail",
+                        Verdict::Inconclusive => "inconclusive",
+                    }
+                    .into(),
+                };
+                this.metrics.analysis_verdicts.get_or_create(&labels).inc();
+            }
+            let report = AnalysisReport { revision: job.subject.canary.clone(), at: now, checks };
+            this.with(&key, |s| {
+                s.analysing = false;
+                s.analysis = Some(report);
+            });
+            this.wake(&key);
+        });
+    }
+
+    /// Measures the drain inputs, at most once per `job.every`.
+    pub fn spawn_measure(self: &Arc<Self>, key: RolloutKey, job: MeasureJob) {
+        let start = self.with(&key, |s| {
+            let due = s.measured_at.is_none_or(|at| at.elapsed() >= job.every);
+            if s.measuring || !due {
+                return false;
+            }
+            s.measuring = true;
+            true
+        });
+        if !start {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let window =
+                analysis::measure_drain_window(&job.prometheus, &job.drain, &job.queries, &job.revisions)
+                    .await;
+            let mut active = BTreeMap::new();
+            for revision in &job.draining {
+                if let Ok(Some(count)) =
+                    analysis::active_sessions(&job.prometheus, &job.queries, revision).await
+                {
+                    active.insert(
+                        revision.clone(),
+                        ActiveSessions { revision: revision.clone(), at: Timestamp::now(), count },
+                    );
+                }
+            }
+            this.with(&key, |s| {
+                s.measuring = false;
+                s.measured_at = Some(Instant::now());
+                if let Ok(w) = window {
+                    s.session_duration = Some(SessionDuration {
+                        seconds: if w.clamp == analysis::Clamp::NoData { None } else { w.measured_seconds },
+                    });
+                }
+                // Unmeasured revisions keep no stale count: no data never ends a drain early.
+                s.active_sessions = active;
+            });
+            this.wake(&key);
+        });
+    }
+}
