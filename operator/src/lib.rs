@@ -11,4 +11,5 @@ pub mod crd;
 pub mod engine;
 pub mod probe;
 pub mod reference;
+pub mod status_view;
 pub mod validate;

@@ -50,7 +50,16 @@ pub fn bin_dir() -> PathBuf {
             let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
             let status = std::process::Command::new(env!("CARGO"))
                 .current_dir(workspace())
-                .args(["build", "--quiet", "-p", "mcp-rollout", "--bin", "mcp-rollout-operator"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "mcp-rollout",
+                    "--bin",
+                    "mcp-rollout-operator",
+                    "--bin",
+                    "kubectl-mcprollout",
+                ])
                 .args(["-p", "mcp-fixture", "--bin", "mcp-fixture", "--bin", "mcp-agents"])
                 .status()
                 .unwrap();
@@ -131,27 +140,29 @@ impl Bed {
     /// Starts the operator binary (again), logging to `operator-N.log` in the bed's directory.
     pub async fn start_operator(&mut self) {
         self.operator_runs += 1;
-        let log =
-            std::fs::File::create(self.dir.join(format!("operator-{}.log", self.operator_runs))).unwrap();
-        let child = tokio::process::Command::new(bin_dir().join("mcp-rollout-operator"))
+        let log = format!("operator-{}.log", self.operator_runs);
+        self.operator = Some(self.spawn_operator("e2e-operator", &log));
+    }
+
+    /// An operator replica with its own identity, logging to `log` in the bed's directory.
+    pub fn spawn_operator(&self, identity: &str, log: &str) -> Child {
+        let log = std::fs::File::create(self.dir.join(log)).unwrap();
+        tokio::process::Command::new(bin_dir().join("mcp-rollout-operator"))
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .args([
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--identity",
-                "e2e-operator",
-                "--lease-namespace",
-                NAMESPACE,
-            ])
+            .args(["--metrics-addr", "127.0.0.1:0", "--identity", identity, "--lease-namespace", NAMESPACE])
             .env("RUST_LOG", "info,kube=warn")
             .env("NO_COLOR", "1")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .unwrap();
-        self.operator = Some(child);
+            .unwrap()
+    }
+
+    /// Whether the main operator process is still running (it must never crash).
+    pub fn operator_running(&mut self) -> bool {
+        self.operator.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// SIGKILL: no graceful shutdown, no Lease release, as when a node dies.
@@ -168,6 +179,37 @@ impl Bed {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()?).ok()?);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).ok()?;
         tokio::time::timeout(Duration::from_secs(20), child.wait()).await.ok()?.ok()
+    }
+
+    /// Where the running operator serves /metrics, /healthz and /readyz (from its log).
+    pub async fn operator_http(&self) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = std::fs::read_to_string(self.dir.join(format!("operator-{}.log", self.operator_runs)))
+                .unwrap_or_default();
+            if let Some(address) = log
+                .lines()
+                .find(|l| l.contains("serving /metrics"))
+                .and_then(|l| l.split("address=").nth(1))
+                .and_then(|a| a.split_whitespace().next())
+            {
+                return format!("http://{address}");
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the operator never said where /metrics is");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs `kubectl-mcprollout` against the bed; returns (exit success, stdout).
+    pub async fn cli(&self, args: &[&str]) -> (bool, String) {
+        let output = tokio::process::Command::new(bin_dir().join("kubectl-mcprollout"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .output()
+            .await
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     pub fn operator_log(&self) -> String {
@@ -286,6 +328,12 @@ struct AgentsCli {
 /// `mcp-agents` defaults against `target`.
 pub fn agents_config(target: &str) -> AgentsConfig {
     AgentsCli::parse_from(["mcp-agents", "--target", target]).config
+}
+
+/// A GET on loopback (no proxy), as text.
+pub async fn http_get(url: &str) -> String {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 /// Polls `check` until it holds; fails the test after `timeout`.

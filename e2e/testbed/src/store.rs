@@ -46,6 +46,23 @@ type Key = (String, String, String);
 /// in one test binary must not hand out the same address.
 static NEXT_CLUSTER_IP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// A Secret's `stringData` is write-only: the API server folds it into `data` (base64), where
+/// readers find it.
+fn fold_string_data(rt: &ResourceType, object: &mut Value) {
+    if rt.key() != "/v1/secrets" {
+        return;
+    }
+    let Some(strings) = object.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
+    let Some(strings) = strings.as_object().cloned() else { return };
+    let data = object["data"].as_object().cloned().unwrap_or_default();
+    let mut data = data;
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default();
+        data.insert(key, json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, text)));
+    }
+    object["data"] = Value::Object(data);
+}
+
 /// A random offset, fixed for the process, where its pod and cluster IPs start: two test beds
 /// on one machine (a `testbed up` and a test run, say) then rarely meet on an address.
 pub fn process_ip_offset() -> u32 {
@@ -256,6 +273,7 @@ impl Store {
         }
         crate::validation::prune_resource(rt, &mut object);
         crate::validation::validate(rt, &object, None)?;
+        fold_string_data(rt, &mut object);
         let meta = object["metadata"]
             .as_object_mut()
             .ok_or_else(|| ApiError::bad_request("metadata is not an object"))?;
@@ -404,6 +422,7 @@ impl Store {
         next["kind"] = json!(rt.kind);
         crate::validation::prune_resource(rt, &mut next);
         crate::validation::validate(rt, &next, Some(&current))?;
+        fold_string_data(rt, &mut next);
         if dry_run {
             return Ok(next);
         }

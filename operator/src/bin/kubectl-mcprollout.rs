@@ -1,14 +1,14 @@
 //! `kubectl mcprollout`: the user's command line for McpRollouts (a kubectl plugin).
 //!
-//! Today: `validate` (the admission checks, run locally) and `probe` (the operator's MCP probe
-//! and schema diff against any URL). The live commands (status, promote, abort, …) arrive with
-//! the operator issues.
+//! `validate` (the admission checks, run locally), `probe` (the operator's MCP probe and schema
+//! diff against any URL) and `status` (a live view of a rollout). The manual controls (promote,
+//! abort, …) arrive with the operator's second issue.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcp_rollout::{
-    api::{ExpectedContent, HumanDuration, SchemaCompatibility, protocol},
+    api::{ExpectedContent, HumanDuration, McpRollout, SchemaCompatibility, protocol},
     probe::{self, ProbeConfig, ProbeReport, Snapshot, ToolCallCheck, TransportChoice},
 };
 use serde_json::{Value, json};
@@ -34,6 +34,23 @@ enum Command {
     /// the tool-schema diff against a baseline. Exits 1 when the probe fails or the diff is
     /// blocked by the policy.
     Probe(Box<ProbeArgs>),
+    /// Show a rollout: steps, desired and effective weight, the latest probe per revision, gate
+    /// verdicts with their numbers, drain countdowns.
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// The McpRollout.
+    name: String,
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Kubeconfig to use (default: KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Keep the view up to date (every second) until interrupted.
+    #[arg(short, long)]
+    watch: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,6 +128,13 @@ struct ProbeArgs {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Validate { files } => validate(&files),
+        Command::Status(args) => match status(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("kubectl-mcprollout status: {message}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Probe(args) => match run_probe(*args) {
             Ok(code) => code,
             Err(message) => {
@@ -278,4 +302,42 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         );
     }
     if invalid { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn status(args: &StatusArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let config = match &args.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            None => kube::Config::infer().await.map_err(|e| e.to_string())?,
+        };
+        let namespace = args.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+        let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+        let api: kube::Api<McpRollout> = kube::Api::namespaced(client, &namespace);
+        let mut last = String::new();
+        loop {
+            let rollout = api.get(&args.name).await.map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 404 => format!("no McpRollout {namespace}/{}", args.name),
+                other => other.to_string(),
+            })?;
+            let view = mcp_rollout::status_view::render(&rollout, jiff::Timestamp::now());
+            if !args.watch {
+                print!("{view}");
+                return Ok(());
+            }
+            if view != last {
+                // Clear the screen and redraw, as `watch` does.
+                print!("\x1b[2J\x1b[H{view}");
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+                last = view;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
 }

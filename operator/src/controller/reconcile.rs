@@ -22,6 +22,7 @@ use kube::{
     runtime::{controller::Action, events::Event as KubeEvent, events::EventType as KubeEventType},
 };
 use serde_json::json;
+use sha2::Digest;
 use tracing::{info, warn};
 
 use super::{
@@ -46,6 +47,8 @@ use crate::{
 
 /// Requeue when the engine names no sooner moment.
 const DEFAULT_REQUEUE: Duration = Duration::from_secs(30);
+/// How soon a rollout stalled on its spec or a Secret looks again.
+const STALLED_REQUEUE: Duration = Duration::from_secs(10);
 
 /// A problem with the McpRollout or what it refers to: reported as Stalled, never retried
 /// as an error.
@@ -217,7 +220,9 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
     }
 
     // ── start what the engine asked for ──
-    if problem.is_none() {
+    // Without its Secrets no probe or query can be built; any other problem still lets the
+    // jobs run, so a fixed query or a returning revision is seen.
+    if problem.as_ref().is_none_or(|p| p.reason != "SecretNotFound") {
         for request in &plan.probes {
             if let Some(job) = probe_job(rollout, &status, &pods, request, &secrets.values) {
                 ctx.workers.spawn_probe(key.clone(), job);
@@ -264,8 +269,9 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
         }
     }
 
+    // Secrets are not watched: a rollout stalled on one looks again soon.
     let requeue =
-        if problem.is_some() { DEFAULT_REQUEUE } else { plan.requeue_after.unwrap_or(DEFAULT_REQUEUE) };
+        if problem.is_some() { STALLED_REQUEUE } else { plan.requeue_after.unwrap_or(DEFAULT_REQUEUE) };
     Ok(Action::requeue(requeue))
 }
 
@@ -469,11 +475,17 @@ async fn publish(ctx: &Context, rollout: &McpRollout, event: &engine::Event) {
         EventType::Warning => KubeEventType::Warning,
     };
     info!(rollout = %rollout.name_any(), reason = %event.reason, "{}", event.message);
+    // kube's Recorder folds events with the same (type, reason, action) into one series that
+    // keeps the first note, so six steps would read as six copies of "step 0 done". A digest of
+    // the message in the action makes only true repeats fold, as client-go's correlator does.
+    let digest = sha2::Sha256::digest(event.message.as_bytes());
+    let action =
+        format!("{}-{:02x}{:02x}{:02x}{:02x}", event.reason, digest[0], digest[1], digest[2], digest[3]);
     let kube_event = KubeEvent {
         type_,
         reason: event.reason.clone(),
         note: Some(event.message.chars().take(1000).collect()),
-        action: "Rollout".into(),
+        action: action.chars().take(128).collect(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&kube_event, &rollout.object_ref(&())).await {

@@ -1,0 +1,158 @@
+//! Running the operator: impossible specs stall with a clear condition and event (never a crash
+//! loop), and only the Lease holder reconciles while a standby waits to take over.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use e2e::{Bed, NAMESPACE, fixture_rollout, revision_of, with_image};
+use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
+use kube::{
+    Api,
+    api::{Patch, PatchParams, PostParams},
+};
+use mcp_rollout::api::{McpRollout, Phase};
+use serde_json::json;
+
+fn stalled(r: &McpRollout) -> Option<(String, String)> {
+    let status = r.status.as_ref()?;
+    let c = status.conditions.iter().find(|c| c.type_ == "Stalled" && c.status == "True")?;
+    Some((c.reason.clone(), c.message.clone()))
+}
+
+fn phase(r: &McpRollout) -> Option<Phase> {
+    r.status.as_ref().and_then(|s| s.phase)
+}
+
+async fn warning_reasons(bed: &Bed, rollout: &str) -> Vec<String> {
+    bed.events(rollout).await.into_iter().map(|(reason, _)| reason).collect()
+}
+
+/// A missing Secret, an image that never becomes ready and a query Prometheus refuses each
+/// give `Stalled` with a reason and an event; fixing them lets the rollout go on; the
+/// operator never restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() {
+    let mut bed = Bed::start().await;
+    let prometheus = bed.prometheus_url();
+    let small = |mut r: serde_json::Value| {
+        r["spec"]["replicas"] = json!(2);
+        r
+    };
+
+    let mut secret = small(fixture_rollout("needs-secret", "mcp-fixture:v1", &[], &prometheus));
+    secret["spec"]["probe"]["bearerTokenSecretRef"] = json!({"name": "mcp-token", "key": "token"});
+    let mut never_ready = small(fixture_rollout(
+        "never-ready",
+        "mcp-fixture:v1",
+        &[("FIXTURE_SLOW_START_SECONDS", "100000")],
+        &prometheus,
+    ));
+    never_ready["spec"]["progressDeadline"] = json!("8s");
+    let mut bad_query = small(fixture_rollout("bad-query", "mcp-fixture:v1", &[], &prometheus));
+    bad_query["spec"]["analysis"]["metrics"] =
+        json!([{"name": "broken", "query": "sum(rate(mcp_tool_call_duration_seconds_count[", "max": 1}]);
+    for r in [&secret, &never_ready, &bad_query] {
+        bed.apply(r).await;
+    }
+
+    let (reason, message) = stalled(
+        &bed.wait("needs-secret", "Stalled on the Secret", Duration::from_secs(30), |r| stalled(r).is_some())
+            .await,
+    )
+    .unwrap();
+    assert_eq!(reason, "SecretNotFound");
+    assert!(message.contains("mcp-token") && message.contains("token"), "{message}");
+    let (reason, message) = stalled(
+        &bed.wait("never-ready", "Stalled on readiness", Duration::from_secs(40), |r| stalled(r).is_some())
+            .await,
+    )
+    .unwrap();
+    assert_eq!(reason, "ProgressDeadlineExceeded", "{message}");
+    assert!(message.contains("ready"), "{message}");
+
+    // The bad query only runs once a canary has traffic.
+    bed.wait("bad-query", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    let traffic = bed.agents("bad-query", |c| c.duration = 150.0).await;
+    bed.apply(&with_image(&bad_query, "mcp-fixture:v2-compatible", &[])).await;
+    let (reason, message) = stalled(
+        &bed.wait("bad-query", "Stalled on the query", Duration::from_secs(60), |r| stalled(r).is_some())
+            .await,
+    )
+    .unwrap();
+    assert_eq!(reason, "InvalidQuery");
+    assert!(message.contains("broken"), "{message}");
+
+    assert!(warning_reasons(&bed, "needs-secret").await.contains(&"SecretNotFound".to_owned()));
+    assert!(warning_reasons(&bed, "bad-query").await.contains(&"InvalidQuery".to_owned()));
+
+    // Fixes: the Secret appears; the query is corrected.
+    let secrets: Api<Secret> = Api::namespaced(bed.client.clone(), NAMESPACE);
+    let token: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "mcp-token"}, "stringData": {"token": "s3cret"}}))
+            .unwrap();
+    secrets.create(&PostParams::default(), &token).await.unwrap();
+    bed.wait("needs-secret", "healthy once the Secret exists", Duration::from_secs(60), |r| {
+        phase(r) == Some(Phase::Healthy)
+    })
+    .await;
+    let fixed = json!({"apiVersion": "mcprollout.dev/v1alpha1", "kind": "McpRollout",
+        "metadata": {"name": "bad-query", "namespace": NAMESPACE},
+        "spec": {"analysis": {"metrics": [{"name": "broken",
+            "query": "sum(rate(mcp_tool_call_duration_seconds_count{version=\"{{revision}}\"}[30s])) >= 0", "min": 0}]}}});
+    bed.rollouts().patch("bad-query", &PatchParams::default(), &Patch::Merge(&fixed)).await.unwrap();
+    let v2 = revision_of(&with_image(&bad_query, "mcp-fixture:v2-compatible", &[]));
+    bed.wait("bad-query", "promoted once the query is fixed", Duration::from_secs(90), |r| {
+        r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(v2.as_str()))
+    })
+    .await;
+    traffic.abort();
+    assert!(bed.operator_running(), "the operator never crashed");
+    println!(
+        "impossible specs: Stalled with SecretNotFound, ProgressDeadlineExceeded and InvalidQuery; recovered"
+    );
+}
+
+/// Two replicas: only the Lease holder reconciles; on SIGTERM it releases the Lease and the
+/// standby takes over at once and carries the next rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_reconciles_and_a_standby_takes_over_on_shutdown() {
+    let mut bed = Bed::start().await;
+    let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    bed.apply(&v1).await;
+    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    let _standby = bed.spawn_operator("standby", "standby.log");
+    let leases: Api<Lease> = Api::namespaced(bed.client.clone(), NAMESPACE);
+    let holder = || async {
+        leases
+            .get("mcp-rollout-operator")
+            .await
+            .ok()
+            .and_then(|l| l.spec?.holder_identity)
+            .unwrap_or_default()
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(holder().await, "e2e-operator");
+    let standby_file = bed.dir.join("standby.log");
+    let standby_log = || std::fs::read_to_string(&standby_file).unwrap_or_default();
+    assert!(!standby_log().contains("leading"), "the standby waits:\n{}", standby_log());
+
+    let exit = bed.terminate_operator().await.expect("the leader exits on SIGTERM");
+    assert!(exit.success(), "a clean exit on SIGTERM: {exit:?}");
+    let handed_over = std::time::Instant::now();
+    assert_ne!(holder().await, "e2e-operator", "the leader released its Lease on the way out");
+    e2e::eventually("the standby leads", Duration::from_secs(20), || async { holder().await == "standby" })
+        .await;
+    let takeover = handed_over.elapsed().as_secs_f64();
+
+    let v2 = with_image(&v1, "mcp-fixture:v2-compatible", &[]);
+    bed.apply(&v2).await;
+    bed.wait("docs", "the standby carried the rollout", Duration::from_secs(90), |r| {
+        r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(revision_of(&v2).as_str()))
+    })
+    .await;
+    assert!(standby_log().contains("leading"));
+    println!(
+        "leader election: standby took over {takeover:.1} s after the leader's SIGTERM and completed a rollout"
+    );
+}

@@ -1,0 +1,129 @@
+//! The operator and its dependencies failing mid-rollout (issue scenarios 6 and 7): a SIGKILLed
+//! operator picks the rollout up where its status says it is, and a Prometheus outage pauses
+//! the rollout instead of promoting blind or rolling back.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use e2e::{Bed, fixture_rollout, revision_of, watch_status, with_image};
+use mcp_fixture::agents::AgentEra;
+use mcp_rollout::api::Phase;
+
+fn phase(r: &mcp_rollout::api::McpRollout) -> Option<Phase> {
+    r.status.as_ref().and_then(|s| s.phase)
+}
+
+/// Scenario 6: the operator is SIGKILLed at a random moment of a healthy canary and started
+/// again: the rollout completes, the weight never goes back, and no step is taken twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_mid_rollout_resumes_without_flap_or_duplicate_step() {
+    let mut bed = Bed::start().await;
+    let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    bed.apply(&v1).await;
+    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    let traffic = bed
+        .agents("docs", |c| {
+            c.duration = 60.0;
+            c.rate = 8.0;
+            c.era = AgentEra::Stateless;
+        })
+        .await;
+    let v2 = with_image(&v1, "mcp-fixture:v2-compatible", &[]);
+    let (poller, timeline) = watch_status(&bed, "docs");
+    bed.apply(&v2).await;
+    // Somewhere between the first probe and the last soak.
+    let kill_after = Duration::from_millis(fastrand::u64(1_000..14_000));
+    tokio::time::sleep(kill_after).await;
+    let before = bed.get("docs").await.status.unwrap();
+    bed.kill_operator().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    bed.start_operator().await;
+    let done = bed
+        .wait("docs", "the canary promoted after the restart", Duration::from_secs(90), |r| {
+            r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(revision_of(&v2).as_str()))
+                && phase(r) == Some(Phase::Healthy)
+        })
+        .await;
+    poller.abort();
+    assert!(done.status.unwrap().rollback.is_none());
+    let weights = timeline.lock().unwrap().desired_weights();
+    assert!(weights.windows(2).all(|w| w[1] >= w[0] || w[1] == 0), "the weight never went back: {weights:?}");
+    let steps: Vec<String> = bed
+        .events("docs")
+        .await
+        .into_iter()
+        .filter(|(reason, _)| reason == "StepAdvanced")
+        .map(|(_, note)| note)
+        .collect();
+    let mut unique = steps.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), steps.len(), "a step was taken twice: {steps:?}");
+    let report = traffic.await.unwrap();
+    let failed: u64 = report.calls.iter().filter(|(k, _)| k.as_str() != "ok").map(|(_, v)| v).sum();
+    assert_eq!(failed, 0, "{}", report.summary());
+    println!(
+        "scenario 6: operator SIGKILLed {:.1} s into the rollout (at step {:?}, weight {}), restarted 2 s later; \
+         completed with weights {weights:?}, {} steps, no duplicate; agents: {}",
+        kill_after.as_secs_f64(),
+        before.current_step_index,
+        before.desired_weight,
+        steps.len(),
+        report.summary()
+    );
+}
+
+/// Scenario 7: Prometheus stops mid-soak: the rollout pauses on inconclusive analysis without
+/// moving the weight either way, and resumes when Prometheus is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_outage_pauses_the_rollout_until_it_returns() {
+    let mut bed = Bed::start().await;
+    let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    bed.apply(&v1).await;
+    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    let traffic = bed
+        .agents("docs", |c| {
+            c.duration = 75.0;
+            c.rate = 8.0;
+            c.era = AgentEra::Stateless;
+        })
+        .await;
+    let v2 = with_image(&v1, "mcp-fixture:v2-compatible", &[]);
+    bed.apply(&v2).await;
+    bed.wait("docs", "the canary at 25%", Duration::from_secs(60), |r| {
+        r.status.as_ref().is_some_and(|s| s.desired_weight == 25)
+    })
+    .await;
+    bed.plane.prometheus.as_mut().unwrap().stop().await;
+    let stopped = Instant::now();
+    let paused = bed
+        .wait("docs", "paused on inconclusive analysis", Duration::from_secs(30), |r| {
+            phase(r) == Some(Phase::Paused)
+        })
+        .await;
+    let paused_after = stopped.elapsed().as_secs_f64();
+    let message = paused.status.as_ref().unwrap().message.clone().unwrap_or_default();
+    assert!(message.contains("Inconclusive"), "{message}");
+    let (poller, timeline) = watch_status(&bed, "docs");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    poller.abort();
+    let held = timeline.lock().unwrap().clone();
+    assert_eq!(held.desired_weights(), vec![25], "the weight held while Prometheus was away");
+    assert!(held.samples.iter().all(|s| s.4 == "Paused"), "paused throughout the outage");
+    bed.plane.prometheus.as_mut().unwrap().resume().await.unwrap();
+    let resumed = Instant::now();
+    let done = bed
+        .wait("docs", "promoted after Prometheus returned", Duration::from_secs(90), |r| {
+            r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(revision_of(&v2).as_str()))
+        })
+        .await;
+    assert!(done.status.unwrap().rollback.is_none(), "an outage is not a reason to roll back");
+    let report = traffic.await.unwrap();
+    println!(
+        "scenario 7: paused {paused_after:.1} s after Prometheus stopped ({message}); held at 25% for the outage; \
+         promoted {:.1} s after it returned; agents: {}",
+        resumed.elapsed().as_secs_f64(),
+        report.summary()
+    );
+}

@@ -1,0 +1,235 @@
+//! `kubectl mcprollout status`: a rollout's status as a person reads it — steps with the current
+//! one marked, desired and effective weight, the latest probe per revision, gate verdicts with
+//! their numbers, and drain countdowns. Pure: a rollout and a clock in, text out.
+
+use std::fmt::Write;
+
+use jiff::Timestamp;
+
+use crate::api::{CanaryStep, DrainClamp, McpRollout, StrategyRef, Verdict};
+
+fn ago(now: Timestamp, then: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> String {
+    let secs = (now.as_second() - then.0.as_second()).max(0);
+    match secs {
+        0..120 => format!("{secs}s ago"),
+        120..7200 => format!("{}m ago", secs / 60),
+        _ => format!("{}h ago", secs / 3600),
+    }
+}
+
+fn step_text(step: &CanaryStep) -> String {
+    let mut parts = Vec::new();
+    if let Some(w) = step.set_weight {
+        parts.push(format!("setWeight {w}%"));
+    }
+    if let Some(p) = &step.pause {
+        parts.push(match p.duration {
+            Some(d) => format!("pause {d}"),
+            None => "pause (until promote)".into(),
+        });
+    }
+    if step.analysis.as_ref().is_some_and(|a| a.skip) {
+        parts.push("analysis skipped".into());
+    }
+    if step.probe.is_some() {
+        parts.push("own probe".into());
+    }
+    parts.join(", ")
+}
+
+/// The status view at `now`.
+pub fn render(rollout: &McpRollout, now: Timestamp) -> String {
+    let mut out = String::new();
+    let name = format!(
+        "{}/{}",
+        rollout.metadata.namespace.as_deref().unwrap_or("default"),
+        rollout.metadata.name.as_deref().unwrap_or("?")
+    );
+    let Some(status) = &rollout.status else {
+        let _ = writeln!(out, "McpRollout {name}: no status yet (is the operator running?)");
+        return out;
+    };
+    let phase = status.phase.map_or_else(|| "Unknown".to_owned(), |p| format!("{p:?}"));
+    let generation = rollout.metadata.generation.unwrap_or(0);
+    let observed = status.observed_generation.unwrap_or(0);
+    let _ = writeln!(out, "McpRollout {name}    phase {phase}");
+    if observed < generation {
+        let _ = writeln!(out, "  spec generation {generation} not yet observed (status is for {observed})");
+    }
+    if let Some(message) = &status.message {
+        let _ = writeln!(out, "  {message}");
+    }
+    let _ = writeln!(
+        out,
+        "Stable   {}\nCanary   {}",
+        status.stable_revision.as_deref().unwrap_or("-"),
+        status.canary_revision.as_deref().unwrap_or("-")
+    );
+    let _ =
+        writeln!(out, "Weight   desired {}%   effective {}%", status.desired_weight, status.effective_weight);
+    if status.paused_by_request || rollout.spec.paused {
+        let _ = writeln!(out, "Paused   by {}", if rollout.spec.paused { "spec.paused" } else { "request" });
+    }
+
+    match rollout.spec.strategy.kind() {
+        StrategyRef::Canary(canary) if !canary.steps.is_empty() => {
+            let _ = writeln!(out, "Steps");
+            let current = status.current_step_index.and_then(|i| usize::try_from(i).ok());
+            for (i, step) in canary.steps.iter().enumerate() {
+                let (mark, note) = match current {
+                    Some(c) if i < c => (" ", "done".to_owned()),
+                    Some(c) if i == c => (
+                        ">",
+                        status
+                            .step_started_at
+                            .as_ref()
+                            .map_or_else(|| "current".into(), |t| format!("current, since {}", ago(now, t))),
+                    ),
+                    _ => (" ", String::new()),
+                };
+                let _ = writeln!(out, "  {mark} {i:>2}  {:<40} {note}", step_text(step));
+            }
+        }
+        StrategyRef::Canary(_) => {}
+        StrategyRef::BlueGreen(bg) => {
+            let stage = if status.promoted_at.is_some() {
+                format!("flipped; post-promotion window {}", bg.post_promotion_window)
+            } else if status.canary_revision.is_some() {
+                "preview (not in traffic)".into()
+            } else {
+                "steady".into()
+            };
+            let _ = writeln!(out, "Blue-green   {stage}");
+        }
+    }
+
+    if !status.probes.is_empty() {
+        let _ = writeln!(out, "Probes");
+        for p in &status.probes {
+            let track = if status.stable_revision.as_deref() == Some(p.revision.as_str()) {
+                "stable"
+            } else {
+                "canary"
+            };
+            let verdict = if p.passed { "passed" } else { "FAILED" };
+            let versions = match (p.protocol_versions.first(), p.protocol_versions.last()) {
+                (Some(a), Some(b)) if a != b => format!("{a}…{b} ({})", p.protocol_versions.len()),
+                (Some(a), _) => a.clone(),
+                _ => "-".into(),
+            };
+            let schema = match p.schema_compatible {
+                Some(true) => "schema compatible",
+                Some(false) => "schema INCOMPATIBLE",
+                None => "",
+            };
+            let _ = writeln!(
+                out,
+                "  {:<12} {track:<7} {verdict:<7} {:<8} pods {}  tools {}  versions {versions}  {schema}",
+                p.revision,
+                ago(now, &p.at),
+                p.pods,
+                p.tool_count.map_or_else(|| "-".into(), |t| t.to_string()),
+            );
+            if let Some(m) = &p.message {
+                let _ = writeln!(out, "               {m}");
+            }
+        }
+    }
+
+    if !status.analysis.is_empty() {
+        let _ = writeln!(out, "Analysis");
+        for c in &status.analysis {
+            let verdict = match c.verdict {
+                Verdict::Pass => "Pass",
+                Verdict::Fail => "FAIL",
+                Verdict::Inconclusive => "Inconclusive",
+            };
+            let value = c.value.map_or_else(|| "-".into(), |v| format!("{v:.4}"));
+            let threshold = c.threshold.map_or_else(|| "-".into(), |v| format!("{v}"));
+            let _ = writeln!(
+                out,
+                "  {:<24} {verdict:<12} value {value:<10} threshold {threshold:<8} {}  {}",
+                c.name,
+                ago(now, &c.at),
+                c.message.as_deref().unwrap_or("")
+            );
+        }
+    }
+
+    if !status.drains.is_empty() {
+        let _ = writeln!(out, "Draining");
+        for d in &status.drains {
+            let elapsed = now.as_second() - d.started_at.0.as_second();
+            let left = (d.window_seconds - elapsed).max(0);
+            let how = match (d.clamp, d.measured_seconds) {
+                (DrainClamp::NoData, _) => "no sessions measured: the maximum".to_owned(),
+                (DrainClamp::Min, Some(m)) => format!("measured {m:.1}s, raised to the minimum"),
+                (DrainClamp::Max, Some(m)) => format!("measured {m:.1}s, lowered to the maximum"),
+                (_, Some(m)) => format!("measured {m:.1}s"),
+                (_, None) => String::new(),
+            };
+            let sessions = d.active_sessions.map_or_else(String::new, |s| format!(", {s} open session(s)"));
+            let _ = writeln!(
+                out,
+                "  {:<12} {} pod(s)  window {}s ({how})  {left}s left{sessions}",
+                d.revision, d.replicas, d.window_seconds
+            );
+        }
+    }
+
+    if let Some(r) = &status.rollback {
+        let _ = writeln!(
+            out,
+            "Rolled back   revision {} ({:?}, {}): {}",
+            r.revision,
+            r.reason,
+            ago(now, &r.at),
+            r.message
+        );
+    }
+    let conditions: Vec<String> =
+        status.conditions.iter().map(|c| format!("{}={}", c.type_, c.status)).collect();
+    if !conditions.is_empty() {
+        let _ = writeln!(out, "Conditions   {}", conditions.join("  "));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shows_the_current_step_weights_probes_verdicts_and_drain_countdown() {
+        let rollout: McpRollout = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mcprollout.dev/v1alpha1", "kind": "McpRollout",
+            "metadata": {"name": "docs", "namespace": "mcp", "generation": 2},
+            "spec": {
+                "template": {"spec": {"containers": [{"name": "s", "image": "x"}]}},
+                "strategy": {"canary": {"steps": [{"setWeight": 5}, {"pause": {"duration": "30s"}}, {"setWeight": 50}]}}
+            },
+            "status": {
+                "observedGeneration": 2, "phase": "Progressing", "message": "soaking at 5% for 30s",
+                "stableRevision": "aaa", "canaryRevision": "bbb", "currentStepIndex": 1,
+                "stepStartedAt": "2026-01-01T00:00:00Z", "desiredWeight": 5, "effectiveWeight": 20,
+                "probes": [{"revision": "bbb", "passed": true, "at": "2026-01-01T00:00:05Z",
+                            "consecutiveFailures": 0, "pods": 1, "toolCount": 4,
+                            "protocolVersions": ["2024-11-05", "2026-07-28"], "schemaCompatible": true}],
+                "analysis": [{"name": "errorRate", "verdict": "Pass", "value": 0.5, "threshold": 2.0,
+                              "consecutiveFailures": 0, "at": "2026-01-01T00:00:08Z"}],
+                "drains": [{"revision": "old", "startedAt": "2026-01-01T00:00:00Z", "windowSeconds": 60,
+                            "replicas": 2, "measuredSeconds": 12.0, "clamp": "Min", "activeSessions": 3}]
+            }
+        }))
+        .unwrap();
+        let text = render(&rollout, Timestamp::from_second(1_767_225_610).unwrap()); // 00:00:10
+        assert!(text.contains("phase Progressing"), "{text}");
+        assert!(text.contains("desired 5%   effective 20%"), "{text}");
+        assert!(text.contains(">  1  pause 30s"), "{text}");
+        assert!(text.contains("current, since 10s ago"), "{text}");
+        assert!(text.contains("bbb          canary  passed  5s ago"), "{text}");
+        assert!(text.contains("errorRate                Pass"), "{text}");
+        assert!(text.contains("50s left, 3 open session(s)"), "{text}");
+        assert!(text.contains("measured 12.0s, raised to the minimum"), "{text}");
+    }
+}
