@@ -125,7 +125,8 @@ impl TrafficRouter for PlainServiceRouter {
                 "reason": reason,
                 "lastTransitionTime": jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now()).to_string(),
             }]}});
-            match pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+            let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
+            match pods.patch_status(&name, &params, &Patch::Strategic(patch)).await {
                 Ok(_) => {}
                 // Deleted since it was listed: nothing to route.
                 Err(kube::Error::Api(e)) if e.code == 404 => continue,
