@@ -39,7 +39,7 @@ use crate::{
     analysis::{self, Prometheus, Queries, Subject},
     api::{
         McpRollout, McpRolloutStatus, REQUEST_ANNOTATION, SecretKeyRef, StepProbe, StrategyRef, Transport,
-        labels, revision_of,
+        Verdict, labels, revision_of,
     },
     engine::{self, Decision, EventType, Input, Observed, ProbeRequest},
     probe::{ProbeConfig, TransportChoice},
@@ -170,6 +170,7 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
     ctx.metrics.observe_status(&namespace, &name, &status);
     count_transitions(ctx, &key, &before, &status);
     let mut events = plan.events.clone();
+    events.extend(verdict_changes(&before, &status));
     if let Some(p) = &problem
         && before.message.as_deref() != Some(p.message.as_str())
     {
@@ -446,6 +447,32 @@ async fn write_status(ctx: &Context, rollout: &McpRollout, status: &McpRolloutSt
     Ok(())
 }
 
+/// An event for each analysis check whose verdict changed, with its numbers: the gate verdicts
+/// a person reading `kubectl describe` wants, without one event per evaluation.
+fn verdict_changes(before: &McpRolloutStatus, after: &McpRolloutStatus) -> Vec<engine::Event> {
+    after
+        .analysis
+        .iter()
+        .filter(|check| {
+            before.analysis.iter().find(|b| b.name == check.name).is_none_or(|b| b.verdict != check.verdict)
+        })
+        .map(|check| {
+            let numbers = match (check.value, check.threshold) {
+                (Some(v), Some(t)) => format!(" (value {v:.4}, threshold {t})"),
+                (Some(v), None) => format!(" (value {v:.4})"),
+                _ => String::new(),
+            };
+            let detail = check.message.as_deref().map_or_else(String::new, |m| format!(": {m}"));
+            let message = format!("analysis check {} is {:?}{numbers}{detail}", check.name, check.verdict);
+            match check.verdict {
+                Verdict::Pass => engine::Event::normal("AnalysisPassed", message),
+                Verdict::Fail => engine::Event::warning("AnalysisFailed", message),
+                Verdict::Inconclusive => engine::Event::warning("AnalysisInconclusive", message),
+            }
+        })
+        .collect()
+}
+
 /// Counters that follow status transitions: rollbacks, and drains that ended.
 fn count_transitions(ctx: &Context, key: &RolloutKey, before: &McpRolloutStatus, after: &McpRolloutStatus) {
     if let Some(rollback) = &after.rollback
@@ -490,5 +517,53 @@ async fn publish(ctx: &Context, rollout: &McpRollout, event: &engine::Event) {
     };
     if let Err(e) = ctx.recorder.publish(&kube_event, &rollout.object_ref(&())).await {
         warn!(rollout = %rollout.name_any(), error = %e, "cannot publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_checks(checks: &[(&str, &str)]) -> McpRolloutStatus {
+        serde_json::from_value(json!({
+            "analysis": checks.iter().map(|(name, verdict)| json!({
+                "name": name, "verdict": verdict, "value": 3.5, "threshold": 2.0,
+                "consecutiveFailures": 0, "at": "2026-01-01T00:00:00Z"
+            })).collect::<Vec<_>>()
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_changed_verdicts_become_events_with_their_numbers() {
+        let before = with_checks(&[("errorRate", "Pass"), ("latency", "Pass")]);
+        let after = with_checks(&[("errorRate", "Fail"), ("latency", "Pass")]);
+        let events = verdict_changes(&before, &after);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, "AnalysisFailed");
+        assert!(
+            events[0].message.contains("errorRate is Fail (value 3.5000, threshold 2)"),
+            "{}",
+            events[0].message
+        );
+        assert!(verdict_changes(&after, &after).is_empty(), "a repeated verdict is not an event");
+    }
+
+    #[test]
+    fn secret_references_are_gathered_from_probe_and_prometheus() {
+        let rollout: McpRollout = serde_json::from_value(json!({
+            "apiVersion": "mcprollout.dev/v1alpha1", "kind": "McpRollout",
+            "metadata": {"name": "docs", "namespace": "mcp"},
+            "spec": {
+                "template": {"spec": {"containers": [{"name": "s", "image": "x"}]}},
+                "strategy": {"canary": {"steps": []}},
+                "probe": {"headers": [{"name": "X-Key", "valueFrom": {"name": "h", "key": "k"}}],
+                          "bearerTokenSecretRef": {"name": "t", "key": "token"}},
+                "analysis": {"prometheus": {"address": "http://p:9090", "bearerTokenSecretRef": {"name": "p", "key": "token"}}}
+            }
+        }))
+        .unwrap();
+        let names: Vec<String> = secret_refs(&rollout).into_iter().map(|r| r.name).collect();
+        assert_eq!(names, vec!["h", "t", "p"]);
     }
 }
