@@ -469,3 +469,17 @@ pub fn watch_status(bed: &Bed, name: &str) -> (JoinHandle<()>, std::sync::Arc<st
     });
     (handle, timeline)
 }
+
+/// The fixture rollout as blue-green: auto-promote `after` the preview passes its gates, then a
+/// post-promotion window.
+pub fn blue_green(rollout: &Value, after: &str, window: &str) -> Value {
+    let mut next = rollout.clone();
+    next["spec"]["strategy"] =
+        json!({"blueGreen": {"autoPromote": true, "autoPromoteAfter": after, "postPromotionWindow": window}});
+    next
+}
+
+/// Answered calls by server version, straight from a report.
+pub fn versions(report: &Report) -> Vec<String> {
+    report.by_server_version.keys().cloned().collect()
+}

@@ -37,6 +37,34 @@ enum Command {
     /// Show a rollout: steps, desired and effective weight, the latest probe per revision, gate
     /// verdicts with their numbers, drain countdowns.
     Status(StatusArgs),
+    /// Finish the current pause (canary), flip now (blue-green preview) or end the
+    /// post-promotion window. Gates still apply. With --full, skip every remaining step.
+    Promote {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        full: bool,
+    },
+    /// Stop advancing (rollbacks still happen).
+    Pause(Target),
+    /// Undo `pause`.
+    Resume(Target),
+    /// Roll back now.
+    Abort(Target),
+    /// Start a rolled-back revision again from the first step.
+    Retry(Target),
+}
+
+/// Which rollout, on which cluster.
+#[derive(Args)]
+struct Target {
+    /// The McpRollout.
+    name: String,
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Kubeconfig to use (default: KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -128,6 +156,11 @@ struct ProbeArgs {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Validate { files } => validate(&files),
+        Command::Promote { target, full } => request(&target, if full { "promote-full" } else { "promote" }),
+        Command::Pause(target) => request(&target, "pause"),
+        Command::Resume(target) => request(&target, "resume"),
+        Command::Abort(target) => request(&target, "abort"),
+        Command::Retry(target) => request(&target, "retry"),
         Command::Status(args) => match status(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -304,21 +337,65 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     if invalid { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
+/// The McpRollout API in the target's namespace (default: the kubeconfig's), and that namespace.
+async fn rollouts(
+    kubeconfig: Option<&PathBuf>,
+    namespace: Option<&String>,
+) -> Result<(kube::Api<McpRollout>, String), String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
+    };
+    let namespace = namespace.cloned().unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+    Ok((kube::Api::namespaced(client, &namespace), namespace))
+}
+
+/// Asks the operator for `action` through the request annotation (`<action>@<id>`): an
+/// annotation, not a spec field, so Argo CD self-heal or Flux never undo it. Waits for the
+/// operator to record the request as handled and prints what it says.
+fn request(target: &Target, action: &str) -> ExitCode {
+    let run = async {
+        let (api, namespace) = rollouts(target.kubeconfig.as_ref(), target.namespace.as_ref()).await?;
+        let id = format!("{action}@{}", jiff::Timestamp::now().as_nanosecond());
+        let patch = json!({"metadata": {"annotations": {mcp_rollout::api::REQUEST_ANNOTATION: id}}});
+        api.patch(&target.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+            .await
+            .map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 404 => format!("no McpRollout {namespace}/{}", target.name),
+            other => other.to_string(),
+        })?;
+        println!("{action} requested ({id})");
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let rollout = api.get(&target.name).await.map_err(|e| e.to_string())?;
+            let status = rollout.status.unwrap_or_default();
+            if status.last_handled_request.as_deref() == Some(id.as_str()) {
+                println!("handled: {}", status.message.unwrap_or_default());
+                return Ok(());
+            }
+        }
+        Err("the operator has not handled the request within 10 s (is it running?)".to_owned())
+    };
+    let outcome = tokio::runtime::Runtime::new().map_err(|e| e.to_string()).and_then(|rt| rt.block_on(run));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("kubectl-mcprollout {action}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn status(args: &StatusArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let config = match &args.kubeconfig {
-            Some(path) => {
-                let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| e.to_string())?
-            }
-            None => kube::Config::infer().await.map_err(|e| e.to_string())?,
-        };
-        let namespace = args.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
-        let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-        let api: kube::Api<McpRollout> = kube::Api::namespaced(client, &namespace);
+        let (api, namespace) = rollouts(args.kubeconfig.as_ref(), args.namespace.as_ref()).await?;
         let mut last = String::new();
         loop {
             let rollout = api.get(&args.name).await.map_err(|e| match e {

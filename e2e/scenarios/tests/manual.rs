@@ -1,0 +1,84 @@
+//! Manual control through `kubectl-mcprollout` (issue 10 scenario 5): promote at an indefinite
+//! pause, abort mid-rollout, retry after the abort.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use e2e::{Bed, fixture_rollout, revision_of, with_image};
+use mcp_fixture::agents::AgentEra;
+use mcp_rollout::api::{Phase, RollbackReason};
+use serde_json::json;
+
+fn at_pause(r: &mcp_rollout::api::McpRollout) -> bool {
+    r.status.as_ref().is_some_and(|s| s.current_step_index == Some(1) && s.phase == Some(Phase::Paused))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_abort_and_retry_from_the_command_line() {
+    let bed = Bed::start().await;
+    let mut v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    v1["spec"]["strategy"] =
+        json!({"canary": {"steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 100}]}});
+    bed.apply(&v1).await;
+    bed.wait("docs", "stable", Duration::from_secs(60), |r| {
+        r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Healthy)
+    })
+    .await;
+    let traffic = bed
+        .agents("docs", |c| {
+            c.duration = 90.0;
+            c.era = AgentEra::Stateless;
+        })
+        .await;
+
+    // Promote at an indefinite pause.
+    let v2 = with_image(&v1, "mcp-fixture:v2-compatible", &[]);
+    bed.apply(&v2).await;
+    bed.wait("docs", "paused at the indefinite step", Duration::from_secs(60), at_pause).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(at_pause(&bed.get("docs").await), "an indefinite pause waits");
+    let (ok, out) = bed.cli(&["promote", "docs"]).await;
+    assert!(ok, "{out}");
+    bed.wait("docs", "promoted", Duration::from_secs(60), |r| {
+        r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(revision_of(&v2).as_str()))
+    })
+    .await;
+
+    // Abort mid-rollout, then retry.
+    let v3 = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_LATENCY_MS", "1")]);
+    bed.apply(&v3).await;
+    bed.wait("docs", "v3 paused", Duration::from_secs(60), at_pause).await;
+    let (ok, out) = bed.cli(&["abort", "docs"]).await;
+    assert!(ok, "{out}");
+    let aborted = bed
+        .wait("docs", "aborted", Duration::from_secs(30), |r| {
+            r.status.as_ref().is_some_and(|s| s.rollback.is_some() && s.canary_revision.is_none())
+        })
+        .await;
+    let rollback = aborted.status.unwrap().rollback.unwrap();
+    assert_eq!(rollback.reason, RollbackReason::Aborted);
+    assert_eq!(rollback.revision, revision_of(&v3));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(bed.get("docs").await.status.unwrap().canary_revision.is_none(), "an aborted revision stays out");
+    let (ok, out) = bed.cli(&["retry", "docs"]).await;
+    assert!(ok, "{out}");
+    bed.wait("docs", "v3 retried up to the pause", Duration::from_secs(60), |r| {
+        at_pause(r)
+            && r.status
+                .as_ref()
+                .is_some_and(|s| s.canary_revision.as_deref() == Some(revision_of(&v3).as_str()))
+    })
+    .await;
+    let (ok, out) = bed.cli(&["promote", "docs", "--full"]).await;
+    assert!(ok, "{out}");
+    bed.wait("docs", "v3 promoted", Duration::from_secs(60), |r| {
+        r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(revision_of(&v3).as_str()))
+    })
+    .await;
+    traffic.abort();
+    let handled: Vec<String> =
+        bed.events("docs").await.into_iter().filter(|(r, _)| r == "RequestHandled").map(|(_, n)| n).collect();
+    assert_eq!(handled.len(), 4, "each request acted on once: {handled:?}");
+    println!("manual: promote at an indefinite pause, abort, retry, promote --full: {handled:?}");
+}
