@@ -122,7 +122,11 @@ async fn handshake_sessions_across_a_flip_are_counted() {
     })
     .await;
     let report = traffic.await.unwrap();
-    assert_eq!(failed(&report), 0, "agents re-initialize and retry: {}", report.summary());
+    // Not a gate: the figure is the finding. Agents re-initialize and retry; what still fails
+    // is what a session-aware router would save.
+    #[allow(clippy::cast_precision_loss)]
+    let failed_share = failed(&report) as f64 / report.calls_total().max(1) as f64;
+    assert!(failed_share < 0.1, "{}", report.summary());
     println!(
         "blue-green 2 (handshake sessions, plain Service): steady state {} of {} sessions lost; across the flip {} of \
          {} sessions lost, {} re-initializations; {}",
@@ -140,7 +144,9 @@ async fn handshake_sessions_across_a_flip_are_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regression_after_the_flip_flips_back() {
     let bed = Bed::start().await;
-    let v1 = blue_green(&fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url()), "1s", "40s");
+    let mut v1 =
+        blue_green(&fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url()), "1s", "40s");
+    v1["spec"]["probe"].as_object_mut().unwrap().remove("toolCall");
     bed.apply(&v1).await;
     bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
     let traffic = bed
@@ -151,7 +157,9 @@ async fn a_regression_after_the_flip_flips_back() {
         })
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let bad = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_ERROR_RATE", "0.3")]);
+    // Errors only real traffic meets: the probe lists tools but calls none here.
+    let mut bad = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_ERROR_RATE", "0.3")]);
+    bad["spec"]["probe"].as_object_mut().unwrap().remove("toolCall");
     bed.apply(&bad).await;
     bed.wait("docs", "flipped", Duration::from_secs(60), |r| {
         r.status.as_ref().is_some_and(|s| s.promoted_at.is_some())

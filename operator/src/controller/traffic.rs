@@ -111,10 +111,11 @@ impl TrafficRouter for PlainServiceRouter {
             let name = service.metadata.name.clone().unwrap_or_default();
             services.patch(&name, &apply, &Patch::Apply(&service)).await?;
         }
-        // Out of rotation first: a moment with too little capacity is safer than one where
-        // a revision that must take no traffic still does.
+        // Into rotation first, as a Deployment surges: taking pods out first left a blue-green
+        // flip with no ready endpoint for a moment, and agents saw connections refused (found
+        // in the e2e flip scenario). A moment of overlap is the cheaper error.
         let mut changes = rotation_changes(request.plan, request.pods);
-        changes.sort_by_key(|(_, wanted)| *wanted);
+        changes.sort_by_key(|(_, wanted)| !*wanted);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let mut outcome = RouteOutcome::default();
         for (name, wanted) in changes {
