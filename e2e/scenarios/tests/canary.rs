@@ -67,17 +67,20 @@ async fn first_deploy_then_a_healthy_canary_completes_without_agent_errors() {
     })
     .await;
     // What a person sees meanwhile: the status view and the operator's own metrics.
+    // (The rollout moves on meanwhile: nothing below assumes it is still at 25%.)
     let (ok, view) = bed.cli(&["status", "docs"]).await;
     assert!(ok, "{view}");
-    assert!(view.contains("desired 25%"), "{view}");
-    assert!(view.contains(">  2  setWeight 25%"), "{view}");
+    assert!(view.contains("Steps") && view.contains("setWeight 25%"), "{view}");
+    assert!(view.lines().any(|l| l.trim_start().starts_with('>')), "the current step is marked: {view}");
     assert!(view.contains("canary  passed"), "{view}");
     let http = bed.operator_http().await;
     let metrics = e2e::http_get(&format!("{http}/metrics")).await;
-    assert!(
-        metrics.contains("mcprollout_desired_weight{namespace=\"default\",rollout=\"docs\"} 25"),
-        "{metrics}"
-    );
+    let desired: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mcprollout_desired_weight{namespace=\"default\",rollout=\"docs\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no desired weight in {metrics}"));
+    assert!(desired >= 25 || desired == 0, "{desired}");
     assert!(metrics.contains("track=\"canary\""), "probe metrics per track: {metrics}");
     assert!(metrics.contains("track=\"stable\""), "probe metrics per track: {metrics}");
     assert!(e2e::http_get(&format!("{http}/readyz")).await.contains("ready"));
