@@ -36,7 +36,7 @@ use tokio::{process::Child, task::JoinHandle};
 
 pub const NAMESPACE: &str = "default";
 
-fn workspace() -> PathBuf {
+pub fn workspace() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
@@ -117,8 +117,18 @@ impl Bed {
     }
 
     async fn apply_crds(&self) {
+        self.apply_crd_dir(&workspace().join("crds")).await;
+        let rollouts: Api<McpRollout> = Api::namespaced(self.client.clone(), NAMESPACE);
+        eventually("the McpRollout API", Duration::from_secs(20), || async {
+            rollouts.list(&ListParams::default()).await.is_ok()
+        })
+        .await;
+    }
+
+    /// Applies every CRD in a directory (e.g. `e2e/gateway-api`).
+    pub async fn apply_crd_dir(&self, dir: &Path) {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        for entry in std::fs::read_dir(workspace().join("crds")).unwrap() {
+        for entry in std::fs::read_dir(dir).unwrap() {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
             for document in serde_yaml::Deserializer::from_str(&text) {
                 let crd: CustomResourceDefinition = serde::Deserialize::deserialize(document).unwrap();
@@ -126,11 +136,6 @@ impl Bed {
                 crds.patch(&crd.name_any(), &params, &Patch::Apply(&crd)).await.unwrap();
             }
         }
-        let rollouts: Api<McpRollout> = Api::namespaced(self.client.clone(), NAMESPACE);
-        eventually("the McpRollout API", Duration::from_secs(20), || async {
-            rollouts.list(&ListParams::default()).await.is_ok()
-        })
-        .await;
     }
 
     pub fn prometheus_url(&self) -> String {

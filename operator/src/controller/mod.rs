@@ -7,6 +7,7 @@
 //! loop), [`metrics`] and [`leader`].
 
 pub mod error;
+pub mod gateway;
 pub mod leader;
 pub mod metrics;
 pub mod names;
@@ -45,6 +46,7 @@ pub struct Context {
     pub workers: Arc<workers::Workers>,
     pub metrics: Arc<metrics::Metrics>,
     pub router: traffic::PlainServiceRouter,
+    pub gateway: gateway::GatewayRouter,
 }
 
 /// Which namespaces to watch.
@@ -81,6 +83,7 @@ pub async fn run(
         workers: Arc::new(workers::Workers::new(wake, metrics.clone())),
         metrics,
         router: traffic::PlainServiceRouter::new(client.clone()),
+        gateway: gateway::GatewayRouter::new(client.clone()),
     });
     let owned = watcher::Config::default().labels(labels::ROLLOUT);
     Controller::new(api::<McpRollout>(&client, &scope), watcher::Config::default())

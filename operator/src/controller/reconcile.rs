@@ -28,6 +28,7 @@ use tracing::{info, warn};
 use super::{
     Context,
     error::Error,
+    gateway,
     metrics::{ReasonLabels, RolloutLabels},
     names::{self, FIELD_MANAGER},
     observe,
@@ -86,11 +87,28 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
     let namespace = rollout.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let name = rollout.name_any();
     let key: RolloutKey = (namespace.clone(), name.clone());
+    let routing = rollout.spec.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref());
+    let has_finalizer = rollout.finalizers().iter().any(|f| f == gateway::FINALIZER);
     if rollout.metadata.deletion_timestamp.is_some() {
-        // Owner references hand every Deployment and Service to the garbage collector.
+        // Owner references hand every Deployment and Service to the garbage collector; a
+        // Gateway-routed rollout first leaves its route sending everything to stable.
+        if has_finalizer {
+            if let Some(routing) = routing {
+                ctx.gateway.set_weights(rollout, routing, 0).await?;
+                info!(rollout = %name, "route restored to the stable backend");
+            }
+            remove_finalizer(ctx, rollout).await?;
+        }
         ctx.workers.forget(&key);
         ctx.metrics.forget(&namespace, &name);
         return Ok(Action::await_change());
+    }
+    // A finalizer only where there is a route to restore: the kube-runtime helper would put one
+    // on every McpRollout, and then none could be deleted without the operator running.
+    match (routing.is_some(), has_finalizer) {
+        (true, false) => add_finalizer(ctx, rollout).await?,
+        (false, true) => remove_finalizer(ctx, rollout).await?,
+        _ => {}
     }
 
     // ── observe ──
@@ -150,6 +168,23 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
                 lost.revision
             ),
         });
+    }
+    if let Some(routing) = routing {
+        let route = ctx.gateway.get(rollout, routing).await?;
+        let reference =
+            format!("{}/{}", gateway::route_namespace(rollout, routing), routing.http_route_ref.name);
+        match gateway::check(route.as_ref(), &name, &reference) {
+            // What the gateway does now is the route's weights, not the pods' ratio.
+            Ok(()) => {
+                if let Some(w) = route.as_ref().and_then(|r| gateway::effective_weight(r, &name)) {
+                    status.effective_weight = if status.canary_revision.is_some() { w } else { 0 };
+                }
+            }
+            Err(p) if problem.is_none() => {
+                problem = Some(SpecProblem { reason: p.reason, message: p.message })
+            }
+            Err(_) => {}
+        }
     }
     if let Some(p) = &problem {
         engine::stall(
@@ -214,8 +249,11 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
         }
     }
     let tracks = Tracks { stable: status.stable_revision.clone(), canary: status.canary_revision.clone() };
-    let routed =
-        ctx.router.route(&RouteRequest { rollout, plan: &plan.revisions, tracks, pods: &pods }).await?;
+    let request = RouteRequest { rollout, plan: &plan.revisions, tracks, pods: &pods };
+    let routed = match routing {
+        Some(_) => ctx.gateway.route(&request).await?,
+        None => ctx.router.route(&request).await?,
+    };
     if !routed.pods_added.is_empty() || !routed.pods_removed.is_empty() {
         info!(rollout = %name, added = ?routed.pods_added, removed = ?routed.pods_removed, "rotation changed");
     }
@@ -274,6 +312,44 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
     let requeue =
         if problem.is_some() { STALLED_REQUEUE } else { plan.requeue_after.unwrap_or(DEFAULT_REQUEUE) };
     Ok(Action::requeue(requeue))
+}
+
+async fn add_finalizer(ctx: &Context, rollout: &McpRollout) -> Result<(), Error> {
+    let api: Api<McpRollout> = Api::namespaced(
+        ctx.client.clone(),
+        &rollout.namespace().ok_or(Error::MissingField("metadata.namespace"))?,
+    );
+    let op = if rollout.metadata.finalizers.is_some() {
+        json!([{"op": "add", "path": "/metadata/finalizers/-", "value": gateway::FINALIZER}])
+    } else {
+        json!([{"op": "add", "path": "/metadata/finalizers", "value": [gateway::FINALIZER]}])
+    };
+    let patch: json_patch::Patch =
+        serde_json::from_value(op).map_err(|source| Error::Serialize { what: "finalizer patch", source })?;
+    api.patch(&rollout.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch)).await?;
+    Ok(())
+}
+
+async fn remove_finalizer(ctx: &Context, rollout: &McpRollout) -> Result<(), Error> {
+    let api: Api<McpRollout> = Api::namespaced(
+        ctx.client.clone(),
+        &rollout.namespace().ok_or(Error::MissingField("metadata.namespace"))?,
+    );
+    let Some(index) = rollout.finalizers().iter().position(|f| f == gateway::FINALIZER) else {
+        return Ok(());
+    };
+    // Tested first, so a concurrent change of the list fails instead of removing another's.
+    let op = json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": gateway::FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
+    ]);
+    let patch: json_patch::Patch =
+        serde_json::from_value(op).map_err(|source| Error::Serialize { what: "finalizer patch", source })?;
+    match api.patch(&rollout.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The Secrets the McpRollout refers to, read once per reconcile.

@@ -78,9 +78,11 @@ pub fn rotation_targets(plan: &[RevisionPlan]) -> Vec<RevisionPlan> {
         .collect()
 }
 
-/// Which pods change rotation: (name, new value). Pure, so it is tested without a cluster.
-pub fn rotation_changes(plan: &[RevisionPlan], pods: &[Pod]) -> Vec<(String, bool)> {
-    let plan = rotation_targets(plan);
+/// Which pods change rotation: (name, new value). With `by_ratio`, stable pods are counted so
+/// pod ratios give the weights (the plain-Service router); without, the plan's counts hold.
+/// Pure, so it is tested without a cluster.
+pub fn rotation_changes(plan: &[RevisionPlan], pods: &[Pod], by_ratio: bool) -> Vec<(String, bool)> {
+    let plan = if by_ratio { rotation_targets(plan) } else { plan.to_vec() };
     let mut changes = Vec::new();
     for pod in pods.iter().filter(|p| !observe::terminating(p)) {
         let Some(revision) = observe::revision_of(pod) else { continue };
@@ -104,39 +106,55 @@ pub fn rotation_changes(plan: &[RevisionPlan], pods: &[Pod]) -> Vec<(String, boo
 
 impl TrafficRouter for PlainServiceRouter {
     async fn route(&self, request: &RouteRequest<'_>) -> Result<RouteOutcome, Error> {
-        let namespace = request.rollout.metadata.namespace.clone().ok_or(Error::MissingField("namespace"))?;
-        let services: Api<Service> = Api::namespaced(self.client.clone(), &namespace);
-        let apply = PatchParams::apply(FIELD_MANAGER).force();
-        for service in resources::services(request.rollout, &request.tracks) {
-            let name = service.metadata.name.clone().unwrap_or_default();
-            services.patch(&name, &apply, &Patch::Apply(&service)).await?;
-        }
-        // Into rotation first, as a Deployment surges: taking pods out first left a blue-green
-        // flip with no ready endpoint for a moment, and agents saw connections refused (found
-        // in the e2e flip scenario). A moment of overlap is the cheaper error.
-        let mut changes = rotation_changes(request.plan, request.pods);
-        changes.sort_by_key(|(_, wanted)| !*wanted);
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let mut outcome = RouteOutcome::default();
-        for (name, wanted) in changes {
-            let (status, reason) = if wanted { ("True", "InRotation") } else { ("False", "OutOfRotation") };
-            let patch = json!({"status": {"conditions": [{
-                "type": IN_ROTATION_GATE,
-                "status": status,
-                "reason": reason,
-                "lastTransitionTime": jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now()).to_string(),
-            }]}});
-            let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
-            match pods.patch_status(&name, &params, &Patch::Strategic(patch)).await {
-                Ok(_) => {}
-                // Deleted since it was listed: nothing to route.
-                Err(kube::Error::Api(e)) if e.code == 404 => continue,
-                Err(e) => return Err(e.into()),
-            }
-            if wanted { outcome.pods_added.push(name) } else { outcome.pods_removed.push(name) }
-        }
-        Ok(outcome)
+        let pods = apply_services(&self.client, request).await?;
+        patch_rotation(&pods, request.plan, request.pods, true).await
     }
+}
+
+/// Applies the rollout's three Services; returns the pods API of its namespace.
+pub async fn apply_services(client: &Client, request: &RouteRequest<'_>) -> Result<Api<Pod>, Error> {
+    let namespace = request.rollout.metadata.namespace.clone().ok_or(Error::MissingField("namespace"))?;
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    for service in resources::services(request.rollout, &request.tracks) {
+        let name = service.metadata.name.clone().unwrap_or_default();
+        services.patch(&name, &apply, &Patch::Apply(&service)).await?;
+    }
+    Ok(Api::namespaced(client.clone(), &namespace))
+}
+
+/// Sets the rotation gate of every pod whose membership changes.
+pub async fn patch_rotation(
+    pods_api: &Api<Pod>,
+    plan: &[RevisionPlan],
+    pods: &[Pod],
+    by_ratio: bool,
+) -> Result<RouteOutcome, Error> {
+    // Into rotation first, as a Deployment surges: taking pods out first left a blue-green
+    // flip with no ready endpoint for a moment, and agents saw connections refused (found in
+    // the e2e flip scenario). A moment of overlap is the cheaper error.
+    let mut changes = rotation_changes(plan, pods, by_ratio);
+    changes.sort_by_key(|(_, wanted)| !*wanted);
+    let mut outcome = RouteOutcome::default();
+    for (name, wanted) in changes {
+        let (status, reason) = if wanted { ("True", "InRotation") } else { ("False", "OutOfRotation") };
+        let now = jiff::Timestamp::now();
+        let patch = json!({"status": {"conditions": [{
+            "type": IN_ROTATION_GATE,
+            "status": status,
+            "reason": reason,
+            "lastTransitionTime": now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+        }]}});
+        let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
+        match pods_api.patch_status(&name, &params, &Patch::Strategic(patch)).await {
+            Ok(_) => {}
+            // Deleted since it was listed: nothing to route.
+            Err(kube::Error::Api(e)) if e.code == 404 => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if wanted { outcome.pods_added.push(name) } else { outcome.pods_removed.push(name) }
+    }
+    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -168,9 +186,9 @@ mod tests {
             pod("s-b", "s", true, Some(false)),
             pod("s-c", "s", false, None),
         ];
-        let changes = rotation_changes(&[plan("s", 2)], &pods);
+        let changes = rotation_changes(&[plan("s", 2)], &pods, true);
         assert_eq!(changes, vec![("s-b".to_owned(), true), ("s-c".to_owned(), false)]);
-        assert!(rotation_changes(&[plan("s", 2)], &pods[..2]).iter().all(|(n, _)| n == "s-b"));
+        assert!(rotation_changes(&[plan("s", 2)], &pods[..2], true).iter().all(|(n, _)| n == "s-b"));
     }
 
     fn revision(revision: &str, role: Role, in_rotation: i32, weight: i32) -> RevisionPlan {
@@ -201,6 +219,6 @@ mod tests {
     #[test]
     fn a_revision_missing_from_the_plan_leaves_rotation() {
         let pods = vec![pod("old-a", "old", true, Some(true))];
-        assert_eq!(rotation_changes(&[plan("s", 2)], &pods), vec![("old-a".to_owned(), false)]);
+        assert_eq!(rotation_changes(&[plan("s", 2)], &pods, true), vec![("old-a".to_owned(), false)]);
     }
 }
