@@ -19,6 +19,7 @@ use k8s_openapi::{
     api::{
         apps::v1::Deployment,
         core::v1::{Pod, Service},
+        discovery::v1::EndpointSlice,
         events::v1::Event,
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -294,6 +295,21 @@ impl Bed {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), NAMESPACE);
         let params = ListParams::default().labels(&format!("{}={rollout}", labels::ROLLOUT));
         api.list(&params).await.unwrap().items
+    }
+
+    /// Pods behind a Service's EndpointSlices that are ready (what kube-proxy routes to).
+    pub async fn ready_endpoints(&self, service: &str) -> Vec<String> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+        api.list(&params)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .flat_map(|slice| slice.endpoints.unwrap_or_default())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+            .filter_map(|e| e.target_ref.and_then(|t| t.name))
+            .collect()
     }
 
     /// (reason, note) of the events about the rollout, oldest first.

@@ -51,6 +51,14 @@ async fn a_flip_with_streams_in_flight_cuts_none_and_drains_them() {
         .await;
     let flip = Instant::now();
     let drain = flipped.status.as_ref().unwrap().drains.iter().find(|d| d.revision == r1).cloned().unwrap();
+    // The flip reaches kube-proxy through the pods' Ready condition and the EndpointSlice.
+    let old_prefix = format!("docs-{r1}-");
+    e2e::eventually("the old revision out of the Service's endpoints", Duration::from_secs(20), || async {
+        let ready = bed.ready_endpoints("docs").await;
+        !ready.is_empty() && ready.iter().all(|p| !p.starts_with(&old_prefix))
+    })
+    .await;
+    let propagated = flip.elapsed().as_secs_f64();
     // Requests that start after the flip.
     let after = bed
         .agents("docs", |c| {
@@ -82,7 +90,7 @@ async fn a_flip_with_streams_in_flight_cuts_none_and_drains_them() {
         .map(|(_, n)| n)
         .collect();
     println!(
-        "blue-green 1: flipped with 8 s streams in flight; drain window {} s ({:?}, measured {:?}); old revision \
+        "blue-green 1: flipped with 8 s streams in flight (endpoints followed {propagated:.1} s after status said 100%); drain window {} s ({:?}, measured {:?}); old revision \
          released {drained_after:.1} s after the flip; {} streams, {} cut; after the flip only {r2} answered; \
          events {notes:?}",
         drain.window_seconds, drain.clamp, drain.measured_seconds, report.streams_started, report.streams_cut

@@ -61,7 +61,11 @@ pub fn revisions(pods: &[Pod], revisions: &[String]) -> Vec<RevisionObserved> {
                 .filter(|p| revision_of(p) == Some(revision.as_str()) && !terminating(p))
                 .collect();
             let ready = current.iter().filter(|p| containers_ready(p)).count();
-            let ready_in_rotation = current.iter().filter(|p| containers_ready(p) && in_rotation(p)).count();
+            // In rotation once the kubelet has taken the gate into Ready (what EndpointSlices
+            // follow), not merely once the operator set the gate: the effective weight must not
+            // run ahead of what the Service does.
+            let ready_in_rotation =
+                current.iter().filter(|p| in_rotation(p) && condition_true(p, "Ready")).count();
             RevisionObserved {
                 revision: revision.clone(),
                 ready: i32::try_from(ready).unwrap_or(i32::MAX),
@@ -104,6 +108,7 @@ mod tests {
                 "conditions": [
                     {"type": "ContainersReady", "status": status(ready)},
                     {"type": IN_ROTATION_GATE, "status": status(gate)},
+                    {"type": "Ready", "status": status(ready && gate)},
                 ],
                 "containerStatuses": [{"name": "s", "image": "x", "imageID": "", "ready": ready,
                                        "restartCount": restarts}]
@@ -127,6 +132,14 @@ mod tests {
         assert_eq!((seen[0].ready, seen[0].ready_in_rotation, seen[0].restarts), (2, 1, 1));
         assert_eq!((seen[1].ready, seen[1].ready_in_rotation, seen[1].restarts), (0, 0, 2));
         assert!(!seen[1].crash_looping);
+    }
+
+    #[test]
+    fn a_gate_the_kubelet_has_not_taken_into_ready_is_not_in_rotation_yet() {
+        let mut p = pod("s-1", "s", true, true, 0);
+        let conditions = p.status.as_mut().unwrap().conditions.as_mut().unwrap();
+        conditions.iter_mut().find(|c| c.type_ == "Ready").unwrap().status = "False".into();
+        assert_eq!(revisions(&[p], &["s".into()])[0].ready_in_rotation, 0);
     }
 
     #[test]
