@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: Prometheus, which the analysis tests start on a loopback port.
-DEBIAN_PACKAGES=(prometheus procps)
+# Debian packages: Prometheus, which the analysis tests start on a loopback port; Lua 5.1,
+# the language of Argo CD health checks and actions (deploy/argocd), for their tests.
+DEBIAN_PACKAGES=(prometheus procps lua5.1)
 # kubectl for the test bed's contract tests: Debian's kubernetes-client when none is installed.
 command -v kubectl >/dev/null || DEBIAN_PACKAGES+=(kubernetes-client)
 missing=()

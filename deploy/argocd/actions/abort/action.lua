@@ -1,0 +1,6 @@
+-- Asks the operator to abort through the request annotation (<action>@<id>); Argo CD self-heal
+-- leaves an annotation it does not manage alone.
+local os = require("os")
+obj.metadata.annotations = obj.metadata.annotations or {}
+obj.metadata.annotations["mcprollout.dev/request"] = "abort@argocd-" .. tostring(os.time())
+return obj
