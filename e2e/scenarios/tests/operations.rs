@@ -83,8 +83,13 @@ async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() 
     assert_eq!(reason, "InvalidQuery");
     assert!(message.contains("broken"), "{message}");
 
-    assert!(warning_reasons(&bed, "needs-secret").await.contains(&"SecretNotFound".to_owned()));
-    assert!(warning_reasons(&bed, "bad-query").await.contains(&"InvalidQuery".to_owned()));
+    // Events are published just after the status is written: wait for them.
+    for (rollout, reason) in [("needs-secret", "SecretNotFound"), ("bad-query", "InvalidQuery")] {
+        e2e::eventually(&format!("a {reason} event"), Duration::from_secs(15), || async {
+            warning_reasons(&bed, rollout).await.contains(&reason.to_owned())
+        })
+        .await;
+    }
 
     // Fixes: the Secret appears; the query is corrected.
     let secrets: Api<Secret> = Api::namespaced(bed.client.clone(), NAMESPACE);
