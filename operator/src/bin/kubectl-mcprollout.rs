@@ -342,15 +342,9 @@ async fn rollouts(
     kubeconfig: Option<&PathBuf>,
     namespace: Option<&String>,
 ) -> Result<(kube::Api<McpRollout>, String), String> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| e.to_string())?
-        }
-        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
-    };
+    let config = mcp_rollout::controller::load_config(kubeconfig.map(PathBuf::as_path))
+        .await
+        .map_err(|e| format!("{e:#}"))?;
     let namespace = namespace.cloned().unwrap_or_else(|| config.default_namespace.clone());
     let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
     Ok((kube::Api::namespaced(client, &namespace), namespace))

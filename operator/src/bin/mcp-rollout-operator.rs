@@ -8,10 +8,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::{Parser, Subcommand};
-use kube::{
-    Client, Config,
-    config::{KubeConfigOptions, Kubeconfig},
-};
+use kube::Client;
 use mcp_rollout::controller::{
     self, Scope,
     leader::{self, LeaseConfig},
@@ -121,17 +118,6 @@ fn init_logging(json: bool) {
     if json { builder.json().init() } else { builder.init() }
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)?;
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
-        }
-        None => Config::infer().await?,
-    };
-    Ok(Client::try_from(config)?)
-}
-
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
@@ -143,7 +129,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     });
 
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let client = Client::try_from(controller::load_config(args.kubeconfig.as_deref()).await?)?;
     client.apiserver_version().await.map_err(|e| anyhow::anyhow!("cannot reach the API server: {e}"))?;
     metrics.set_ready(true);
 

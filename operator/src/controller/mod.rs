@@ -49,6 +49,18 @@ pub struct Context {
     pub gateway: gateway::GatewayRouter,
 }
 
+/// The client configuration: the given kubeconfig file, or else `KUBECONFIG`, `~/.kube/config`
+/// or the in-cluster service account (the operator and `kubectl-mcprollout` both read it so).
+pub async fn load_config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
+    Ok(match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    })
+}
+
 /// Which namespaces to watch.
 #[derive(Clone, Debug)]
 pub enum Scope {
