@@ -83,14 +83,20 @@ pub fn rotation_targets(plan: &[RevisionPlan]) -> Vec<RevisionPlan> {
 /// Pure, so it is tested without a cluster.
 pub fn rotation_changes(plan: &[RevisionPlan], pods: &[Pod], by_ratio: bool) -> Vec<(String, bool)> {
     let plan = if by_ratio { rotation_targets(plan) } else { plan.to_vec() };
+    // The pods each planned revision keeps in rotation, chosen once per revision.
+    let chosen: Vec<(&str, Vec<String>)> = plan
+        .iter()
+        .map(|r| {
+            let same: Vec<&Pod> =
+                pods.iter().filter(|p| observe::revision_of(p) == Some(r.revision.as_str())).collect();
+            (r.revision.as_str(), observe::choose_rotation(&same, r.in_rotation))
+        })
+        .collect();
     let mut changes = Vec::new();
     for pod in pods.iter().filter(|p| !observe::terminating(p)) {
         let Some(revision) = observe::revision_of(pod) else { continue };
         let Some(name) = pod.metadata.name.clone() else { continue };
-        let wanted = plan.iter().find(|r| r.revision == revision).is_some_and(|r| {
-            let same: Vec<&Pod> = pods.iter().filter(|p| observe::revision_of(p) == Some(revision)).collect();
-            observe::choose_rotation(&same, r.in_rotation).contains(&name)
-        });
+        let wanted = chosen.iter().any(|(r, names)| *r == revision && names.contains(&name));
         let has_condition = pod
             .status
             .as_ref()
