@@ -30,7 +30,7 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 use mcp_fixture::agents::{self, AgentsConfig, Report};
-use mcp_rollout::api::{McpRollout, labels};
+use mcp_rollout::api::{McpRollout, Phase, labels};
 use serde_json::{Value, json};
 use testbed::{ControlPlane, Options, controllers::images::ImageMap};
 use tokio::{process::Child, task::JoinHandle};
@@ -273,6 +273,11 @@ impl Bed {
         }
     }
 
+    /// Waits (a minute at most) for the rollout to be Healthy.
+    pub async fn wait_healthy(&self, name: &str) -> McpRollout {
+        self.wait(name, "healthy", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await
+    }
+
     pub async fn cluster_ip(&self, service: &str) -> String {
         let services: Api<Service> = Api::namespaced(self.client.clone(), NAMESPACE);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -349,6 +354,21 @@ struct AgentsCli {
 /// `mcp-agents` defaults against `target`.
 pub fn agents_config(target: &str) -> AgentsConfig {
     AgentsCli::parse_from(["mcp-agents", "--target", target]).config
+}
+
+/// The phase a rollout's status reports.
+pub fn phase(rollout: &McpRollout) -> Option<Phase> {
+    rollout.status.as_ref().and_then(|s| s.phase)
+}
+
+/// Whether `revision` is the rollout's stable revision.
+pub fn stable_is(rollout: &McpRollout, revision: &str) -> bool {
+    rollout.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(revision))
+}
+
+/// Calls whose final outcome (after retries) was anything but ok.
+pub fn failed_calls(report: &Report) -> u64 {
+    report.calls.iter().filter(|(k, _)| k.as_str() != "ok").map(|(_, v)| v).sum()
 }
 
 /// A GET on loopback (no proxy), as text.

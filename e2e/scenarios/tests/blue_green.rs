@@ -5,17 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Bed, blue_green, fixture_rollout, revision_of, versions, with_image};
+use e2e::{Bed, blue_green, failed_calls, fixture_rollout, revision_of, versions, with_image};
 use mcp_fixture::agents::AgentEra;
-use mcp_rollout::api::{Phase, RollbackReason};
-
-fn phase(r: &mcp_rollout::api::McpRollout) -> Option<Phase> {
-    r.status.as_ref().and_then(|s| s.phase)
-}
-
-fn failed(report: &mcp_fixture::agents::Report) -> u64 {
-    report.calls.iter().filter(|(k, _)| k.as_str() != "ok").map(|(_, v)| v).sum()
-}
+use mcp_rollout::api::RollbackReason;
 
 /// Scenario 1: streamed `export_report` calls are in flight on the old revision at the flip.
 /// No stream is cut; no request started after the flip reaches the old revision; the old
@@ -27,7 +19,7 @@ async fn a_flip_with_streams_in_flight_cuts_none_and_drains_them() {
         blue_green(&fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url()), "2s", "10s");
     v1["spec"]["drain"] = serde_json::json!({"min": "3s", "max": "40s"});
     bed.apply(&v1).await;
-    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    bed.wait_healthy("docs").await;
     let (r1, v2) = (revision_of(&v1), with_image(&v1, "mcp-fixture:v2-compatible", &[]));
     let r2 = revision_of(&v2);
     // One new connection per request: the plain-Service router balances connections, and a
@@ -77,7 +69,7 @@ async fn a_flip_with_streams_in_flight_cuts_none_and_drains_them() {
     let drained_after = flip.elapsed().as_secs_f64();
     let report = streams.await.unwrap();
     assert_eq!(report.streams_cut, 0, "{}", report.summary());
-    assert_eq!(failed(&report), 0, "{}", report.summary());
+    assert_eq!(failed_calls(&report), 0, "{}", report.summary());
     assert!(
         drained_after > 4.0,
         "the drain waited for the in-flight streams ({drained_after:.1} s), not drain.min"
@@ -106,7 +98,7 @@ async fn handshake_sessions_across_a_flip_are_counted() {
     let bed = Bed::start().await;
     let v1 = blue_green(&fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url()), "2s", "8s");
     bed.apply(&v1).await;
-    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    bed.wait_healthy("docs").await;
     let before = bed
         .agents("docs", |c| {
             c.duration = 8.0;
@@ -133,7 +125,7 @@ async fn handshake_sessions_across_a_flip_are_counted() {
     // Not a gate: the figure is the finding. Agents re-initialize and retry; what still fails
     // is what a session-aware router would save.
     #[allow(clippy::cast_precision_loss)]
-    let failed_share = failed(&report) as f64 / report.calls_total().max(1) as f64;
+    let failed_share = failed_calls(&report) as f64 / report.calls_total().max(1) as f64;
     assert!(failed_share < 0.1, "{}", report.summary());
     println!(
         "blue-green 2 (handshake sessions, plain Service): steady state {} of {} sessions lost; across the flip {} of \
@@ -156,7 +148,7 @@ async fn a_regression_after_the_flip_flips_back() {
         blue_green(&fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url()), "1s", "40s");
     v1["spec"]["probe"].as_object_mut().unwrap().remove("toolCall");
     bed.apply(&v1).await;
-    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    bed.wait_healthy("docs").await;
     let traffic = bed
         .agents("docs", |c| {
             c.duration = 50.0;
@@ -191,7 +183,7 @@ async fn a_regression_after_the_flip_flips_back() {
          {} failed of {}",
         rollback.message,
         report.retries,
-        failed(&report),
+        failed_calls(&report),
         report.calls_total()
     );
 }

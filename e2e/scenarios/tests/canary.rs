@@ -6,17 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Bed, fixture_rollout, revision_of, watch_status, with_image};
+use e2e::{Bed, failed_calls, fixture_rollout, phase, revision_of, watch_status, with_image};
 use mcp_fixture::agents::AgentEra;
 use mcp_rollout::api::{Phase, RollbackReason};
-
-fn phase(r: &mcp_rollout::api::McpRollout) -> Option<Phase> {
-    r.status.as_ref().and_then(|s| s.phase)
-}
-
-fn failed_calls(report: &mcp_fixture::agents::Report) -> u64 {
-    report.calls.iter().filter(|(k, _)| k.as_str() != "ok").map(|(_, v)| v).sum()
-}
 
 /// Scenarios 1 and 2: the first deploy becomes stable with no canary, then a healthy canary
 /// goes 5 → 25 → 50 → 100 under traffic: agents see no error, no streamed call is cut, and
@@ -84,10 +76,7 @@ async fn first_deploy_then_a_healthy_canary_completes_without_agent_errors() {
     assert!(metrics.contains("track=\"canary\""), "probe metrics per track: {metrics}");
     assert!(metrics.contains("track=\"stable\""), "probe metrics per track: {metrics}");
     assert!(e2e::http_get(&format!("{http}/readyz")).await.contains("ready"));
-    bed.wait("docs", "the canary promoted", Duration::from_secs(90), |r| {
-        r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(r2.as_str()))
-    })
-    .await;
+    bed.wait("docs", "the canary promoted", Duration::from_secs(90), |r| e2e::stable_is(r, &r2)).await;
     let promoted_secs = rollout_start.elapsed().as_secs_f64();
     let done = bed
         .wait("docs", "the old revision drained", Duration::from_secs(60), |r| {
@@ -134,7 +123,7 @@ async fn a_canary_with_tool_call_errors_is_rolled_back_automatically() {
     let bed = Bed::start().await;
     let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
     bed.apply(&v1).await;
-    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    bed.wait_healthy("docs").await;
     let traffic = bed
         .agents("docs", |c| {
             c.duration = 60.0;
@@ -189,7 +178,7 @@ async fn breaking_canaries_are_blocked_before_any_traffic() {
     let bed = Bed::start().await;
     let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
     bed.apply(&v1).await;
-    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    bed.wait_healthy("docs").await;
     let traffic = bed
         .agents("docs", |c| {
             c.duration = 40.0;
@@ -250,7 +239,7 @@ async fn a_crash_looping_canary_is_rolled_back_at_once() {
     let bed = Bed::start().await;
     let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
     bed.apply(&v1).await;
-    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    bed.wait_healthy("docs").await;
     let crashing = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_CRASH_AFTER_SECONDS", "2")]);
     let applied = Instant::now();
     bed.apply(&crashing).await;

@@ -12,7 +12,7 @@ use kube::{
     Api, ResourceExt,
     api::{DeleteParams, DynamicObject, PostParams},
 };
-use mcp_rollout::{api::Phase, controller::gateway::http_route_resource};
+use mcp_rollout::controller::gateway::http_route_resource;
 use serde_json::{Value, json};
 
 fn route() -> Value {
@@ -71,10 +71,7 @@ async fn route_weights_follow_the_steps_and_the_route_is_restored_on_delete() {
     // No gateway moves traffic here, so there is nothing for the analysis to measure.
     v1["spec"].as_object_mut().unwrap().remove("analysis");
     bed.apply(&v1).await;
-    bed.wait("docs", "stable", Duration::from_secs(60), |r| {
-        r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Healthy)
-    })
-    .await;
+    bed.wait_healthy("docs").await;
     let get = || async { serde_json::to_value(routes.get("mcp").await.unwrap()).unwrap() };
     e2e::eventually("session persistence on the route", Duration::from_secs(20), || async {
         get().await["spec"]["rules"][1]["sessionPersistence"]

@@ -21,10 +21,7 @@ async fn promote_abort_and_retry_from_the_command_line() {
     v1["spec"]["strategy"] =
         json!({"canary": {"steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 100}]}});
     bed.apply(&v1).await;
-    bed.wait("docs", "stable", Duration::from_secs(60), |r| {
-        r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Healthy)
-    })
-    .await;
+    bed.wait_healthy("docs").await;
     let traffic = bed
         .agents("docs", |c| {
             c.duration = 90.0;
@@ -40,10 +37,7 @@ async fn promote_abort_and_retry_from_the_command_line() {
     assert!(at_pause(&bed.get("docs").await), "an indefinite pause waits");
     let (ok, out) = bed.cli(&["promote", "docs"]).await;
     assert!(ok, "{out}");
-    bed.wait("docs", "promoted", Duration::from_secs(60), |r| {
-        r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(revision_of(&v2).as_str()))
-    })
-    .await;
+    bed.wait("docs", "promoted", Duration::from_secs(60), |r| e2e::stable_is(r, &revision_of(&v2))).await;
 
     // Abort mid-rollout, then retry.
     let v3 = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_LATENCY_MS", "1")]);
@@ -72,10 +66,7 @@ async fn promote_abort_and_retry_from_the_command_line() {
     .await;
     let (ok, out) = bed.cli(&["promote", "docs", "--full"]).await;
     assert!(ok, "{out}");
-    bed.wait("docs", "v3 promoted", Duration::from_secs(60), |r| {
-        r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(revision_of(&v3).as_str()))
-    })
-    .await;
+    bed.wait("docs", "v3 promoted", Duration::from_secs(60), |r| e2e::stable_is(r, &revision_of(&v3))).await;
     traffic.abort();
     let handled: Vec<String> =
         bed.events("docs").await.into_iter().filter(|(r, _)| r == "RequestHandled").map(|(_, n)| n).collect();

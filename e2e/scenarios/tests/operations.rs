@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use e2e::{Bed, NAMESPACE, fixture_rollout, revision_of, with_image};
+use e2e::{Bed, NAMESPACE, fixture_rollout, phase, revision_of, with_image};
 use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
 use kube::{
     Api,
@@ -18,10 +18,6 @@ fn stalled(r: &McpRollout) -> Option<(String, String)> {
     let status = r.status.as_ref()?;
     let c = status.conditions.iter().find(|c| c.type_ == "Stalled" && c.status == "True")?;
     Some((c.reason.clone(), c.message.clone()))
-}
-
-fn phase(r: &McpRollout) -> Option<Phase> {
-    r.status.as_ref().and_then(|s| s.phase)
 }
 
 async fn warning_reasons(bed: &Bed, rollout: &str) -> Vec<String> {
@@ -72,7 +68,7 @@ async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() 
     assert!(message.contains("ready"), "{message}");
 
     // The bad query only runs once a canary has traffic.
-    bed.wait("bad-query", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    bed.wait_healthy("bad-query").await;
     let traffic = bed.agents("bad-query", |c| c.duration = 150.0).await;
     bed.apply(&with_image(&bad_query, "mcp-fixture:v2-compatible", &[])).await;
     let (reason, message) = stalled(
@@ -108,7 +104,7 @@ async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() 
     bed.rollouts().patch("bad-query", &PatchParams::default(), &Patch::Merge(&fixed)).await.unwrap();
     let v2 = revision_of(&with_image(&bad_query, "mcp-fixture:v2-compatible", &[]));
     bed.wait("bad-query", "promoted once the query is fixed", Duration::from_secs(90), |r| {
-        r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(v2.as_str()))
+        e2e::stable_is(r, &v2)
     })
     .await;
     traffic.abort();
@@ -127,7 +123,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_on_shutdown() {
     // No agents here: without traffic the analysis would hold the rollout for want of calls.
     v1["spec"].as_object_mut().unwrap().remove("analysis");
     bed.apply(&v1).await;
-    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    bed.wait_healthy("docs").await;
     let _standby = bed.spawn_operator("standby", "standby.log");
     let leases: Api<Lease> = Api::namespaced(bed.client.clone(), NAMESPACE);
     let holder = || async {
@@ -155,7 +151,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_on_shutdown() {
     let v2 = with_image(&v1, "mcp-fixture:v2-compatible", &[]);
     bed.apply(&v2).await;
     bed.wait("docs", "the standby carried the rollout", Duration::from_secs(90), |r| {
-        r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(revision_of(&v2).as_str()))
+        e2e::stable_is(r, &revision_of(&v2))
     })
     .await;
     assert!(standby_log().contains("leading"));

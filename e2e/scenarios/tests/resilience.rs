@@ -6,13 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Bed, fixture_rollout, revision_of, watch_status, with_image};
+use e2e::{Bed, failed_calls, fixture_rollout, phase, revision_of, watch_status, with_image};
 use mcp_fixture::agents::AgentEra;
 use mcp_rollout::api::Phase;
-
-fn phase(r: &mcp_rollout::api::McpRollout) -> Option<Phase> {
-    r.status.as_ref().and_then(|s| s.phase)
-}
 
 /// Scenario 6: the operator is SIGKILLed at a random moment of a healthy canary and started
 /// again: the rollout completes, the weight never goes back, and no step is taken twice.
@@ -21,7 +17,7 @@ async fn an_operator_killed_mid_rollout_resumes_without_flap_or_duplicate_step()
     let mut bed = Bed::start().await;
     let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
     bed.apply(&v1).await;
-    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    bed.wait_healthy("docs").await;
     let traffic = bed
         .agents("docs", |c| {
             c.duration = 60.0;
@@ -41,8 +37,7 @@ async fn an_operator_killed_mid_rollout_resumes_without_flap_or_duplicate_step()
     bed.start_operator().await;
     let done = bed
         .wait("docs", "the canary promoted after the restart", Duration::from_secs(90), |r| {
-            r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(revision_of(&v2).as_str()))
-                && phase(r) == Some(Phase::Healthy)
+            e2e::stable_is(r, &revision_of(&v2)) && phase(r) == Some(Phase::Healthy)
         })
         .await;
     poller.abort();
@@ -61,7 +56,7 @@ async fn an_operator_killed_mid_rollout_resumes_without_flap_or_duplicate_step()
     unique.dedup();
     assert_eq!(unique.len(), steps.len(), "a step was taken twice: {steps:?}");
     let report = traffic.await.unwrap();
-    let failed: u64 = report.calls.iter().filter(|(k, _)| k.as_str() != "ok").map(|(_, v)| v).sum();
+    let failed = failed_calls(&report);
     assert_eq!(failed, 0, "{}", report.summary());
     println!(
         "scenario 6: operator SIGKILLed {:.1} s into the rollout (at step {:?}, weight {}), restarted 2 s later; \
@@ -81,7 +76,7 @@ async fn a_prometheus_outage_pauses_the_rollout_until_it_returns() {
     let mut bed = Bed::start().await;
     let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
     bed.apply(&v1).await;
-    bed.wait("docs", "stable", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await;
+    bed.wait_healthy("docs").await;
     let traffic = bed
         .agents("docs", |c| {
             c.duration = 75.0;
@@ -115,7 +110,7 @@ async fn a_prometheus_outage_pauses_the_rollout_until_it_returns() {
     let resumed = Instant::now();
     let done = bed
         .wait("docs", "promoted after Prometheus returned", Duration::from_secs(90), |r| {
-            r.status.as_ref().is_some_and(|s| s.stable_revision.as_deref() == Some(revision_of(&v2).as_str()))
+            e2e::stable_is(r, &revision_of(&v2))
         })
         .await;
     assert!(done.status.unwrap().rollback.is_none(), "an outage is not a reason to roll back");
