@@ -11,6 +11,7 @@ use kube::{
     Api,
     api::{Patch, PatchParams, PostParams},
 };
+use mcp_fixture::agents::AgentEra;
 use mcp_rollout::api::{McpRollout, Phase};
 use serde_json::json;
 
@@ -69,7 +70,15 @@ async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() 
 
     // The bad query only runs once a canary has traffic.
     bed.wait_healthy("bad-query").await;
-    let traffic = bed.agents("bad-query", |c| c.duration = 150.0).await;
+    // Independent requests on fresh connections: the Service balances per connection, so
+    // pooled keep-alive connections opened before the canary existed would never reach it.
+    let traffic = bed
+        .agents("bad-query", |c| {
+            c.duration = 240.0;
+            c.era = AgentEra::Stateless;
+            c.no_keepalive = true;
+        })
+        .await;
     bed.apply(&with_image(&bad_query, "mcp-fixture:v2-compatible", &[])).await;
     let (reason, message) = stalled(
         &bed.wait("bad-query", "Stalled on the query", Duration::from_secs(60), |r| stalled(r).is_some())
