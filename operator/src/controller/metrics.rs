@@ -2,9 +2,12 @@
 //!
 //! Probe metrics carry `track` (stable / canary): the two monitors an SRE watches side by side.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
@@ -19,7 +22,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::api::{McpRolloutStatus, Phase};
+use crate::{
+    api::{McpRolloutStatus, Phase},
+    engine::RevisionObserved,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RolloutLabels {
@@ -34,8 +40,10 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// A revision and its track (`stable` / `canary`): what dashboards and alert rules join the
+/// servers' own `version` label against.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ProbeLabels {
+pub struct TrackLabels {
     pub namespace: String,
     pub rollout: String,
     pub revision: String,
@@ -80,16 +88,28 @@ pub struct Metrics {
     pub desired_weight: Family<RolloutLabels, Gauge>,
     pub effective_weight: Family<RolloutLabels, Gauge>,
     pub step_index: Family<RolloutLabels, Gauge>,
-    pub probe_duration: HistogramFamily<ProbeLabels>,
-    pub probe_success: Family<ProbeLabels, Gauge>,
+    pub probe_duration: HistogramFamily<TrackLabels>,
+    pub probe_success: Family<TrackLabels, Gauge>,
     pub analysis_verdicts: Family<VerdictLabels, Counter>,
     pub rollbacks: Family<ReasonLabels, Counter>,
     pub drain_window: Family<DrainLabels, Gauge>,
+    pub drain_deadline: Family<DrainLabels, Gauge>,
+    pub revision_info: Family<TrackLabels, Gauge>,
+    pub revision_restarts: Family<TrackLabels, Gauge>,
     pub drain_duration: HistogramFamily<RolloutLabels>,
     pub reconcile_duration: Histogram,
     pub reconcile_errors: Family<ReasonLabels, Counter>,
     pub leader: Gauge,
     ready: AtomicBool,
+    /// Per-revision series published for each rollout, so a revision that left is removed
+    /// without touching other rollouts' series.
+    published: Mutex<HashMap<RolloutLabels, Published>>,
+}
+
+#[derive(Clone, Default)]
+struct Published {
+    drains: Vec<DrainLabels>,
+    tracks: Vec<TrackLabels>,
 }
 
 impl Default for Metrics {
@@ -111,13 +131,13 @@ impl Default for Metrics {
         );
         let step_index = Family::<RolloutLabels, Gauge>::default();
         registry.register("step_index", "Current canary step (-1 when none)", step_index.clone());
-        let probe_duration: HistogramFamily<ProbeLabels> = Family::new_with_constructor(seconds_histogram);
+        let probe_duration: HistogramFamily<TrackLabels> = Family::new_with_constructor(seconds_histogram);
         registry.register(
             "probe_duration_seconds",
             "MCP probe duration per revision and track",
             probe_duration.clone(),
         );
-        let probe_success = Family::<ProbeLabels, Gauge>::default();
+        let probe_success = Family::<TrackLabels, Gauge>::default();
         registry.register("probe_success", "1 if the latest MCP probe passed", probe_success.clone());
         let analysis_verdicts = Family::<VerdictLabels, Counter>::default();
         registry.register("analysis_verdicts", "Analysis check verdicts", analysis_verdicts.clone());
@@ -128,6 +148,24 @@ impl Default for Metrics {
             "drain_window_seconds",
             "Drain window of a draining revision",
             drain_window.clone(),
+        );
+        let drain_deadline = Family::<DrainLabels, Gauge>::default();
+        registry.register(
+            "drain_deadline_timestamp_seconds",
+            "When a draining revision's window ends (Unix time); minus time() is the countdown",
+            drain_deadline.clone(),
+        );
+        let revision_info = Family::<TrackLabels, Gauge>::default();
+        registry.register(
+            "revision_info",
+            "1 for each revision a rollout runs, labelled with its track (stable or canary)",
+            revision_info.clone(),
+        );
+        let revision_restarts = Family::<TrackLabels, Gauge>::default();
+        registry.register(
+            "revision_container_restarts",
+            "Container restarts summed over a revision's current pods",
+            revision_restarts.clone(),
         );
         let drain_duration: HistogramFamily<RolloutLabels> = Family::new_with_constructor(drain_histogram);
         registry.register("drain_duration_seconds", "How long finished drains took", drain_duration.clone());
@@ -152,11 +190,15 @@ impl Default for Metrics {
             analysis_verdicts,
             rollbacks,
             drain_window,
+            drain_deadline,
+            revision_info,
+            revision_restarts,
             drain_duration,
             reconcile_duration,
             reconcile_errors,
             leader,
             ready: AtomicBool::new(false),
+            published: Mutex::default(),
         }
     }
 }
@@ -173,8 +215,14 @@ impl Metrics {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Gauges that mirror one rollout's status.
-    pub fn observe_status(&self, namespace: &str, rollout: &str, status: &McpRolloutStatus) {
+    /// Gauges that mirror one rollout's status and its revisions' pods.
+    pub fn observe_status(
+        &self,
+        namespace: &str,
+        rollout: &str,
+        status: &McpRolloutStatus,
+        revisions: &[RevisionObserved],
+    ) {
         let labels = RolloutLabels { namespace: namespace.into(), rollout: rollout.into() };
         self.desired_weight.get_or_create(&labels).set(i64::from(status.desired_weight));
         self.effective_weight.get_or_create(&labels).set(i64::from(status.effective_weight));
@@ -187,7 +235,7 @@ impl Metrics {
             };
             self.phase.get_or_create(&labels).set(i64::from(status.phase == Some(phase)));
         }
-        self.drain_window.clear();
+        let mut now = Published::default();
         for drain in &status.drains {
             let labels = DrainLabels {
                 namespace: namespace.into(),
@@ -195,6 +243,38 @@ impl Metrics {
                 revision: drain.revision.clone(),
             };
             self.drain_window.get_or_create(&labels).set(drain.window_seconds);
+            let deadline = drain.started_at.0.as_second().saturating_add(drain.window_seconds);
+            self.drain_deadline.get_or_create(&labels).set(deadline);
+            now.drains.push(labels);
+        }
+        let tracks = [("stable", &status.stable_revision), ("canary", &status.canary_revision)];
+        for (track, revision) in tracks {
+            let Some(revision) = revision else { continue };
+            let labels = TrackLabels {
+                namespace: namespace.into(),
+                rollout: rollout.into(),
+                revision: revision.clone(),
+                track: track.into(),
+            };
+            self.revision_info.get_or_create(&labels).set(1);
+            let restarts = revisions.iter().find(|r| &r.revision == revision).map_or(0, |r| r.restarts);
+            self.revision_restarts.get_or_create(&labels).set(i64::from(restarts));
+            now.tracks.push(labels);
+        }
+        let before = self.published.lock().unwrap_or_else(|p| p.into_inner()).insert(labels, now.clone());
+        if let Some(before) = before {
+            self.remove_gone(&before, &now);
+        }
+    }
+
+    fn remove_gone(&self, before: &Published, after: &Published) {
+        for gone in before.drains.iter().filter(|l| !after.drains.contains(l)) {
+            self.drain_window.remove(gone);
+            self.drain_deadline.remove(gone);
+        }
+        for gone in before.tracks.iter().filter(|l| !after.tracks.contains(l)) {
+            self.revision_info.remove(gone);
+            self.revision_restarts.remove(gone);
         }
     }
 
@@ -210,6 +290,10 @@ impl Metrics {
                 rollout: rollout.into(),
                 phase: format!("{phase:?}"),
             });
+        }
+        let published = self.published.lock().unwrap_or_else(|p| p.into_inner()).remove(&labels);
+        if let Some(published) = published {
+            self.remove_gone(&published, &Published::default());
         }
     }
 }
@@ -237,4 +321,72 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DrainClamp, DrainStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn drain(revision: &str, started: i64, window: i64) -> DrainStatus {
+        DrainStatus {
+            revision: revision.into(),
+            started_at: Time(jiff::Timestamp::from_second(started).unwrap()),
+            window_seconds: window,
+            replicas: 2,
+            measured_seconds: None,
+            clamp: DrainClamp::Max,
+            active_sessions: None,
+        }
+    }
+
+    fn observed(revision: &str, restarts: i32) -> RevisionObserved {
+        RevisionObserved {
+            revision: revision.into(),
+            ready: 1,
+            ready_in_rotation: 1,
+            restarts,
+            crash_looping: false,
+        }
+    }
+
+    #[test]
+    fn revision_series_follow_each_rollout_without_touching_others() {
+        let metrics = Metrics::default();
+        let mut a = McpRolloutStatus {
+            stable_revision: Some("a1".into()),
+            canary_revision: Some("a2".into()),
+            ..Default::default()
+        };
+        let b = McpRolloutStatus {
+            stable_revision: Some("b1".into()),
+            drains: vec![drain("b0", 1_000, 120)],
+            ..Default::default()
+        };
+        metrics.observe_status("ns", "a", &a, &[observed("a1", 0), observed("a2", 3)]);
+        metrics.observe_status("ns", "b", &b, &[observed("b1", 0)]);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"mcprollout_revision_info{namespace="ns",rollout="a",revision="a2",track="canary"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"mcprollout_revision_container_restarts{namespace="ns",rollout="a",revision="a2",track="canary"} 3"#), "{text}");
+        assert!(text.contains(r#"mcprollout_drain_deadline_timestamp_seconds{namespace="ns",rollout="b",revision="b0"} 1120"#), "{text}");
+
+        // a's canary is promoted: its canary series goes, b's drain stays.
+        a.stable_revision = Some("a2".into());
+        a.canary_revision = None;
+        metrics.observe_status("ns", "a", &a, &[observed("a2", 3)]);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"track="canary""#), "{text}");
+        assert!(text.contains(r#"revision="a2",track="stable""#), "{text}");
+        assert!(text.contains(r#"rollout="b",revision="b0""#), "{text}");
+
+        metrics.forget("ns", "b");
+        let text = metrics.encode();
+        assert!(!text.contains(r#"rollout="b""#), "{text}");
+    }
 }

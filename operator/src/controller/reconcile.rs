@@ -202,7 +202,7 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
     if status_changed {
         write_status(ctx, rollout, &status).await?;
     }
-    ctx.metrics.observe_status(&namespace, &name, &status);
+    ctx.metrics.observe_status(&namespace, &name, &status, &observed.revisions);
     count_transitions(ctx, &key, &before, &status);
     let mut events = plan.events.clone();
     events.extend(verdict_changes(&before, &status));

@@ -13,7 +13,7 @@ use futures::channel::mpsc::UnboundedSender;
 use jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 
-use super::metrics::{Metrics, ProbeLabels, VerdictLabels};
+use super::metrics::{Metrics, TrackLabels, VerdictLabels};
 use crate::{
     analysis::{self, Prometheus, Queries, Subject},
     api::{AnalysisSpec, DrainSpec, McpRollout, SchemaCompatibility, Verdict},
@@ -146,7 +146,7 @@ impl Workers {
             job.targets.iter().map(|(pod, config)| async move { (pod.clone(), probe::probe(config).await) }),
         )
         .await;
-        let labels = ProbeLabels {
+        let labels = TrackLabels {
             namespace: key.0.clone(),
             rollout: key.1.clone(),
             revision: job.revision.clone(),
