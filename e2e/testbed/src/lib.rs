@@ -3,6 +3,7 @@
 //! server-side apply, finalizers, garbage collection, CRDs with schema and CEL validation — so
 //! the operator runs against it unchanged. Test infrastructure only; never deployed.
 
+pub mod auth;
 pub mod controllers;
 pub mod discovery;
 pub mod error;
@@ -24,7 +25,10 @@ pub use store::Store;
 /// A running control plane.
 pub struct ControlPlane {
     pub addr: SocketAddr,
+    /// The admin's bearer token.
     pub token: String,
+    /// Tokens and the record of every resource request served.
+    pub auth: Arc<auth::Auth>,
     /// The server certificate clients trust (PEM).
     pub ca_pem: String,
     pub store: Arc<Store>,
@@ -66,11 +70,17 @@ impl ControlPlane {
         }
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let token = uuid::Uuid::new_v4().simple().to_string();
+        let auth = Arc::new(auth::Auth::default());
+        let token = auth.admin_token().to_owned();
         let store = Arc::new(Store::new());
-        let state = AppState { store: store.clone(), token: Arc::new(token.clone()), addr };
+        let state = AppState { store: store.clone(), auth: auth.clone(), addr };
         let app = server::router(state);
         let tls = tls::ServerTls::generate()?;
+        let access = controllers::kubelet::ApiAccess {
+            url: format!("https://{addr}"),
+            ca_pem: tls.ca_pem.clone(),
+            auth: auth.clone(),
+        };
         let listener = tls::TlsListener::new(listener, &tls)?;
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -80,7 +90,11 @@ impl ControlPlane {
             tokio::spawn(controllers::endpoints::run(store.clone())),
         ];
         if let Some(images) = options.images {
-            controllers.push(tokio::spawn(controllers::kubelet::run(store.clone(), Arc::new(images))));
+            controllers.push(tokio::spawn(controllers::kubelet::run(
+                store.clone(),
+                Arc::new(images),
+                access,
+            )));
             // Pods that run need Services that route to them.
             controllers.push(tokio::spawn(controllers::proxy::run(store.clone())));
         }
@@ -88,26 +102,29 @@ impl ControlPlane {
             Some(dir) => Some(controllers::prometheus::start(store.clone(), dir).await?),
             None => None,
         };
-        Ok(Self { addr, token, ca_pem: tls.ca_pem, store, server, controllers, prometheus })
+        Ok(Self { addr, token, auth, ca_pem: tls.ca_pem, store, server, controllers, prometheus })
     }
 
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
     }
 
-    /// A kubeconfig for this control plane (bearer token), as kubectl and kube read it.
+    /// A kubeconfig for this control plane (the admin's bearer token), as kubectl and kube read it.
     pub fn kubeconfig(&self) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: testbed\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
-             contexts:\n- name: testbed\n  context:\n    cluster: testbed\n    user: testbed\n    namespace: default\n\
-             current-context: testbed\nusers:\n- name: testbed\n  user:\n    token: {}\n",
-            self.url(),
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &self.ca_pem),
-            self.token
-        )
+        kubeconfig_text(&self.url(), &self.ca_pem, &self.token, "default")
     }
 
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
         std::fs::write(path, self.kubeconfig())
     }
+}
+
+/// A kubeconfig for the API server at `url` trusting `ca_pem`, authenticating with `token`.
+pub fn kubeconfig_text(url: &str, ca_pem: &str, token: &str, namespace: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: testbed\n  cluster:\n    server: {url}\n    certificate-authority-data: {}\n\
+         contexts:\n- name: testbed\n  context:\n    cluster: testbed\n    user: testbed\n    namespace: {namespace}\n\
+         current-context: testbed\nusers:\n- name: testbed\n  user:\n    token: {token}\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca_pem),
+    )
 }

@@ -97,6 +97,19 @@ pub fn builtins() -> Vec<ResourceType> {
         builtin("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], &["status", "scale"]),
         builtin("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, &[], &[]),
         builtin("coordination.k8s.io", "v1", "Lease", "leases", true, &[], &[]),
+        // Stored so charts install; the test bed records requests but does not enforce RBAC.
+        builtin("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, &[], &[]),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            &[],
+            &[],
+        ),
+        builtin("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[], &[]),
+        builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, &[], &[]),
         builtin(
             "apiextensions.k8s.io",
             "v1",

@@ -12,6 +12,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use crate::{
+    auth::{Auth, request_info},
     discovery,
     error::ApiError,
     patch,
@@ -26,7 +27,7 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
-    pub token: Arc<String>,
+    pub auth: Arc<Auth>,
     pub addr: SocketAddr,
 }
 
@@ -99,14 +100,19 @@ async fn handle(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let authorized = headers
+    let user = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.strip_prefix("Bearer ").is_some_and(|t| t.trim() == state.token.as_str()));
-    if !authorized {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|token| state.auth.authenticate(token.trim()));
+    let Some(user) = user else {
         return ApiError::unauthorized().into_response();
-    }
+    };
     let path = uri.path();
+    if let Some(request) = request_info(&user, method.as_str(), path, query.get("watch").map(String::as_str))
+    {
+        state.auth.record(request);
+    }
     if let Some(response) = discovery::serve(&state, path) {
         return response;
     }

@@ -15,6 +15,7 @@ use tokio::{process::Child, time::Instant};
 
 use super::images::{ImageMap, expand, tag_of};
 use crate::{
+    auth::Auth,
     resources::ResourceType,
     selectors::{FieldSelector, LabelSelector},
     store::{Propagation, Store},
@@ -43,8 +44,41 @@ fn allocate_pod_ip() -> Ipv4Addr {
     Ipv4Addr::new(127, 1, (n >> 8) as u8, (n & 0xff) as u8)
 }
 
+/// How pods reach the API server: each gets a kubeconfig with a token of its service account.
+#[derive(Clone)]
+pub struct ApiAccess {
+    pub url: String,
+    pub ca_pem: String,
+    pub auth: Arc<Auth>,
+}
+
+impl ApiAccess {
+    /// The pod's credentials as a kubeconfig file in `dir` (a real kubelet mounts a projected
+    /// token at /var/run/secrets/kubernetes.io/serviceaccount; processes sharing one host cannot
+    /// each have that path, so `KUBECONFIG` points here instead — a listed deviation). Also
+    /// the pod's container logs live in `dir`.
+    fn credentials(&self, pod: &Value, dir: &std::path::Path) -> BTreeMap<String, String> {
+        let mut vars = BTreeMap::new();
+        let (host, port) = self.url.trim_start_matches("https://").rsplit_once(':').unwrap_or_default();
+        vars.insert("KUBERNETES_SERVICE_HOST".to_owned(), host.to_owned());
+        vars.insert("KUBERNETES_SERVICE_PORT".to_owned(), port.to_owned());
+        if pod["spec"]["automountServiceAccountToken"] == false {
+            return vars;
+        }
+        let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+        let account = pod["spec"]["serviceAccountName"].as_str().unwrap_or("default");
+        let token = self.auth.issue_service_account_token(namespace, account);
+        let path = dir.join("kubeconfig");
+        let text = crate::kubeconfig_text(&self.url, &self.ca_pem, &token, namespace);
+        if std::fs::write(&path, text).is_ok() {
+            vars.insert("KUBECONFIG".to_owned(), path.display().to_string());
+        }
+        vars
+    }
+}
+
 /// Runs the kubelet until aborted; every process it started is killed when its task ends.
-pub async fn run(store: Arc<Store>, images: Arc<ImageMap>) {
+pub async fn run(store: Arc<Store>, images: Arc<ImageMap>, access: ApiAccess) {
     let Some(pods) = store.resolve("", "v1", "pods") else { return };
     let running: Arc<Mutex<HashMap<String, tokio::task::JoinHandle<()>>>> = Arc::default();
     let _guard = AbortOnDrop(running.clone());
@@ -65,7 +99,14 @@ pub async fn run(store: Arc<Store>, images: Arc<ImageMap>) {
                     continue;
                 }
                 let ip = allocate_pod_ip();
-                let task = tokio::spawn(run_pod(store.clone(), pods.clone(), images.clone(), pod, ip));
+                let task = tokio::spawn(run_pod(
+                    store.clone(),
+                    pods.clone(),
+                    images.clone(),
+                    access.clone(),
+                    pod,
+                    ip,
+                ));
                 tracked.insert(uid, task);
             }
         }
@@ -138,9 +179,38 @@ struct PodRun {
     containers: Vec<Container>,
     http: reqwest::Client,
     started: String,
+    /// Credentials and container logs; removed with the pod.
+    dir: PodDir,
+    /// Variables every container gets from the pod's credentials.
+    credentials: BTreeMap<String, String>,
 }
 
-async fn run_pod(store: Arc<Store>, pods: ResourceType, images: Arc<ImageMap>, pod: Value, ip: Ipv4Addr) {
+/// The pod's own directory, removed when the pod's run ends.
+struct PodDir(std::path::PathBuf);
+
+impl Drop for PodDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Where a pod's files live while it runs: its credentials and `<container>.log`.
+pub fn pod_dir(uid: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join("testbed-pods").join(uid)
+}
+
+async fn run_pod(
+    store: Arc<Store>,
+    pods: ResourceType,
+    images: Arc<ImageMap>,
+    access: ApiAccess,
+    pod: Value,
+    ip: Ipv4Addr,
+) {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+    let dir = PodDir(pod_dir(&uid));
+    let _ = std::fs::create_dir_all(&dir.0);
+    let credentials = access.credentials(&pod, &dir.0);
     let containers = pod["spec"]["containers"]
         .as_array()
         .cloned()
@@ -166,7 +236,7 @@ async fn run_pod(store: Arc<Store>, pods: ResourceType, images: Arc<ImageMap>, p
         images,
         namespace: pod["metadata"]["namespace"].as_str().unwrap_or_default().to_owned(),
         name: pod["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
-        uid: pod["metadata"]["uid"].as_str().unwrap_or_default().to_owned(),
+        uid,
         ip,
         containers,
         http: reqwest::Client::builder()
@@ -175,6 +245,8 @@ async fn run_pod(store: Arc<Store>, pods: ResourceType, images: Arc<ImageMap>, p
             .build()
             .unwrap_or_default(),
         started: now_text(),
+        dir,
+        credentials,
     };
     while let Ok(current) = run.store.get(&run.pods, &run.namespace, &run.name) {
         if current["metadata"]["uid"].as_str() != Some(run.uid.as_str()) {
@@ -199,7 +271,8 @@ async fn run_pod(store: Arc<Store>, pods: ResourceType, images: Arc<ImageMap>, p
 impl PodRun {
     fn variables(&self, container: &Value) -> BTreeMap<String, String> {
         let image = container["image"].as_str().unwrap_or_default();
-        let mut vars = BTreeMap::from([
+        let mut vars = self.credentials.clone();
+        vars.extend([
             ("POD_IP".to_owned(), self.ip.to_string()),
             ("POD_NAME".to_owned(), self.name.clone()),
             ("POD_NAMESPACE".to_owned(), self.namespace.clone()),
@@ -251,14 +324,21 @@ impl PodRun {
                 .map(|a| expand(a, &vars)),
         );
         let (program, args) = argv.split_first().ok_or("empty command")?;
+        let name = container["name"].as_str().unwrap_or("container");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.0.join(format!("{name}.log")))
+            .map_err(|e| format!("cannot open the log of {name}: {e}"))?;
+        let log_err = log.try_clone().map_err(|e| format!("cannot open the log of {name}: {e}"))?;
         tokio::process::Command::new(program)
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(&vars)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
             .kill_on_drop(true)
             .process_group(0)
             .spawn()
