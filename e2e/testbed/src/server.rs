@@ -12,7 +12,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use crate::{
-    auth::{Auth, request_info},
+    auth::{Auth, RequestRecord, request_info},
     discovery,
     error::ApiError,
     patch,
@@ -111,7 +111,13 @@ async fn handle(
     let path = uri.path();
     if let Some(request) = request_info(&user, method.as_str(), path, query.get("watch").map(String::as_str))
     {
-        state.auth.record(request);
+        // An apply that creates is authorized as `create` as well, as on a real server.
+        if let Some(creating) = apply_creating(&state.store, &request, &headers, path) {
+            state.auth.record(request);
+            state.auth.record(creating);
+        } else {
+            state.auth.record(request);
+        }
     }
     if let Some(response) = discovery::serve(&state, path) {
         return response;
@@ -120,6 +126,26 @@ async fn handle(
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
+}
+
+/// The extra `create` authorization of a server-side apply to an object that does not exist.
+fn apply_creating(
+    store: &Store,
+    request: &RequestRecord,
+    headers: &HeaderMap,
+    path: &str,
+) -> Option<RequestRecord> {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if request.verb != "patch"
+        || request.subresource.is_some()
+        || !content_type.starts_with("application/apply-patch")
+    {
+        return None;
+    }
+    let target = parse_target(store, path).ok()?;
+    let name = target.name.as_deref()?;
+    let exists = store.get(&target.rt, target.namespace.as_deref().unwrap_or_default(), name).is_ok();
+    (!exists).then(|| RequestRecord { verb: "create".to_owned(), ..request.clone() })
 }
 
 /// A JSON (or YAML) body. Protobuf and CBOR get 415, on which client-go falls back to JSON.

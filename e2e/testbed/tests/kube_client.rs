@@ -513,3 +513,38 @@ async fn an_idle_watch_gets_bookmarks_and_ends_at_its_timeout() {
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(6), "{elapsed:?}");
 }
+
+/// Every resource request is recorded as RBAC sees it; an apply that creates is authorized as
+/// `create` too; a service-account token names its account.
+#[tokio::test]
+async fn requests_are_recorded_with_user_verb_and_resource() {
+    let (plane, client) = connect().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let apply = PatchParams::apply("test");
+    api.patch("applied", &apply, &Patch::Apply(&configmap("applied", json!({})))).await.unwrap();
+    api.patch("applied", &apply, &Patch::Apply(&configmap("applied", json!({})))).await.unwrap();
+    api.list(&ListParams::default()).await.unwrap();
+    let token = plane.auth.issue_service_account_token("ops", "operator");
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).no_proxy().build().unwrap();
+    let answer = http
+        .get(format!("{}/api/v1/namespaces/ops/secrets/s", plane.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
+
+    let seen: Vec<(String, String, String)> = plane
+        .auth
+        .requests()
+        .into_iter()
+        .map(|r| (r.user, r.verb, format!("{}/{}", r.group, r.resource)))
+        .collect();
+    let admin =
+        |verb: &str| (testbed::auth::ADMIN_USER.to_owned(), verb.to_owned(), "/configmaps".to_owned());
+    assert_eq!(seen[..4], [admin("patch"), admin("create"), admin("patch"), admin("list")], "{seen:?}");
+    assert_eq!(
+        seen[4],
+        ("system:serviceaccount:ops:operator".to_owned(), "get".to_owned(), "/secrets".to_owned())
+    );
+}
