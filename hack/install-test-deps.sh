@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: Prometheus, which the analysis tests start on a loopback port; Lua 5.1,
+# Debian packages: Prometheus, which the analysis tests start on a loopback port (its promtool
+# checks the chart's alert rules and dashboard queries); Lua 5.1,
 # the language of Argo CD health checks and actions (deploy/argocd), for their tests.
 DEBIAN_PACKAGES=(prometheus procps lua5.1)
 # kubectl for the test bed's contract tests: Debian's kubernetes-client when none is installed.

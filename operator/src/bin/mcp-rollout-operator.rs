@@ -54,16 +54,17 @@ struct RunArgs {
     /// Namespace of the leader Lease (default: POD_NAMESPACE, else `default`).
     #[arg(long, env = "POD_NAMESPACE", global = true)]
     lease_namespace: Option<String>,
-    #[arg(long, default_value = "mcp-rollout-operator", global = true)]
+    /// Name of the leader Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "mcp-rollout-operator", global = true)]
     lease_name: String,
     /// Lease holder identity (default: POD_NAME, else host name and process id).
     #[arg(long, env = "POD_NAME", global = true)]
     identity: Option<String>,
     /// Seconds a Lease holds without renewal.
-    #[arg(long, default_value_t = 15, global = true)]
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15, global = true)]
     lease_duration: u64,
     /// Log as JSON lines.
-    #[arg(long, env = "LOG_JSON", global = true)]
+    #[arg(long, env = "LOG_JSON", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", global = true)]
     log_json: bool,
 }
 
