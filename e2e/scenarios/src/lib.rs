@@ -219,10 +219,30 @@ impl Bed {
     }
 
     pub fn operator_log(&self) -> String {
+        if self.operator_runs == 0 {
+            return self.operator_pod_logs();
+        }
         (1..=self.operator_runs)
             .map(|n| std::fs::read_to_string(self.dir.join(format!("operator-{n}.log"))).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\n--- operator restarted ---\n")
+    }
+
+    /// Logs of operator containers running as pods (the Helm chart's Deployment).
+    pub fn operator_pod_logs(&self) -> String {
+        use testbed::selectors::{FieldSelector, LabelSelector};
+        let Some(pods) = self.plane.store.resolve("", "v1", "pods") else { return String::new() };
+        let (all, _) =
+            self.plane.store.list(&pods, None, &LabelSelector::default(), &FieldSelector::default());
+        all.iter()
+            .filter_map(|pod| {
+                let uid = pod["metadata"]["uid"].as_str()?;
+                let log = testbed::controllers::kubelet::pod_dir(uid).join("operator.log");
+                let text = std::fs::read_to_string(log).ok()?;
+                Some(format!("--- pod {} ---\n{text}", pod["metadata"]["name"].as_str().unwrap_or_default()))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn operator_log_tail(&self, lines: usize) -> String {
