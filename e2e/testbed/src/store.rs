@@ -306,10 +306,11 @@ impl Store {
             return Ok(object);
         }
         object["metadata"]["resourceVersion"] = json!(Self::next_rv(&mut inner));
-        inner.objects.insert(key, object.clone());
         if rt.key() == "apiextensions.k8s.io/v1/customresourcedefinitions" {
+            object["status"] = crd_status(&object);
             Self::register_crd(&mut inner, &object);
         }
+        inner.objects.insert(key, object.clone());
         self.emit(&mut inner, rt, "ADDED", object.clone());
         Ok(object)
     }
@@ -443,10 +444,13 @@ impl Store {
             self.removed(&mut inner, rt, gone, Propagation::Background);
             return Ok(next);
         }
-        inner.objects.insert(key, next.clone());
         if rt.key() == "apiextensions.k8s.io/v1/customresourcedefinitions" {
+            if next["status"]["conditions"].is_null() {
+                next["status"] = crd_status(&next);
+            }
             Self::register_crd(&mut inner, &next);
         }
+        inner.objects.insert(key, next.clone());
         self.emit(&mut inner, rt, "MODIFIED", next.clone());
         Ok(next)
     }
@@ -629,4 +633,25 @@ fn owned_by(object: &Value, uid: &str) -> bool {
         && object["metadata"]["ownerReferences"]
             .as_array()
             .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)))
+}
+
+/// A CRD's status once its names are served: `NamesAccepted` and `Established` (what
+/// `kubectl wait --for=condition=Established` waits for), accepted names and stored versions.
+fn crd_status(crd: &Value) -> Value {
+    let condition = |kind: &str, reason: &str, message: &str| json!({"type": kind, "status": "True", "reason": reason, "message": message, "lastTransitionTime": now()});
+    let stored: Vec<Value> = crd["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["storage"].as_bool().unwrap_or(false))
+        .map(|v| v["name"].clone())
+        .collect();
+    json!({
+        "conditions": [
+            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+            condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+        ],
+        "acceptedNames": crd["spec"]["names"],
+        "storedVersions": stored,
+    })
 }

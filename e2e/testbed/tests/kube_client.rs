@@ -250,9 +250,13 @@ async fn crds_become_servable_and_invalid_custom_resources_are_rejected() {
     let crds: Api<
         k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     > = Api::all(client.clone());
-    crds.patch("mcprollouts.mcprollout.dev", &PatchParams::apply("test").force(), &Patch::Apply(&crd))
+    let applied = crds
+        .patch("mcprollouts.mcprollout.dev", &PatchParams::apply("test").force(), &Patch::Apply(&crd))
         .await
         .unwrap();
+    // What `kubectl wait --for=condition=Established` waits for.
+    let conditions = applied.status.and_then(|s| s.conditions).unwrap_or_default();
+    assert!(conditions.iter().any(|c| c.type_ == "Established" && c.status == "True"), "{conditions:?}");
 
     let discovery = Discovery::new(client.clone()).run().await.unwrap();
     let (resource, _) =
