@@ -12,7 +12,7 @@ use std::{
 };
 
 use clap::{Args, ValueEnum};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::client::{ClientError, Era, LegacySseClient, Reply, StreamableClient};
@@ -35,11 +35,16 @@ pub enum AgentEra {
 }
 
 /// What the agents do.
-#[derive(Clone, Debug, Args)]
+#[derive(Clone, Debug, Args, PartialEq)]
 pub struct AgentsConfig {
-    /// Base URL of the MCP server (loopback only), e.g. http://127.0.0.1:8080.
+    /// Base URL of the MCP server (loopback only, unless --allow-remote-target), e.g.
+    /// http://127.0.0.1:8080.
     #[arg(long, env = "AGENTS_TARGET")]
     pub target: String,
+    /// Allow a target off loopback: only for running inside a real cluster's pod network
+    /// (the e2e scenarios with E2E_KUBECONFIG). Tests on one machine never set it.
+    #[arg(long, default_value_t = false)]
+    pub allow_remote_target: bool,
     /// MCP endpoint path (Streamable HTTP).
     #[arg(long, default_value = "/mcp")]
     pub path: String,
@@ -80,6 +85,43 @@ pub struct AgentsConfig {
     pub seed: Option<u64>,
 }
 
+/// The command-line name of a value enum (its serde name is the same kebab-case).
+fn value_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+impl AgentsConfig {
+    /// The command line that gives this configuration (to run the agents elsewhere, e.g. in
+    /// a pod of a real cluster).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--target={}", self.target),
+            format!("--path={}", self.path),
+            format!("--agents={}", self.agents),
+            format!("--duration={}", self.duration),
+            format!("--session-min={}", self.session_min),
+            format!("--session-max={}", self.session_max),
+            format!("--rate={}", self.rate),
+            format!("--stream-share={}", self.stream_share),
+            format!("--stream-seconds={}", self.stream_seconds),
+            format!("--transport={}", value_name(&self.transport)),
+            format!("--era={}", value_name(&self.era)),
+            format!("--max-retries={}", self.max_retries),
+            format!("--max-calls={}", self.max_calls),
+        ];
+        if self.allow_remote_target {
+            args.push("--allow-remote-target".into());
+        }
+        if self.no_keepalive {
+            args.push("--no-keepalive".into());
+        }
+        if let Some(seed) = self.seed {
+            args.push(format!("--seed={seed}"));
+        }
+        args
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentsError {
     #[error("target `{0}` is not a loopback http URL; mcp-agents only sends traffic to this machine")]
@@ -89,7 +131,7 @@ pub enum AgentsError {
 }
 
 /// What the agents experienced.
-#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     /// Final outcome of each logical call (after retries): ok, tool_error, rpc_error, failed.
     pub calls: BTreeMap<String, u64>,
@@ -212,7 +254,9 @@ impl Connection {
 
 /// Runs the agents to the end of `config.duration` and returns what they experienced.
 pub async fn run(config: AgentsConfig) -> Result<Report, AgentsError> {
-    check_loopback(&config.target)?;
+    if !config.allow_remote_target {
+        check_loopback(&config.target)?;
+    }
     let mut builder =
         reqwest::Client::builder().timeout(Duration::from_secs_f64(config.stream_seconds + 30.0));
     if config.no_keepalive {
@@ -371,5 +415,37 @@ mod tests {
         let mut r = Report { latencies_ms: (1..=100).map(f64::from).collect(), ..Report::default() };
         r.finish();
         assert_eq!((r.latency_ms_p50, r.latency_ms_p90, r.latency_ms_p99), (51.0, 90.0, 99.0));
+    }
+}
+
+#[cfg(test)]
+mod command_line_tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: AgentsConfig,
+    }
+
+    #[test]
+    fn a_configuration_survives_its_command_line() {
+        let mut config = Cli::parse_from(["mcp-agents", "--target", "http://10.96.0.7:8080"]).config;
+        config.duration = 75.5;
+        config.era = AgentEra::Stateless;
+        config.transport = AgentTransport::Sse;
+        config.no_keepalive = true;
+        config.allow_remote_target = true;
+        config.seed = Some(7);
+        let args = std::iter::once("mcp-agents".to_owned()).chain(config.to_args());
+        assert_eq!(Cli::parse_from(args).config, config);
+    }
+
+    #[test]
+    fn remote_targets_need_the_explicit_opt_in() {
+        assert!(check_loopback("http://10.96.0.7:8080").is_err());
+        assert!(check_loopback("http://127.0.0.1:8080").is_ok());
     }
 }

@@ -28,6 +28,7 @@ async fn fixture(edit: impl FnOnce(&mut FixtureConfig)) -> Fixture {
 fn config(target: String) -> AgentsConfig {
     AgentsConfig {
         target,
+        allow_remote_target: false,
         path: "/mcp".into(),
         agents: 3,
         duration: 3.0,

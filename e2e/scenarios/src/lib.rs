@@ -4,8 +4,12 @@
 //! agents experienced as well as on objects.
 //!
 //! Everything started here dies with the [`Bed`] (kill on drop); every address is loopback.
+//! With `E2E_KUBECONFIG` set, the same scenarios run against a real cluster instead
+//! ([`cluster`]); scenarios that need the test bed itself say so and skip.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+pub mod cluster;
 
 use std::{
     future::Future,
@@ -70,9 +74,10 @@ pub fn bin_dir() -> PathBuf {
         .clone()
 }
 
-/// A test bed with the operator running on it.
+/// A test bed (or, with `E2E_KUBECONFIG`, a real cluster) with the operator running on it.
 pub struct Bed {
-    pub plane: ControlPlane,
+    plane: Option<ControlPlane>,
+    real: Option<cluster::RealCluster>,
     pub client: Client,
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
@@ -100,6 +105,22 @@ impl Bed {
     pub async fn without_operator() -> Self {
         let dir = std::env::temp_dir().join(format!("mcp-rollout-e2e-{:016x}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).unwrap();
+        if let Some(real) = cluster::RealCluster::from_env() {
+            let client = real.client().await;
+            real.clean(&client).await;
+            let kubeconfig = real.kubeconfig.clone();
+            let bed = Self {
+                plane: None,
+                real: Some(real),
+                client,
+                dir,
+                kubeconfig,
+                operator: None,
+                operator_runs: 0,
+            };
+            bed.apply_crds().await;
+            return bed;
+        }
         let images = ImageMap::load(&workspace().join("e2e/images.yaml"), &bin_dir()).unwrap();
         let options = Options { images: Some(images), prometheus_dir: Some(dir.join("prometheus")) };
         let plane = ControlPlane::start_with("127.0.0.1:0".parse().unwrap(), options).await.unwrap();
@@ -112,9 +133,27 @@ impl Bed {
         .await
         .unwrap();
         let client = Client::try_from(config).unwrap();
-        let bed = Self { plane, client, dir, kubeconfig, operator: None, operator_runs: 0 };
+        let bed = Self {
+            plane: Some(plane),
+            real: None,
+            client,
+            dir,
+            kubeconfig,
+            operator: None,
+            operator_runs: 0,
+        };
         bed.apply_crds().await;
         bed
+    }
+
+    /// The test bed's control plane (its store, request record, Prometheus process).
+    /// Scenarios that need it skip on a real cluster ([`on_real_cluster`]).
+    pub fn plane(&self) -> &ControlPlane {
+        self.plane.as_ref().expect("this scenario needs the test bed (skip it on a real cluster)")
+    }
+
+    pub fn plane_mut(&mut self) -> &mut ControlPlane {
+        self.plane.as_mut().expect("this scenario needs the test bed (skip it on a real cluster)")
     }
 
     async fn apply_crds(&self) {
@@ -126,25 +165,39 @@ impl Bed {
         .await;
     }
 
-    /// Applies every CRD in a directory (e.g. `e2e/gateway-api`).
+    /// Applies every CRD in a directory (e.g. `e2e/gateway-api`). On a real cluster a CRD that
+    /// is already there (e.g. the real Gateway API's) is left alone.
     pub async fn apply_crd_dir(&self, dir: &Path) {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let ours = dir == workspace().join("crds");
         for entry in std::fs::read_dir(dir).unwrap() {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
             for document in serde_yaml::Deserializer::from_str(&text) {
                 let crd: CustomResourceDefinition = serde::Deserialize::deserialize(document).unwrap();
+                if self.real.is_some() && !ours && crds.get_opt(&crd.name_any()).await.unwrap().is_some() {
+                    continue;
+                }
                 let params = PatchParams::apply("e2e").force();
                 crds.patch(&crd.name_any(), &params, &Patch::Apply(&crd)).await.unwrap();
             }
         }
     }
 
+    /// Prometheus as the operator reaches it.
     pub fn prometheus_url(&self) -> String {
-        self.plane.prometheus.as_ref().unwrap().url.clone()
+        match &self.real {
+            Some(real) => real.prometheus_url.clone(),
+            None => self.plane().prometheus.as_ref().unwrap().url.clone(),
+        }
     }
 
     /// Starts the operator binary (again), logging to `operator-N.log` in the bed's directory.
+    /// On a real cluster: waits for the chart's operator Deployment (back) to be available.
     pub async fn start_operator(&mut self) {
+        if let Some(real) = &self.real {
+            real.wait_operator(&self.client).await;
+            return;
+        }
         self.operator_runs += 1;
         let log = format!("operator-{}.log", self.operator_runs);
         self.operator = Some(self.spawn_operator("e2e-operator", &log));
@@ -152,6 +205,7 @@ impl Bed {
 
     /// An operator replica with its own identity, logging to `log` in the bed's directory.
     pub fn spawn_operator(&self, identity: &str, log: &str) -> Child {
+        assert!(self.real.is_none(), "spawn_operator needs the test bed");
         let log = std::fs::File::create(self.dir.join(log)).unwrap();
         tokio::process::Command::new(bin_dir().join("mcp-rollout-operator"))
             .arg("--kubeconfig")
@@ -166,29 +220,48 @@ impl Bed {
             .unwrap()
     }
 
-    /// Whether the main operator process is still running (it must never crash).
-    pub fn operator_running(&mut self) -> bool {
+    /// Whether the operator is still running and never crashed (on a real cluster: its pods
+    /// never restarted).
+    pub async fn operator_running(&mut self) -> bool {
+        if let Some(real) = &self.real {
+            return real.operator_restarts(&self.client).await == 0;
+        }
         self.operator.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// SIGKILL: no graceful shutdown, no Lease release, as when a node dies.
+    /// SIGKILL: no graceful shutdown, no Lease release, as when a node dies. On a real
+    /// cluster: its pods deleted with grace 0.
     pub async fn kill_operator(&mut self) {
+        if let Some(real) = &self.real {
+            real.kill_operator(&self.client).await;
+            return;
+        }
         if let Some(mut child) = self.operator.take() {
             child.start_kill().unwrap();
             let _ = child.wait().await;
         }
     }
 
-    /// SIGTERM, and how the operator ended.
+    /// SIGTERM, and how the operator ended (test bed only).
     pub async fn terminate_operator(&mut self) -> Option<std::process::ExitStatus> {
+        assert!(self.real.is_none(), "terminate_operator needs the test bed");
         let mut child = self.operator.take()?;
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()?).ok()?);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).ok()?;
         tokio::time::timeout(Duration::from_secs(20), child.wait()).await.ok()?.ok()
     }
 
+    /// A GET on the operator's metrics endpoint (`/metrics`, `/healthz`, `/readyz`).
+    pub async fn operator_get(&self, path: &str) -> String {
+        match &self.real {
+            Some(real) => real.operator_get(&self.client, path).await,
+            None => http_get(&format!("{}{path}", self.operator_http().await)).await,
+        }
+    }
+
     /// Where the running operator serves /metrics, /healthz and /readyz (from its log).
     pub async fn operator_http(&self) -> String {
+        assert!(self.real.is_none(), "on a real cluster use operator_get");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let log = std::fs::read_to_string(self.dir.join(format!("operator-{}.log", self.operator_runs)))
@@ -219,6 +292,12 @@ impl Bed {
     }
 
     pub fn operator_log(&self) -> String {
+        if let Some(real) = &self.real {
+            return format!(
+                "(on the cluster: kubectl -n {} logs deployment/{})",
+                real.operator_namespace, real.operator_deployment
+            );
+        }
         if self.operator_runs == 0 {
             return self.operator_pod_logs();
         }
@@ -231,9 +310,9 @@ impl Bed {
     /// Logs of operator containers running as pods (the Helm chart's Deployment).
     pub fn operator_pod_logs(&self) -> String {
         use testbed::selectors::{FieldSelector, LabelSelector};
-        let Some(pods) = self.plane.store.resolve("", "v1", "pods") else { return String::new() };
-        let (all, _) =
-            self.plane.store.list(&pods, None, &LabelSelector::default(), &FieldSelector::default());
+        let store = &self.plane().store;
+        let Some(pods) = store.resolve("", "v1", "pods") else { return String::new() };
+        let (all, _) = store.list(&pods, None, &LabelSelector::default(), &FieldSelector::default());
         all.iter()
             .filter_map(|pod| {
                 let uid = pod["metadata"]["uid"].as_str()?;
@@ -361,6 +440,10 @@ impl Bed {
         let ip = self.cluster_ip(rollout).await;
         let mut config = agents_config(&format!("http://{ip}:8080"));
         configure(&mut config);
+        if let Some(real) = self.real.clone() {
+            let client = self.client.clone();
+            return tokio::spawn(async move { real.run_agents(client, config).await });
+        }
         tokio::spawn(async move { agents::run(config).await.unwrap() })
     }
 }
@@ -369,6 +452,16 @@ impl Bed {
 struct AgentsCli {
     #[command(flatten)]
     config: AgentsConfig,
+}
+
+/// Whether the scenarios run against a real cluster (`E2E_KUBECONFIG`). A scenario that needs
+/// the test bed itself calls this first and returns when it says so.
+pub fn on_real_cluster(scenario_needs: &str) -> bool {
+    let real = std::env::var_os("E2E_KUBECONFIG").is_some();
+    if real {
+        println!("skipped on a real cluster: this scenario needs {scenario_needs}");
+    }
+    real
 }
 
 /// `mcp-agents` defaults against `target`.

@@ -65,8 +65,7 @@ async fn first_deploy_then_a_healthy_canary_completes_without_agent_errors() {
     assert!(view.contains("Steps") && view.contains("setWeight 25%"), "{view}");
     assert!(view.lines().any(|l| l.trim_start().starts_with('>')), "the current step is marked: {view}");
     assert!(view.contains("canary  passed"), "{view}");
-    let http = bed.operator_http().await;
-    let metrics = e2e::http_get(&format!("{http}/metrics")).await;
+    let metrics = bed.operator_get("/metrics").await;
     let desired: i64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("mcprollout_desired_weight{namespace=\"default\",rollout=\"docs\"} "))
@@ -75,7 +74,7 @@ async fn first_deploy_then_a_healthy_canary_completes_without_agent_errors() {
     assert!(desired >= 25 || desired == 0, "{desired}");
     assert!(metrics.contains("track=\"canary\""), "probe metrics per track: {metrics}");
     assert!(metrics.contains("track=\"stable\""), "probe metrics per track: {metrics}");
-    assert!(e2e::http_get(&format!("{http}/readyz")).await.contains("ready"));
+    assert!(bed.operator_get("/readyz").await.contains("ready"));
     bed.wait("docs", "the canary promoted", Duration::from_secs(90), |r| e2e::stable_is(r, &r2)).await;
     let promoted_secs = rollout_start.elapsed().as_secs_f64();
     let done = bed

@@ -1,4 +1,5 @@
-//! `mcp-agents`: simulated MCP agents against a loopback target; prints a readable summary and,
+//! `mcp-agents`: simulated MCP agents against a loopback target (or, with
+//! `--allow-remote-target`, a Service inside a real cluster); prints a readable summary and,
 //! with `--json FILE`, the report as JSON. See `mcp-agents --help`.
 
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use mcp_fixture::agents::{self, AgentsConfig};
 struct Cli {
     #[command(flatten)]
     config: AgentsConfig,
-    /// Write the report as JSON here.
+    /// Write the report as JSON here; `-` prints it on stdout after a `--- report ---` line.
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -21,8 +22,12 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let report = agents::run(cli.config).await?;
     println!("{}", report.summary());
-    if let Some(path) = cli.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    match cli.json {
+        Some(path) if path.as_os_str() == "-" => {
+            println!("--- report ---\n{}", serde_json::to_string(&report)?);
+        }
+        Some(path) => std::fs::write(&path, serde_json::to_string_pretty(&report)?)?,
+        None => {}
     }
     Ok(())
 }
