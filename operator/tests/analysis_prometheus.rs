@@ -75,6 +75,7 @@ async fn start_prometheus(targets: &[String]) -> PrometheusProcess {
 fn load(target: String, seconds: f64) -> AgentsConfig {
     AgentsConfig {
         target,
+        allow_remote_target: false,
         path: "/mcp".into(),
         agents: 4,
         duration: seconds,

@@ -6,10 +6,10 @@ mod support;
 
 use support::{connect_with_kubelet, eventually};
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service, discovery::v1::EndpointSlice};
 use kube::{
     Api,
-    api::{Patch, PatchParams, PostParams},
+    api::{ListParams, Patch, PatchParams, PostParams},
 };
 use mcp_fixture::agents::{self, AgentEra, AgentTransport, AgentsConfig};
 use serde_json::json;
@@ -40,6 +40,7 @@ fn fixture_deployment(tag: &str) -> Deployment {
 fn load(target: String, era: AgentEra) -> AgentsConfig {
     AgentsConfig {
         target,
+        allow_remote_target: false,
         path: "/mcp".into(),
         agents: 6,
         duration: 4.0,
@@ -91,6 +92,24 @@ async fn agents_through_the_service_reach_every_pod_and_a_rolling_update_replace
         status.updated_replicas == Some(3)
             && status.available_replicas == Some(3)
             && status.replicas == Some(3)
+    })
+    .await;
+    // The Deployment reports completion before the EndpointSlice controller has taken the
+    // terminating pods out (on a real cluster too): a careful client waits for the endpoints.
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let of_service = ListParams::default().labels("kubernetes.io/service-name=docs");
+    eventually("the Service's ready endpoints to be the 3 new pods", || async {
+        let ready: Vec<String> = slices
+            .list(&of_service)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .flat_map(|s| s.endpoints.unwrap_or_default())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+            .filter_map(|e| e.target_ref.and_then(|t| t.name))
+            .collect();
+        ready.len() == 3 && ready.iter().all(|pod| !old_pods.contains(pod))
     })
     .await;
     let report = agents::run(load(format!("http://{cluster_ip}:80"), AgentEra::Stateless)).await.unwrap();
