@@ -177,14 +177,24 @@ impl GatewayRouter {
             .transpose()
     }
 
-    /// Sets the route's weights (all to stable when `canary_weight` is 0).
+    /// Sets the route's weights (all to stable when `canary_weight` is 0), on the route as
+    /// `observed` in this reconcile or else read now. The patch tests the route's
+    /// resourceVersion, so a route changed since it was read is not overwritten (the patch
+    /// fails and the reconcile is retried).
     pub async fn set_weights(
         &self,
         rollout: &McpRollout,
         routing: &GatewayApiRouting,
         canary_weight: i32,
+        observed: Option<&Value>,
     ) -> Result<bool, Error> {
-        let Some(route) = self.get(rollout, routing).await? else { return Ok(false) };
+        let route = match observed {
+            Some(route) => route.clone(),
+            None => match self.get(rollout, routing).await? {
+                Some(route) => route,
+                None => return Ok(false),
+            },
+        };
         let name = rollout.metadata.name.clone().unwrap_or_default();
         let ops = weight_patch(&route, &name, canary_weight, routing.session_persistence.as_ref());
         if ops.is_empty() {
@@ -222,7 +232,7 @@ impl TrafficRouter for GatewayRouter {
         if let Some(routing) =
             request.rollout.spec.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref())
         {
-            self.set_weights(request.rollout, routing, canary_weight(request.plan)).await?;
+            self.set_weights(request.rollout, routing, canary_weight(request.plan), request.route).await?;
         }
         Ok(outcome)
     }

@@ -14,11 +14,11 @@ use std::{
 use jiff::Timestamp;
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{Pod, Secret},
+    core::v1::{Pod, Secret, Service},
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams},
     runtime::{controller::Action, events::Event as KubeEvent, events::EventType as KubeEventType},
 };
 use serde_json::json;
@@ -26,7 +26,7 @@ use sha2::Digest;
 use tracing::{info, warn};
 
 use super::{
-    Context,
+    Caches, Context,
     error::Error,
     gateway,
     metrics::{ReasonLabels, RolloutLabels},
@@ -70,6 +70,7 @@ pub fn error_policy(rollout: Arc<McpRollout>, error: &Error, ctx: Arc<Context>) 
         Error::Kube(_) => "KubernetesApi",
         Error::MissingField(_) => "MissingField",
         Error::Serialize { .. } => "Serialize",
+        Error::CacheClosed => "CacheClosed",
     };
     ctx.metrics
         .reconcile_errors
@@ -94,7 +95,7 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
         // Gateway-routed rollout first leaves its route sending everything to stable.
         if has_finalizer {
             if let Some(routing) = routing {
-                ctx.gateway.set_weights(rollout, routing, 0).await?;
+                ctx.gateway.set_weights(rollout, routing, 0, None).await?;
                 info!(rollout = %name, "route restored to the stable backend");
             }
             remove_finalizer(ctx, rollout).await?;
@@ -112,11 +113,11 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
     }
 
     // ── observe ──
-    let selector = ListParams::default().labels(&format!("{}={name}", labels::ROLLOUT));
+    ctx.caches.ready().await?;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing: Vec<Deployment> = deployments.list(&selector).await?.items;
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let pods: Vec<Pod> = pods_api.list(&selector).await?.items;
+    let existing: Vec<Deployment> = Caches::of_rollout(&ctx.caches.deployments, &namespace, &name);
+    let pods: Vec<Pod> = Caches::of_rollout(&ctx.caches.pods, &namespace, &name);
+    let services: Vec<Service> = Caches::of_rollout(&ctx.caches.services, &namespace, &name);
     let revision_of_deployment =
         |d: &Deployment| d.metadata.labels.as_ref().and_then(|l| l.get(labels::REVISION)).cloned();
     let known: Vec<String> = existing.iter().filter_map(revision_of_deployment).collect();
@@ -169,8 +170,10 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
             ),
         });
     }
+    let mut observed_route = None;
     if let Some(routing) = routing {
         let route = ctx.gateway.get(rollout, routing).await?;
+        observed_route.clone_from(&route);
         let reference =
             format!("{}/{}", gateway::route_namespace(rollout, routing), routing.http_route_ref.name);
         match gateway::check(route.as_ref(), &name, &reference) {
@@ -249,7 +252,14 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
         }
     }
     let tracks = Tracks { stable: status.stable_revision.clone(), canary: status.canary_revision.clone() };
-    let request = RouteRequest { rollout, plan: &plan.revisions, tracks, pods: &pods };
+    let request = RouteRequest {
+        rollout,
+        plan: &plan.revisions,
+        tracks,
+        pods: &pods,
+        services: &services,
+        route: observed_route.as_ref(),
+    };
     let routed = match routing {
         Some(_) => ctx.gateway.route(&request).await?,
         None => ctx.router.route(&request).await?,

@@ -31,6 +31,10 @@ pub struct RouteRequest<'a> {
     pub tracks: Tracks,
     /// The rollout's pods, as observed.
     pub pods: &'a [Pod],
+    /// The rollout's Services, as observed.
+    pub services: &'a [Service],
+    /// Its Gateway API HTTPRoute as read in this reconcile, if it routes through one.
+    pub route: Option<&'a serde_json::Value>,
 }
 
 /// What a router changed, for logs and events.
@@ -124,9 +128,36 @@ pub async fn apply_services(client: &Client, request: &RouteRequest<'_>) -> Resu
     let apply = PatchParams::apply(FIELD_MANAGER).force();
     for service in resources::services(request.rollout, &request.tracks) {
         let name = service.metadata.name.clone().unwrap_or_default();
+        let current = request.services.iter().find(|s| s.metadata.name.as_deref() == Some(name.as_str()));
+        // A no-op apply still costs a request per Service per reconcile: skip what is as wanted.
+        if current.is_some_and(|c| service_up_to_date(c, &service)) {
+            continue;
+        }
         services.patch(&name, &apply, &Patch::Apply(&service)).await?;
     }
     Ok(Api::namespaced(client.clone(), &namespace))
+}
+
+/// Whether an observed Service already has every field the operator applies: its labels and
+/// owner reference, the selector and the ports.
+pub fn service_up_to_date(current: &Service, wanted: &Service) -> bool {
+    let subset = |wanted: &Option<std::collections::BTreeMap<String, String>>,
+                  current: &Option<std::collections::BTreeMap<String, String>>| {
+        wanted.iter().flatten().all(|(k, v)| current.as_ref().and_then(|c| c.get(k)) == Some(v))
+    };
+    let owners = wanted.metadata.owner_references.iter().flatten().all(|o| {
+        current
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|c| c.uid == o.uid && c.controller == o.controller)
+    });
+    let (Some(current_spec), Some(wanted_spec)) = (&current.spec, &wanted.spec) else { return false };
+    owners
+        && subset(&wanted.metadata.labels, &current.metadata.labels)
+        && current_spec.selector == wanted_spec.selector
+        && current_spec.ports == wanted_spec.ports
 }
 
 /// Sets the rotation gate of every pod whose membership changes.
@@ -183,6 +214,35 @@ mod tests {
 
     fn plan(revision: &str, in_rotation: i32) -> RevisionPlan {
         RevisionPlan { revision: revision.into(), role: Role::Stable, replicas: 3, in_rotation, weight: 100 }
+    }
+
+    #[test]
+    fn services_as_applied_are_skipped_and_drifted_ones_applied_again() {
+        let rollout: crate::api::McpRollout = serde_json::from_value(json!({
+            "apiVersion": "mcprollout.dev/v1alpha1", "kind": "McpRollout",
+            "metadata": {"name": "docs", "namespace": "agents", "uid": "u-1"},
+            "spec": {"template": {"spec": {"containers": [{"name": "s", "image": "x"}]}},
+                     "strategy": {"canary": {"steps": [{"setWeight": 50}]}}}
+        }))
+        .unwrap();
+        let tracks = Tracks { stable: Some("s1".into()), canary: Some("c2".into()) };
+        let wanted = resources::services(&rollout, &tracks);
+        // As the API server returns it: our fields plus defaults and others' labels.
+        let mut observed = wanted[2].clone();
+        observed.metadata.labels.as_mut().unwrap().insert("team".into(), "docs".into());
+        observed.spec.as_mut().unwrap().cluster_ip = Some("10.96.0.9".into());
+        observed.spec.as_mut().unwrap().session_affinity = Some("None".into());
+        assert!(service_up_to_date(&observed, &wanted[2]));
+
+        let moved =
+            resources::services(&rollout, &Tracks { stable: Some("s1".into()), canary: Some("c3".into()) });
+        assert!(!service_up_to_date(&observed, &moved[2]), "the canary Service follows a new canary");
+        let mut orphaned = observed.clone();
+        orphaned.metadata.owner_references = None;
+        assert!(!service_up_to_date(&orphaned, &wanted[2]));
+        let mut edited = observed;
+        edited.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = 9090;
+        assert!(!service_up_to_date(&edited, &wanted[2]), "a port changed by hand is put back");
     }
 
     #[test]
