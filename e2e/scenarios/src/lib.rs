@@ -90,7 +90,12 @@ impl Drop for Bed {
         if std::thread::panicking() {
             eprintln!("--- operator log (last 60 lines) ---\n{}", self.operator_log_tail(60));
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // E2E_KEEP=1 keeps the directory (operator logs, kubeconfig) for a look afterwards.
+        if std::env::var_os("E2E_KEEP").is_some() {
+            eprintln!("kept {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -211,7 +216,7 @@ impl Bed {
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(["--metrics-addr", "127.0.0.1:0", "--identity", identity, "--lease-namespace", NAMESPACE])
-            .env("RUST_LOG", "info,kube=warn")
+            .env("RUST_LOG", std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
             .env("NO_COLOR", "1")
             .stdout(log.try_clone().unwrap())
             .stderr(log)

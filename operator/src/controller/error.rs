@@ -7,8 +7,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("the McpRollout has no {0}")]
     MissingField(&'static str),
-    #[error("the watch caches stopped (the operator is shutting down)")]
-    CacheClosed,
     #[error("cannot serialize {what}: {source}")]
     Serialize {
         what: &'static str,

@@ -27,9 +27,9 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
-        Controller, WatchStreamExt,
+        Controller,
         events::{Recorder, Reporter},
-        reflector::{self, ObjectRef, Store},
+        reflector::ObjectRef,
         watcher,
     },
 };
@@ -47,47 +47,6 @@ pub struct Context {
     pub metrics: Arc<metrics::Metrics>,
     pub router: traffic::PlainServiceRouter,
     pub gateway: gateway::GatewayRouter,
-    /// What the operator owns, as its watches see it: a reconcile reads these instead of
-    /// listing the API server each time.
-    pub caches: Caches,
-}
-
-/// Caches of the rollouts' Deployments, pods and Services (those labelled with a rollout).
-#[derive(Clone)]
-pub struct Caches {
-    pub deployments: Store<Deployment>,
-    pub pods: Store<Pod>,
-    pub services: Store<Service>,
-}
-
-impl Caches {
-    /// Waits for every cache's first full list: before that an empty cache would read as
-    /// "no Deployments", and a rollout as having lost its revisions.
-    pub async fn ready(&self) -> Result<(), Error> {
-        let ready = futures::future::try_join3(
-            self.deployments.wait_until_ready(),
-            self.pods.wait_until_ready(),
-            self.services.wait_until_ready(),
-        );
-        ready.await.map(|_| ()).map_err(|_| Error::CacheClosed)
-    }
-
-    /// The objects of one rollout in a cache.
-    pub fn of_rollout<K>(store: &Store<K>, namespace: &str, rollout: &str) -> Vec<K>
-    where
-        K: kube::Resource<DynamicType = ()> + Clone,
-    {
-        store
-            .state()
-            .iter()
-            .filter(|o| {
-                o.meta().namespace.as_deref() == Some(namespace)
-                    && o.meta().labels.as_ref().and_then(|l| l.get(labels::ROLLOUT)).map(String::as_str)
-                        == Some(rollout)
-            })
-            .map(|o| o.as_ref().clone())
-            .collect()
-    }
 }
 
 /// The client configuration: the given kubeconfig file, or else `KUBECONFIG`, `~/.kube/config`
@@ -130,22 +89,6 @@ pub async fn run(
 ) {
     let (wake, woken): (_, UnboundedReceiver<ObjectRef<McpRollout>>) = futures::channel::mpsc::unbounded();
     let reporter = Reporter { controller: "mcp-rollout-operator".into(), instance: Some(identity) };
-    let owned = watcher::Config::default().labels(labels::ROLLOUT);
-    let (deployments, deployments_writer) = reflector::store();
-    let (pods, pods_writer) = reflector::store();
-    let (services, services_writer) = reflector::store();
-    let deployment_events = watcher(api::<Deployment>(&client, &scope), owned.clone())
-        .default_backoff()
-        .reflect(deployments_writer)
-        .touched_objects();
-    let service_events = watcher(api::<Service>(&client, &scope), owned.clone())
-        .default_backoff()
-        .reflect(services_writer)
-        .touched_objects();
-    let pod_events = watcher(api::<Pod>(&client, &scope), owned.clone())
-        .default_backoff()
-        .reflect(pods_writer)
-        .touched_objects();
     let context = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
@@ -153,12 +96,12 @@ pub async fn run(
         metrics,
         router: traffic::PlainServiceRouter::new(client.clone()),
         gateway: gateway::GatewayRouter::new(client.clone()),
-        caches: Caches { deployments, pods, services },
     });
+    let owned = watcher::Config::default().labels(labels::ROLLOUT);
     Controller::new(api::<McpRollout>(&client, &scope), watcher::Config::default())
-        .owns_stream(deployment_events)
-        .owns_stream(service_events)
-        .watches_stream(pod_events, |pod: Pod| {
+        .owns(api::<Deployment>(&client, &scope), owned.clone())
+        .owns(api::<Service>(&client, &scope), owned.clone())
+        .watches(api::<Pod>(&client, &scope), owned, |pod: Pod| {
             let rollout = pod.labels().get(labels::ROLLOUT)?.clone();
             Some(ObjectRef::new(&rollout).within(&pod.namespace()?))
         })

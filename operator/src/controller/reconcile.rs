@@ -18,7 +18,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams},
     runtime::{controller::Action, events::Event as KubeEvent, events::EventType as KubeEventType},
 };
 use serde_json::json;
@@ -26,7 +26,7 @@ use sha2::Digest;
 use tracing::{info, warn};
 
 use super::{
-    Caches, Context,
+    Context,
     error::Error,
     gateway,
     metrics::{ReasonLabels, RolloutLabels},
@@ -70,7 +70,6 @@ pub fn error_policy(rollout: Arc<McpRollout>, error: &Error, ctx: Arc<Context>) 
         Error::Kube(_) => "KubernetesApi",
         Error::MissingField(_) => "MissingField",
         Error::Serialize { .. } => "Serialize",
-        Error::CacheClosed => "CacheClosed",
     };
     ctx.metrics
         .reconcile_errors
@@ -113,11 +112,15 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
     }
 
     // ── observe ──
-    ctx.caches.ready().await?;
+    // Fresh lists, not watch caches: a cache can lag the event that woke this reconcile, and a
+    // decision on a stale pod would wait for the next event (tried: rollouts stalled).
+    let selector = ListParams::default().labels(&format!("{}={name}", labels::ROLLOUT));
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing: Vec<Deployment> = Caches::of_rollout(&ctx.caches.deployments, &namespace, &name);
-    let pods: Vec<Pod> = Caches::of_rollout(&ctx.caches.pods, &namespace, &name);
-    let services: Vec<Service> = Caches::of_rollout(&ctx.caches.services, &namespace, &name);
+    let existing: Vec<Deployment> = deployments.list(&selector).await?.items;
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pods: Vec<Pod> = pods_api.list(&selector).await?.items;
+    let services_api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    let services: Vec<Service> = services_api.list(&selector).await?.items;
     let revision_of_deployment =
         |d: &Deployment| d.metadata.labels.as_ref().and_then(|l| l.get(labels::REVISION)).cloned();
     let known: Vec<String> = existing.iter().filter_map(revision_of_deployment).collect();
