@@ -45,10 +45,15 @@ KUBERNETES_VERSIONS = ["1.33.0", "1.37.0"]
 FOREIGN_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 
+def render_templates(values=None, name="mcp-rollout", namespace=INSTALL_NAMESPACE):
+    """Every template as Helm renders it for an install: {template path: text}."""
+    chart = helm_python.Chart.load(str(CHART))
+    return chart.render(values or {}, name=name, namespace=namespace, is_install=True)
+
+
 def render(values=None, name="mcp-rollout", namespace=INSTALL_NAMESPACE):
     """The rendered manifests, in template order, without NOTES.txt."""
-    chart = helm_python.Chart.load(str(CHART))
-    out = chart.render(values or {}, name=name, namespace=namespace, is_install=True)
+    out = render_templates(values, name, namespace)
     docs = []
     for template in sorted(out):
         if template.endswith("NOTES.txt"):
@@ -57,9 +62,8 @@ def render(values=None, name="mcp-rollout", namespace=INSTALL_NAMESPACE):
     return docs
 
 
-def notes(values=None, namespace=INSTALL_NAMESPACE):
-    chart = helm_python.Chart.load(str(CHART))
-    out = chart.render(values or {}, name="mcp-rollout", namespace=namespace, is_install=True)
+def notes(values=None):
+    out = render_templates(values)
     return next(v for k, v in out.items() if k.endswith("NOTES.txt"))
 
 

@@ -30,7 +30,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Config, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
+    api::{DynamicObject, ListParams, Patch, PatchParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
 use mcp_fixture::agents::{self, AgentsConfig, Report};
@@ -110,43 +110,29 @@ impl Bed {
     pub async fn without_operator() -> Self {
         let dir = std::env::temp_dir().join(format!("mcp-rollout-e2e-{:016x}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).unwrap();
-        if let Some(real) = cluster::RealCluster::from_env() {
-            let client = real.client().await;
-            real.clean(&client).await;
-            let kubeconfig = real.kubeconfig.clone();
-            let bed = Self {
-                plane: None,
-                real: Some(real),
-                client,
-                dir,
-                kubeconfig,
-                operator: None,
-                operator_runs: 0,
-            };
-            bed.apply_crds().await;
-            return bed;
-        }
-        let images = ImageMap::load(&workspace().join("e2e/images.yaml"), &bin_dir()).unwrap();
-        let options = Options { images: Some(images), prometheus_dir: Some(dir.join("prometheus")) };
-        let plane = ControlPlane::start_with("127.0.0.1:0".parse().unwrap(), options).await.unwrap();
-        let kubeconfig = dir.join("kubeconfig");
-        plane.write_kubeconfig(&kubeconfig).unwrap();
-        let config = Config::from_custom_kubeconfig(
-            Kubeconfig::from_yaml(&plane.kubeconfig()).unwrap(),
-            &KubeConfigOptions::default(),
-        )
-        .await
-        .unwrap();
-        let client = Client::try_from(config).unwrap();
-        let bed = Self {
-            plane: Some(plane),
-            real: None,
-            client,
-            dir,
-            kubeconfig,
-            operator: None,
-            operator_runs: 0,
+        let (plane, real, client, kubeconfig) = match cluster::RealCluster::from_env() {
+            Some(real) => {
+                let client = real.client().await;
+                real.clean(&client).await;
+                let kubeconfig = real.kubeconfig.clone();
+                (None, Some(real), client, kubeconfig)
+            }
+            None => {
+                let images = ImageMap::load(&workspace().join("e2e/images.yaml"), &bin_dir()).unwrap();
+                let options = Options { images: Some(images), prometheus_dir: Some(dir.join("prometheus")) };
+                let plane = ControlPlane::start_with("127.0.0.1:0".parse().unwrap(), options).await.unwrap();
+                let kubeconfig = dir.join("kubeconfig");
+                plane.write_kubeconfig(&kubeconfig).unwrap();
+                let config = Config::from_custom_kubeconfig(
+                    Kubeconfig::from_yaml(&plane.kubeconfig()).unwrap(),
+                    &KubeConfigOptions::default(),
+                )
+                .await
+                .unwrap();
+                (Some(plane), None, Client::try_from(config).unwrap(), kubeconfig)
+            }
         };
+        let bed = Self { plane, real, client, dir, kubeconfig, operator: None, operator_runs: 0 };
         bed.apply_crds().await;
         bed
     }
@@ -186,6 +172,22 @@ impl Bed {
                 crds.patch(&crd.name_any(), &params, &Patch::Apply(&crd)).await.unwrap();
             }
         }
+    }
+
+    /// The Gateway API HTTPRoute API in the test namespace, once served (its CRD applied from
+    /// `e2e/gateway-api`, or the cluster's own).
+    pub async fn http_routes(&self) -> Api<DynamicObject> {
+        self.apply_crd_dir(&workspace().join("e2e/gateway-api")).await;
+        let routes = Api::namespaced_with(
+            self.client.clone(),
+            NAMESPACE,
+            &mcp_rollout::controller::gateway::http_route_resource(),
+        );
+        eventually("the HTTPRoute API", Duration::from_secs(20), || async {
+            routes.list(&ListParams::default()).await.is_ok()
+        })
+        .await;
+        routes
     }
 
     /// Prometheus as the operator reaches it.

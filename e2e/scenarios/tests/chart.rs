@@ -19,7 +19,6 @@ use kube::{
     discovery::{Scope, pinned_kind},
 };
 use mcp_fixture::agents::AgentEra;
-use mcp_rollout::controller::gateway::http_route_resource;
 use serde_json::{Value, json};
 use testbed::auth::{RequestRecord, service_account_user};
 
@@ -189,13 +188,7 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
     bed.apply(&v1).await;
 
     // A Gateway API rollout, deleted at the end (finalizer, route restored).
-    bed.apply_crd_dir(&workspace().join("e2e/gateway-api")).await;
-    let routes: Api<DynamicObject> =
-        Api::namespaced_with(bed.client.clone(), NAMESPACE, &http_route_resource());
-    e2e::eventually("the HTTPRoute API", Duration::from_secs(20), || async {
-        routes.list(&Default::default()).await.is_ok()
-    })
-    .await;
+    let routes = bed.http_routes().await;
     let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": {"name": "mcp", "namespace": NAMESPACE},
         "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [

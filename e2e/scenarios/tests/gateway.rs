@@ -7,12 +7,11 @@
 
 use std::time::Duration;
 
-use e2e::{Bed, NAMESPACE, fixture_rollout, revision_of, with_image, workspace};
+use e2e::{Bed, NAMESPACE, fixture_rollout, revision_of, with_image};
 use kube::{
-    Api, ResourceExt,
+    ResourceExt,
     api::{DeleteParams, DynamicObject, PostParams},
 };
-use mcp_rollout::controller::gateway::http_route_resource;
 use serde_json::{Value, json};
 
 fn route() -> Value {
@@ -55,13 +54,7 @@ fn canary_weight(route: &Value) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_weights_follow_the_steps_and_the_route_is_restored_on_delete() {
     let bed = Bed::start().await;
-    bed.apply_crd_dir(&workspace().join("e2e/gateway-api")).await;
-    let routes: Api<DynamicObject> =
-        Api::namespaced_with(bed.client.clone(), NAMESPACE, &http_route_resource());
-    e2e::eventually("the HTTPRoute API", Duration::from_secs(20), || async {
-        routes.list(&Default::default()).await.is_ok()
-    })
-    .await;
+    let routes = bed.http_routes().await;
     let created: DynamicObject = serde_json::from_value(route()).unwrap();
     routes.create(&PostParams::default(), &created).await.unwrap();
     let original = serde_json::to_value(routes.get("mcp").await.unwrap()).unwrap();
