@@ -184,15 +184,20 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
     let few = analysis::evaluate(&prometheus, &spec, &queries, &strict, now()).await;
     assert_eq!(verdict(&few, "errorRate").verdict, Verdict::Inconclusive, "{few:#?}");
 
+    let asked = jiff::Timestamp::now().as_second() as f64;
     let open = analysis::active_sessions(&prometheus, &queries, "canary-ok").await.unwrap();
-    assert!(open.is_some_and(|n| n > 0), "{open:?}");
+    assert!(open.is_some_and(|s| s.count > 0), "{open:?}");
+    // The sample time is the scrape's (1 s scrapes here), not the query's.
+    let sampled = open.unwrap().sampled_at.expect("the default query knows its scrape time");
+    assert!(sampled <= asked + 1.0 && sampled > asked - 10.0, "sampled at {sampled}, asked at {asked}");
 
     for run in runs {
         let report = run.await.unwrap().unwrap();
         assert!(report.sessions_completed > 10, "{report:?}");
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(analysis::active_sessions(&prometheus, &queries, "canary-ok").await.unwrap(), Some(0));
+    let left = analysis::active_sessions(&prometheus, &queries, "canary-ok").await.unwrap();
+    assert_eq!(left.map(|s| s.count), Some(0), "{left:?}");
 
     // Sessions of 3–5 s: the P95 lands in the 1–5 s bucket; the drain window follows it, or
     // the configured minimum when that is longer.

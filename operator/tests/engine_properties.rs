@@ -149,6 +149,7 @@ impl Sim {
                         let ready = if *slow { (ready_before + 1).min(r.replicas) } else { r.replicas };
                         RevisionObserved {
                             revision: r.revision.clone(),
+                            pods: r.replicas,
                             ready,
                             ready_in_rotation: ready.min(r.in_rotation),
                             restarts: before.map_or(0, |o| o.restarts),

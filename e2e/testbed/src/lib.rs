@@ -88,6 +88,7 @@ impl ControlPlane {
         let mut controllers = vec![
             tokio::spawn(controllers::deployment::run(store.clone())),
             tokio::spawn(controllers::endpoints::run(store.clone())),
+            tokio::spawn(pods::reap(store.clone())),
         ];
         if let Some(images) = options.images {
             controllers.push(tokio::spawn(controllers::kubelet::run(

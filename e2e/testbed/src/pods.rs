@@ -10,8 +10,12 @@ use std::sync::Arc;
 use crate::{
     error::ApiError,
     resources::ResourceType,
+    selectors::{FieldSelector, LabelSelector},
     store::{Propagation, Store},
 };
+
+/// How often `reap` looks for pods whose grace period is over.
+const REAP_EVERY: Duration = Duration::from_millis(500);
 
 pub fn begin_termination(
     store: &Arc<Store>,
@@ -32,4 +36,34 @@ pub fn begin_termination(
         }
     });
     Ok(object)
+}
+
+/// Removes terminating pods whose grace period is over and that nothing removed sooner (a
+/// kubelet removes the pods it ran as soon as they have stopped). Pods the garbage collector
+/// deletes get here; so would any pod whose timer in `begin_termination` was lost.
+pub async fn reap(store: Arc<Store>) {
+    let Some(pods) = store.resolve("", "v1", "pods") else { return };
+    loop {
+        let now = jiff::Timestamp::now();
+        let (all, _) = store.list(&pods, None, &LabelSelector::default(), &FieldSelector::default());
+        for pod in all {
+            let metadata = &pod["metadata"];
+            let Some(since) =
+                metadata["deletionTimestamp"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            else {
+                continue;
+            };
+            let grace = metadata["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+            let has_finalizers = metadata["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+            if has_finalizers || now.as_second() < since.as_second() + grace {
+                continue;
+            }
+            let (namespace, name) = (
+                metadata["namespace"].as_str().unwrap_or_default(),
+                metadata["name"].as_str().unwrap_or_default(),
+            );
+            let _ = store.delete(&pods, namespace, name, Propagation::Background, false);
+        }
+        tokio::time::sleep(REAP_EVERY).await;
+    }
 }

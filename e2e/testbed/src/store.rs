@@ -593,6 +593,21 @@ impl Store {
                 }
                 continue;
             }
+            if rt.key() == "/v1/pods" {
+                // The real garbage collector deletes a pod with its grace period, like any
+                // client: it terminates (preStop, SIGTERM) and goes when the kubelet is done
+                // or the grace period ends (`pods::reap`). Removing it at once made the
+                // kubelet SIGKILL its processes, cutting streams still in flight.
+                if dependent["metadata"].get("deletionTimestamp").is_none() {
+                    let grace = dependent["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+                    dependent["metadata"]["deletionTimestamp"] = json!(now());
+                    dependent["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                    dependent["metadata"]["resourceVersion"] = json!(Self::next_rv(inner));
+                    inner.objects.insert(key, dependent.clone());
+                    self.emit(inner, &rt, "MODIFIED", dependent);
+                }
+                continue;
+            }
             inner.objects.remove(&key);
             dependent["metadata"]["resourceVersion"] = json!(Self::next_rv(inner));
             self.removed(inner, &rt, dependent, propagation);

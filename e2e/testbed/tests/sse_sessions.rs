@@ -112,3 +112,34 @@ async fn a_deleted_pod_serves_its_open_stream_through_pre_stop_and_sigterm() {
     eventually("the pod to go after its stream ended", || async { bed.pods.get("docs-0").await.is_err() })
         .await;
 }
+
+/// The garbage collector deletes a pod whose owner went (a Deployment removed after its drain)
+/// as any client does, with its grace period: the open stream completes. Before, the pod
+/// vanished from the store at once and the kubelet SIGKILLed it mid-stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_collected_pod_serves_its_open_stream_through_sigterm() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let bed = bed_with_one_pod(0).await;
+    let owners: Api<ConfigMap> = Api::namespaced(bed.pods.clone().into_client(), "default");
+    let owner = owners
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let uid = owner.metadata.uid.clone().unwrap();
+    let adopt = json!({"metadata": {"ownerReferences": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}
+    ]}});
+    bed.pods.patch("docs-0", &PatchParams::default(), &Patch::Merge(adopt)).await.unwrap();
+    let stream = start_stream(&bed.url, 3.0).await;
+    owners.delete("owner", &kube::api::DeleteParams::background()).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(15), stream).await.unwrap().unwrap();
+    let reply = reply.unwrap_or_else(|e| panic!("the stream was cut: {e}"));
+    assert!(reply.progress_events > 0, "{reply:?}");
+    eventually("the collected pod to go after its stream ended", || async {
+        bed.pods.get("docs-0").await.is_err()
+    })
+    .await;
+}

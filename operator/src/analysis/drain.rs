@@ -80,16 +80,30 @@ pub async fn measure_drain_window(
     Ok(clamp_window(measured, samples, spec.min.as_std(), spec.max.as_std()))
 }
 
+/// Open sessions on a revision's pods, and when they were sampled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SessionCount {
+    pub count: i64,
+    /// Scrape time (unix seconds) of the oldest sample behind the count; `None` when the
+    /// query cannot tell (an overridden query), and the query time must stand for it.
+    pub sampled_at: Option<f64>,
+}
+
 /// Open sessions on a revision's pods; `None` when the metric has no series for it.
 pub async fn active_sessions(
     prometheus: &Prometheus,
     queries: &Queries,
     revision: &str,
-) -> Result<Option<i64>, QueryError> {
+) -> Result<Option<SessionCount>, QueryError> {
     let variables = BTreeMap::from([("revision", revision.to_owned())]);
+    // The time first: a count read after it can only be as new or newer.
+    let sampled_at = match &queries.active_sessions_sampled_at {
+        Some(query) => prometheus.instant(&render(query, &variables)).await?,
+        None => None,
+    };
     let value = prometheus.instant(&render(&queries.active_sessions, &variables)).await?;
     #[allow(clippy::cast_possible_truncation)]
-    Ok(value.map(|v| v.max(0.0).round() as i64))
+    Ok(value.map(|v| SessionCount { count: v.max(0.0).round() as i64, sampled_at }))
 }
 
 #[cfg(test)]

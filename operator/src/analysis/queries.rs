@@ -22,6 +22,10 @@ pub const SESSION_COUNT: &str =
     r#"sum(increase(mcp_session_duration_seconds_count{version=~"{{revision}}"}[{{lookback}}]))"#;
 /// Open sessions (and in-flight streams) of a revision.
 pub const ACTIVE_SESSIONS: &str = r#"sum(mcp_active_sessions{version="{{revision}}"})"#;
+/// When the oldest of the samples behind `ACTIVE_SESSIONS` was scraped (unix seconds). An
+/// instant query answers with a scrape up to one interval old; a drain trusts a count only
+/// from scrapes made after the revision left traffic.
+pub const ACTIVE_SESSIONS_SAMPLED_AT: &str = r#"min(timestamp(mcp_active_sessions{version="{{revision}}"}))"#;
 
 /// The queries in force for one rollout: the defaults, with its overrides.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,6 +37,9 @@ pub struct Queries {
     pub session_duration: String,
     pub session_count: String,
     pub active_sessions: String,
+    /// `None` when `active_sessions` is overridden: the scrape time of an arbitrary
+    /// expression cannot be derived, so the query time stands for it.
+    pub active_sessions_sampled_at: Option<String>,
 }
 
 impl Queries {
@@ -47,6 +54,10 @@ impl Queries {
             // No override of its own: an overridden duration query has no count to pair with.
             session_count: SESSION_COUNT.to_owned(),
             active_sessions: pick(&overrides.active_sessions, ACTIVE_SESSIONS),
+            active_sessions_sampled_at: overrides
+                .active_sessions
+                .is_none()
+                .then(|| ACTIVE_SESSIONS_SAMPLED_AT.to_owned()),
         }
     }
 }

@@ -227,9 +227,20 @@ pub struct DrainStatus {
     /// Which clamp applied to the measurement.
     pub clamp: DrainClamp,
 
-    /// Open sessions and in-flight streams on the revision's pods at the last look.
+    /// Open sessions and in-flight streams on the revision's pods, from the newest sample
+    /// scraped after the drain began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_sessions: Option<i64>,
+
+    /// When the sample behind `activeSessions` was scraped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_sampled_at: Option<Time>,
+
+    /// The first session sample scraped after the drain began. A count ends the drain only
+    /// from a later sample: at least one scrape interval after the pods left traffic, when
+    /// connections still arriving as they left are counted too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_sample_at: Option<Time>,
 }
 
 /// How the drain window relates to what was measured.

@@ -338,12 +338,15 @@ mod tests {
             measured_seconds: None,
             clamp: DrainClamp::Max,
             active_sessions: None,
+            sessions_sampled_at: None,
+            first_sample_at: None,
         }
     }
 
     fn observed(revision: &str, restarts: i32) -> RevisionObserved {
         RevisionObserved {
             revision: revision.into(),
+            pods: 1,
             ready: 1,
             ready_in_rotation: 1,
             restarts,

@@ -68,6 +68,7 @@ pub fn revisions(pods: &[Pod], revisions: &[String]) -> Vec<RevisionObserved> {
                 current.iter().filter(|p| in_rotation(p) && condition_true(p, "Ready")).count();
             RevisionObserved {
                 revision: revision.clone(),
+                pods: i32::try_from(current.len()).unwrap_or(i32::MAX),
                 ready: i32::try_from(ready).unwrap_or(i32::MAX),
                 ready_in_rotation: i32::try_from(ready_in_rotation).unwrap_or(i32::MAX),
                 restarts: current.iter().map(|p| restarts(p)).sum(),

@@ -285,12 +285,17 @@ impl Workers {
                     .await;
             let mut active = BTreeMap::new();
             for revision in &job.draining {
-                if let Ok(Some(count)) =
+                let queried_at = Timestamp::now();
+                if let Ok(Some(sessions)) =
                     analysis::active_sessions(&job.prometheus, &job.queries, revision).await
                 {
+                    let at = sessions
+                        .sampled_at
+                        .and_then(|s| Timestamp::from_second(s.floor() as i64).ok())
+                        .unwrap_or(queried_at);
                     active.insert(
                         revision.clone(),
-                        ActiveSessions { revision: revision.clone(), at: Timestamp::now(), count },
+                        ActiveSessions { revision: revision.clone(), at, count: sessions.count },
                     );
                 }
             }

@@ -1,8 +1,38 @@
-//! Drain windows: how long a revision that left traffic is kept alive.
+//! Drain windows (how long a revision that left traffic is expected to hold sessions) and
+//! the session samples that may end a drain.
 
-use crate::api::{DrainClamp, DrainSpec};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::input::SessionDuration;
+use crate::api::{DrainClamp, DrainSpec, DrainStatus};
+
+use super::input::{ActiveSessions, SessionDuration};
+
+/// Folds a session sample into a drain. Only samples scraped after the drain began count;
+/// the first of them is remembered, and a count is trusted from a later one (`settled_count`).
+/// A sample scraped as the pods left traffic can miss connections the Service still sent them.
+pub fn record_sample(drain: &mut DrainStatus, sample: &ActiveSessions) {
+    let sampled = sample.at.as_second();
+    if sampled <= drain.started_at.0.as_second() {
+        return;
+    }
+    if drain.sessions_sampled_at.as_ref().is_some_and(|t| t.0.as_second() >= sampled) {
+        return; // not newer than what the drain holds
+    }
+    let at = Time(Timestamp::from_second(sampled).unwrap_or(Timestamp::UNIX_EPOCH));
+    if drain.first_sample_at.is_none() {
+        drain.first_sample_at = Some(at.clone());
+    }
+    drain.active_sessions = Some(sample.count);
+    drain.sessions_sampled_at = Some(at);
+}
+
+/// The open-session count a drain may act on: one sampled after its first sample.
+pub fn settled_count(drain: &DrainStatus) -> Option<i64> {
+    let first = drain.first_sample_at.as_ref()?.0.as_second();
+    let sampled = drain.sessions_sampled_at.as_ref()?.0.as_second();
+    (sampled > first).then_some(drain.active_sessions).flatten()
+}
 
 /// The window (seconds) for a drain starting now, and how it relates to what was measured:
 /// the measured session-duration quantile clamped to [min, max]; nothing measured → max.

@@ -47,6 +47,8 @@ impl Observed {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RevisionObserved {
     pub revision: String,
+    /// Its pods that are not terminating, ready or not.
+    pub pods: i32,
     /// Pods whose containers are ready (whatever the rotation gate says).
     pub ready: i32,
     /// Ready pods that are in rotation (the rotation gate is True).
@@ -106,6 +108,8 @@ pub struct SessionDuration {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActiveSessions {
     pub revision: String,
+    /// When the count was sampled: the scrape time of its oldest sample (the query time when
+    /// that cannot be known), never later than what the count reflects.
     pub at: Timestamp,
     pub count: i64,
 }

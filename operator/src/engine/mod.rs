@@ -945,6 +945,10 @@ impl<'a> Engine<'a> {
     // ── drains ──────────────────────────────────────────────────────────────────────────
 
     fn start_drain(&mut self, revision: &str, replicas: i32) {
+        // Every pod the revision runs stays for the drain: sized down now, the ReplicaSet
+        // would pick by its own ranking which of them to cut, sessions or not.
+        let running = self.observed.revision(revision).map_or(0, |o| o.pods);
+        let replicas = replicas.max(running);
         if self.st.drains.iter().any(|d| d.revision == revision) || replicas <= 0 {
             return;
         }
@@ -964,13 +968,18 @@ impl<'a> Engine<'a> {
             clamp,
             replicas,
             active_sessions: None,
+            sessions_sampled_at: None,
+            first_sample_at: None,
         });
         self.st.drains.sort_by(|a, b| a.revision.cmp(&b.revision));
     }
 
-    /// Ends drains whose window elapsed or whose pods report no open sessions. A revision that
-    /// is serving again (rolled back to, or the blue-green flip-back target during the window)
-    /// is never ended here.
+    /// Ends drains on what was observed: a drain ends when its pods report no open sessions
+    /// and no in-flight streams (at once with `earlyFinish`, else once its window has
+    /// elapsed), or at `drain.max` whatever they report. A window alone never ends a drain:
+    /// the sessions it was measured from are a quantile, and the rest would be cut.
+    /// A revision that is serving again (rolled back to, or the blue-green flip-back target
+    /// during the window) is never ended here.
     fn finish_drains(&mut self) {
         // Serving with traffic again (stable, or a canary with weight) ends a drain; a
         // restarted revision with no traffic yet keeps draining its old sessions.
@@ -982,6 +991,7 @@ impl<'a> Engine<'a> {
         let hold_flip_back = self.stage() == Stage::PostPromotion;
         let stable = self.st.stable_revision.clone();
         let early_finish = self.spec.drain.early_finish;
+        let max = self.spec.drain.max.as_secs() as i64;
         let now = self.now;
         let mut finished = Vec::new();
         self.st.drains.retain_mut(|d| {
@@ -989,34 +999,34 @@ impl<'a> Engine<'a> {
             if serving.contains(&d.revision) && !is_flip_back {
                 return false; // serving again: no longer draining
             }
-            let started = secs(&d.started_at);
-            // Only a count taken after the revision left traffic says its sessions are gone.
-            if let Some(s) = self.observed.active_sessions.iter().find(|s| s.revision == d.revision)
-                && s.at.as_second() > started
-            {
-                d.active_sessions = Some(s.count);
+            if let Some(sample) = self.observed.active_sessions.iter().find(|s| s.revision == d.revision) {
+                drain::record_sample(d, sample);
             }
             if is_flip_back {
                 return true;
             }
-            let elapsed = now >= started + d.window_seconds;
-            let empty = early_finish && d.active_sessions == Some(0);
-            if elapsed || empty {
-                finished.push(format!(
-                    "revision {} drained ({})",
-                    d.revision,
-                    if elapsed {
-                        format!("{}s window elapsed", d.window_seconds)
-                    } else {
-                        "no open sessions".into()
-                    }
-                ));
-                return false;
-            }
-            true
+            let started = secs(&d.started_at);
+            let settled = drain::settled_count(d);
+            let window_over = now >= started + d.window_seconds;
+            let max_over = now >= started + max.max(d.window_seconds);
+            let why = match settled {
+                Some(0) if early_finish || window_over => "no open sessions or streams".to_owned(),
+                _ if max_over => match settled.or(d.active_sessions) {
+                    Some(n) => format!("drain.max of {max}s reached with {n} session(s) or stream(s) open"),
+                    None => format!("drain.max of {max}s reached; open sessions were not observed"),
+                },
+                _ => return true,
+            };
+            finished.push((d.revision.clone(), why, max_over && settled != Some(0)));
+            false
         });
-        for message in finished {
-            self.events.push(Event::normal("DrainFinished", message));
+        for (revision, why, forced) in finished {
+            let message = format!("revision {revision} drained ({why})");
+            if forced {
+                self.events.push(Event::warning("DrainFinished", message));
+            } else {
+                self.events.push(Event::normal("DrainFinished", message));
+            }
         }
     }
 
@@ -1209,8 +1219,10 @@ impl<'a> Engine<'a> {
         let probe_interval = self.spec.probe.interval.as_secs().max(1) as i64;
         let mut next = self.now + probe_interval;
         let mut consider = |at: i64| next = next.min(at.max(self.now + 1));
+        let max = self.spec.drain.max.as_secs() as i64;
         for d in &self.st.drains {
             consider(secs(&d.started_at) + d.window_seconds);
+            consider(secs(&d.started_at) + max.max(d.window_seconds));
         }
         if let Some(a) = &self.spec.analysis {
             let last = self.last_analysis_at().unwrap_or(self.now);

@@ -88,6 +88,7 @@ impl World {
             .iter()
             .map(|r| RevisionObserved {
                 revision: r.revision.clone(),
+                pods: r.replicas,
                 ready: r.replicas,
                 ready_in_rotation: r.in_rotation,
                 restarts: self.observed.revision(&r.revision).map_or(0, |o| o.restarts),
@@ -532,6 +533,76 @@ fn stale_session_counts_from_before_the_drain_do_not_end_it() {
         w.round(1);
     }
     assert!(w.plan().revision(&stable).is_some());
+}
+
+fn sessions(w: &mut World, revision: &str, at: i64, count: i64) {
+    w.observed.active_sessions = vec![ActiveSessions {
+        revision: revision.to_owned(),
+        at: Timestamp::from_second(at).unwrap(),
+        count,
+    }];
+}
+
+#[test]
+fn the_first_sample_after_the_drain_began_never_ends_it_alone() {
+    // Scraped as the pods left traffic, a zero can miss connections still being sent to them.
+    let (mut w, stable, _) = with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
+    for _ in 0..3 {
+        w.round(1);
+    }
+    let started = secs(&w.status.drains[0].started_at);
+    sessions(&mut w, &stable, started + 1, 0);
+    w.round(5);
+    assert!(w.plan().revision(&stable).is_some(), "one sample after the start is not enough");
+    assert_eq!(w.status.drains[0].active_sessions, Some(0));
+    sessions(&mut w, &stable, started + 1, 0);
+    w.round(5);
+    assert!(w.plan().revision(&stable).is_some(), "the same sample again is not a newer one");
+    sessions(&mut w, &stable, started + 3, 0);
+    w.round(1);
+    assert!(w.plan().revision(&stable).is_none(), "a second, later sample says empty: drained");
+}
+
+#[test]
+fn a_drain_outlives_its_window_while_sessions_are_open_until_drain_max() {
+    let (mut w, stable, _) = with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
+    w.spec.drain.early_finish = false;
+    w.observed.session_duration = Some(SessionDuration { seconds: Some(95.3) });
+    for _ in 0..3 {
+        w.round(1);
+    }
+    let started = secs(&w.status.drains[0].started_at);
+    assert_eq!(w.status.drains[0].window_seconds, 96);
+    sessions(&mut w, &stable, started + 1, 0);
+    w.round(10);
+    sessions(&mut w, &stable, started + 11, 0);
+    w.round(10);
+    assert!(w.plan().revision(&stable).is_some(), "no early finish: empty, but the window is not over");
+    sessions(&mut w, &stable, started + 50, 2);
+    w.round(started + 120 - w.now);
+    assert!(w.plan().revision(&stable).is_some(), "window over, 2 sessions open: still draining");
+    w.round(started + 299 - w.now);
+    assert!(w.plan().revision(&stable).is_some());
+    w.round(1);
+    assert!(w.plan().revision(&stable).is_none(), "drain.max ends it whatever is open");
+    let finished = w.events.iter().find(|e| e.reason == "DrainFinished").unwrap();
+    assert_eq!(finished.type_, EventType::Warning, "{finished:?}");
+    assert!(finished.message.contains("2 session(s)"), "{}", finished.message);
+}
+
+#[test]
+fn a_drain_with_no_session_observations_lasts_drain_max() {
+    let (mut w, stable, _) = with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
+    w.observed.session_duration = Some(SessionDuration { seconds: Some(95.3) });
+    for _ in 0..3 {
+        w.round(1);
+    }
+    let started = secs(&w.status.drains[0].started_at);
+    w.round(started + 200 - w.now);
+    assert!(w.plan().revision(&stable).is_some(), "a window alone never ends a drain");
+    w.round(started + 300 - w.now);
+    assert!(w.plan().revision(&stable).is_none());
+    assert!(w.events.iter().any(|e| e.reason == "DrainFinished" && e.message.contains("not observed")));
 }
 
 #[test]
