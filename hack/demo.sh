@@ -1,29 +1,26 @@
 #!/usr/bin/env bash
-# Try mcp-rollout without a cluster: the e2e test bed (a local API server, pods as local
-# processes, a real Prometheus), the operator, and an MCP server rolled out twice under agent
-# traffic — a healthy v2 that is promoted, then a v3 failing 30% of its tool calls that the
-# analysis catches and rolls back. Status is printed as it changes.
+# mcp-rollout on a real Kubernetes: the operator installed by `helm install`, an MCP server
+# rolled out twice under agent traffic — a healthy v2 that is promoted, then a v3 failing 30% of
+# its tool calls that the analysis catches and rolls back. Status is printed as it changes.
 #
-#   hack/demo.sh            # needs kubectl and prometheus (hack/install-test-deps.sh installs both)
+#   hack/demo.sh                 # on a local cluster it starts (hack/cluster.sh) and stops
+#   KUBECONFIG=... hack/demo.sh  # on the cluster KUBECONFIG names (it needs the images of
+#                                # hack/images.sh loaded and pullable as named there)
 #
-# Everything listens on loopback and stops when the script ends (Ctrl-C included).
+# On a fresh machine it installs what it needs first (hack/install-test-deps.sh) and builds the
+# cluster's components (tens of minutes the first time; cached afterwards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for tool in kubectl prometheus; do
-  command -v "$tool" >/dev/null || { echo "demo: $tool is missing (run hack/install-test-deps.sh)" >&2; exit 1; }
-done
-echo "demo: building (first time: a few minutes)"
-cargo build --quiet -p testbed --bin testbed -p mcp-rollout --bin mcp-rollout-operator \
-  --bin kubectl-mcprollout -p mcp-fixture --bin mcp-fixture --bin mcp-agents
-bin=$PWD/target/debug
+hack/install-test-deps.sh >/dev/null
 work=$(mktemp -d /tmp/mcp-rollout-demo.XXXXXX)
-export KUBECONFIG=$work/kubeconfig
-pids=()
+started_cluster=""
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [[ -f $work/testbed.pid ]] && "$bin/testbed" down --kubeconfig "$KUBECONFIG" >/dev/null 2>&1 || true
-  wait 2>/dev/null || true
+  [[ -n ${agents_pod:-} ]] && kubectl -n demo delete pod "$agents_pod" --wait=false >/dev/null 2>&1 || true
+  [[ -n ${timeline_pid:-} ]] && kill "$timeline_pid" 2>/dev/null || true
+  if [[ -n $started_cluster ]]; then
+    hack/cluster.sh down >/dev/null 2>&1 || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -31,18 +28,27 @@ trap 'exit 130' INT TERM
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "test bed: API server, kubelet, kube-proxy, Prometheus (all on loopback)"
-"$bin/testbed" up --kubeconfig "$KUBECONFIG" --images e2e/images.yaml --prometheus >"$work/testbed.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do [[ -f $work/prometheus-url ]] && break; sleep 0.1; done
-prometheus=$(cat "$work/prometheus-url")
-kubectl apply --server-side -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd/mcprollouts.mcprollout.dev --timeout=30s >/dev/null
-
-say "operator (logs: $work/operator.log)"
-"$bin/mcp-rollout-operator" --kubeconfig "$KUBECONFIG" --metrics-addr 127.0.0.1:0 \
-  --lease-namespace default >"$work/operator.log" 2>&1 &
-pids+=($!)
+if [[ -z ${KUBECONFIG:-} ]]; then
+  say "a local Kubernetes (etcd, kube-apiserver, controller-manager, scheduler, containerd, kubelet, kube-proxy)"
+  export MCP_CLUSTER_DIR=$work/cluster
+  started_cluster=1
+  up=$(hack/cluster.sh up | tail -n 1)
+  export KUBECONFIG=${up#KUBECONFIG=}
+  bin=$(hack/cluster.sh bin)
+  export PATH=$bin:$PATH
+  install_env=(PROMETHEUS_IMAGE=localhost/prometheus:e2e)
+else
+  install_env=()
+fi
+for tool in kubectl helm; do
+  command -v "$tool" >/dev/null || { echo "demo: $tool is missing" >&2; exit 1; }
+done
+say "the McpRollout CRD, Prometheus and the operator (helm install charts/mcp-rollout)"
+settings=$(env "${install_env[@]}" hack/e2e-install.sh)
+prometheus=$(sed -n 's/^E2E_PROMETHEUS_URL=//p' <<<"$settings")
+kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+cargo build --quiet -p mcp-rollout --bin kubectl-mcprollout
+plugin=$PWD/target/debug/kubectl-mcprollout
 
 rollout() { # image, extra env (YAML flow list)
   cat <<EOF
@@ -50,7 +56,7 @@ apiVersion: mcprollout.dev/v1alpha1
 kind: McpRollout
 metadata:
   name: docs
-  namespace: default
+  namespace: demo
 spec:
   replicas: 4
   template:
@@ -93,7 +99,7 @@ EOF
 timeline() {
   local last="" line
   while true; do
-    line=$(kubectl get mcprollout docs -o jsonpath='{.status.phase}  stable {.status.stableRevision}  canary {.status.canaryRevision}  weight {.status.desiredWeight}% (effective {.status.effectiveWeight}%)  {.status.message}' 2>/dev/null || true)
+    line=$(kubectl -n demo get mcprollout docs -o jsonpath='{.status.phase}  stable {.status.stableRevision}  canary {.status.canaryRevision}  weight {.status.desiredWeight}% (effective {.status.effectiveWeight}%)  {.status.message}' 2>/dev/null || true)
     if [[ -n $line && $line != "$last" ]]; then
       printf '  %s  %s\n' "$(date +%T)" "$line"
       last=$line
@@ -105,29 +111,28 @@ timeline() {
 say "v1: first deploy"
 rollout mcp-fixture:v1 "[]" | kubectl apply --server-side -f - >/dev/null
 timeline &
-pids+=($!)
-kubectl wait --for=condition=Ready mcprollout/docs --timeout=90s >/dev/null
+timeline_pid=$!
+kubectl -n demo wait --for=condition=Ready mcprollout/docs --timeout=180s >/dev/null
 
-ip=$(kubectl get service docs -o jsonpath='{.spec.clusterIP}')
-say "agents: 4 agents calling tools through the Service at $ip:8080 for 120 s"
-"$bin/mcp-agents" --target "http://$ip:8080" --duration 120 --era stateless --no-keepalive \
-  --json "$work/agents.json" >"$work/agents.txt" 2>&1 &
-agents=$!
-pids+=($agents)
+ip=$(kubectl -n demo get service docs -o jsonpath='{.spec.clusterIP}')
+agents_pod=demo-agents
+say "agents: a pod of 4 agents calling tools through the Service at $ip:8080 for 150 s"
+kubectl -n demo run "$agents_pod" --image=mcp-agents:e2e --image-pull-policy=Never --restart=Never -- \
+  --target "http://$ip:8080" --duration 150 --era stateless --no-keepalive --allow-remote-target >/dev/null
 
 say "v2 (compatible: a new tool, an optional parameter): canary 5% → 25% → 50% → 100%"
 rollout mcp-fixture:v2-compatible "[]" | kubectl apply --server-side -f - >/dev/null
-kubectl wait --for=jsonpath='{.status.phase}'=Progressing mcprollout/docs --timeout=30s >/dev/null
-kubectl wait --for=jsonpath='{.status.phase}'=Healthy mcprollout/docs --timeout=120s >/dev/null
+kubectl -n demo wait --for=jsonpath='{.status.phase}'=Progressing mcprollout/docs --timeout=60s >/dev/null
+kubectl -n demo wait --for=jsonpath='{.status.phase}'=Healthy mcprollout/docs --timeout=180s >/dev/null
 
 say "v3: the same tools, but 30% of tool calls fail — the analysis should roll it back"
 rollout mcp-fixture:v2-compatible '[{name: FIXTURE_ERROR_RATE, value: "0.3"}]' | kubectl apply --server-side -f - >/dev/null
-kubectl wait --for=jsonpath='{.status.phase}'=Degraded mcprollout/docs --timeout=120s >/dev/null
+kubectl -n demo wait --for=jsonpath='{.status.phase}'=Degraded mcprollout/docs --timeout=180s >/dev/null
 sleep 2
 
-say "waiting for the agents to finish their 120 s"
-wait "$agents" || true
-cat "$work/agents.txt"
+say "waiting for the agents to finish their 150 s"
+kubectl -n demo wait --for=jsonpath='{.status.phase}'=Succeeded "pod/$agents_pod" --timeout=300s >/dev/null || true
+kubectl -n demo logs "$agents_pod"
 say "the rollout now"
-"$bin/kubectl-mcprollout" status docs
+"$plugin" status docs -n demo
 say "done: v3 was rolled back; calls that failed even after the agents' retries are counted above"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Installs everything the tests need on a bare Debian machine of the `rust` kind (which has the
-# Rust toolchain, Python 3 and Node). Idempotent: a second run only checks.
+# Installs everything the tests need on a bare Debian machine of the `polyglot` kind (which has
+# the Rust toolchain, Go with its module proxy, Python 3 and Node). Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: Prometheus, which the analysis tests start on a loopback port (its promtool
-# checks the chart's alert rules and dashboard queries); Lua 5.1,
-# the language of Argo CD health checks and actions (deploy/argocd), for their tests.
-DEBIAN_PACKAGES=(prometheus procps lua5.1)
+# Debian packages: Prometheus, which the analysis tests start on a loopback port and the local
+# cluster runs as a pod (its promtool checks the chart's alert rules and dashboard queries);
+# for the local cluster (hack/cluster.sh): runc (containerd's runtime), iptables and conntrack
+# (kube-proxy), iproute2 (its network namespace); ca-certificates (the images' CA bundle).
+DEBIAN_PACKAGES=(prometheus procps runc iptables conntrack iproute2 ca-certificates)
 # kubectl for the test bed's contract tests: Debian's kubernetes-client when none is installed.
 command -v kubectl >/dev/null || DEBIAN_PACKAGES+=(kubernetes-client)
 missing=()
@@ -19,8 +20,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Rust components: rustup cannot download here, so say plainly if one is absent.
-for tool in cargo rustfmt cargo-clippy; do
+# Rust components and Go: rustup cannot download here, so say plainly if one is absent. Go
+# builds the local cluster's components from their modules (e2e/cluster/go.mod).
+for tool in cargo rustfmt cargo-clippy go; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
 

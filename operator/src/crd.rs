@@ -4,7 +4,7 @@
 //! the two differ, so the schema the API server enforces is always the one the code compiles.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    CustomResourceDefinition, JSON, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 use kube::CustomResourceExt;
 
@@ -30,6 +30,11 @@ pub fn all() -> Vec<CustomResourceDefinition> {
 ///   the template fully; only prose goes (Argo Rollouts does the same).
 /// - Doc comments are wrapped at 100 columns in the source; `kubectl explain` should show
 ///   sentences, so single line breaks become spaces (paragraph breaks stay).
+/// - `status` defaults to `{observedGeneration: 0}`: an McpRollout the operator has not seen
+///   yet then reads as "generation 1 not observed", which Flux's kstatus (and Argo CD's
+///   health check) take as in progress. Without it kstatus calls an object with no status at
+///   all Current, so Flux would pass a rollout no operator ever looked at (seen on the real API
+///   server: the default is applied when the object is read).
 /// - The label maps the selector CEL rule iterates get bounds (label values are at most 63
 ///   characters in Kubernetes anyway). Unbounded, the API server's cost estimator assumes
 ///   megabytes of labels and refuses the rule.
@@ -48,6 +53,9 @@ fn polish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
             if let Some(map) = property_mut(root, labels) {
                 bound_label_map(map);
             }
+        }
+        if let Some(status) = property_mut(root, &["status"]) {
+            status.default = Some(JSON(serde_json::json!({"observedGeneration": 0})));
         }
         let template = property_mut(root, &["spec", "template"]).and_then(|t| t.properties.as_mut());
         for field in template.into_iter().flat_map(|props| props.values_mut()) {

@@ -65,7 +65,11 @@ async fn the_python_sdk_server_in_both_eras() {
     config.tool_call = Some(ToolCallCheck {
         name: "add".into(),
         arguments: json!({"a": 2, "b": 40}).as_object().unwrap().clone(),
-        expect: Some(ExpectedContent { contains: None, regex: None, json: Some(json!({"result": 42})) }),
+        expect: Some(ExpectedContent {
+            contains: None,
+            regex: None,
+            json: json!({"result": 42}).as_object().cloned(),
+        }),
     });
     let report = probe::probe(&config).await;
     assert!(report.passed, "{report:#?}");

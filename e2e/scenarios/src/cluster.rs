@@ -1,63 +1,77 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
-//! The same scenarios on a real cluster (kind, k3d, ...) when `E2E_KUBECONFIG` points at one.
+//! The cluster the scenarios run on: a real Kubernetes API server named by `E2E_KUBECONFIG`
+//! (`hack/test.sh` starts the local one, `hack/cluster.sh`; `hack/kind-e2e.sh` a kind cluster).
 //!
-//! There, unlike on the test bed, pod and cluster IPs are not reachable from the machine running
-//! the tests, so everything that talks to pods runs inside the cluster: the operator (the Helm
-//! chart, installed by `hack/kind-e2e.sh`), Prometheus (`e2e/kind/prometheus.yaml`) and the
-//! agents (a pod per run, its report read from its log). The tests themselves only talk to the
-//! API server. Settings:
+//! The tests talk only to the API server. Everything that talks to pods runs in the cluster:
+//! the operator (the Helm chart, installed by `hack/e2e-install.sh`), Prometheus
+//! (`e2e/kind/prometheus.yaml`) and the agents (a pod per run, its report read from its log).
+//! Settings:
 //!
 //! - `E2E_KUBECONFIG`: the cluster.
-//! - `E2E_PROMETHEUS_URL`: Prometheus as the operator reaches it in the cluster
-//!   (`hack/kind-e2e.sh`: `http://prometheus.mcp-e2e.svc:9090`).
+//! - `E2E_PROMETHEUS_URL`: Prometheus as the operator reaches it in the cluster.
+//! - `E2E_PROMETHEUS_NAMESPACE` (default `mcp-e2e`): where its Deployment `prometheus` runs
+//!   (a scenario scales it to 0 and back).
 //! - `E2E_OPERATOR_NAMESPACE` (default `mcp-rollout-system`), `E2E_OPERATOR_DEPLOYMENT`
 //!   (`mcp-rollout`): where the chart installed the operator.
-//! - `E2E_AGENTS_IMAGE` (default `mcp-fixture:v1`): an image holding `mcp-agents`.
-//!
-//! Never run on this project's CI machines (no cluster there): `hack/kind-e2e.sh` and
-//! `.github/workflows/kind-e2e.yaml` run it.
+//! - `E2E_AGENTS_IMAGE` (default `mcp-agents:e2e`): an image holding `mcp-agents`.
+//! - `MCP_CLUSTER_DIR`: set when the cluster is the local one (`hack/cluster.sh`): scenarios
+//!   that restart its components or read its audit log need it, and skip without it.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    coordination::v1::Lease,
+    core::v1::{Namespace, Pod},
+};
 use kube::{
     Api, Client, Config, ResourceExt,
-    api::{DeleteParams, ListParams, LogParams, PostParams},
+    api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
 use mcp_fixture::agents::{AgentsConfig, Report};
-use mcp_rollout::api::{McpRollout, labels};
 use serde_json::json;
-
-use crate::NAMESPACE;
 
 /// A real cluster's coordinates, from the environment.
 #[derive(Clone, Debug)]
 pub struct RealCluster {
     pub kubeconfig: PathBuf,
     pub prometheus_url: String,
+    pub prometheus_namespace: String,
     pub operator_namespace: String,
     pub operator_deployment: String,
     pub agents_image: String,
+    /// The local cluster's directory (`hack/cluster.sh`), when it is that cluster.
+    pub local_dir: Option<PathBuf>,
 }
 
 const OPERATOR_PORT: u16 = 8080;
+/// The operator's leader Lease, in its namespace (the chart's `leaderElection.leaseName`).
+pub const LEASE: &str = "mcp-rollout-operator";
 
 impl RealCluster {
-    /// `Some` when `E2E_KUBECONFIG` is set.
-    pub fn from_env() -> Option<Self> {
-        let kubeconfig = PathBuf::from(std::env::var_os("E2E_KUBECONFIG")?);
+    pub fn from_env() -> Self {
+        let kubeconfig = PathBuf::from(std::env::var_os("E2E_KUBECONFIG").expect(
+            "E2E_KUBECONFIG is not set: the scenarios run on a real cluster. `hack/test.sh` starts \
+             the local one (hack/cluster.sh) and sets it; or point it at yours and run hack/e2e-install.sh",
+        ));
         let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
         let prometheus_url = std::env::var("E2E_PROMETHEUS_URL").expect(
-            "E2E_PROMETHEUS_URL: the in-cluster Prometheus the operator queries (hack/kind-e2e.sh sets it)",
+            "E2E_PROMETHEUS_URL: the in-cluster Prometheus the operator queries (hack/e2e-install.sh prints it)",
         );
-        Some(Self {
+        Self {
             kubeconfig,
             prometheus_url,
+            prometheus_namespace: var("E2E_PROMETHEUS_NAMESPACE", "mcp-e2e"),
             operator_namespace: var("E2E_OPERATOR_NAMESPACE", "mcp-rollout-system"),
             operator_deployment: var("E2E_OPERATOR_DEPLOYMENT", "mcp-rollout"),
-            agents_image: var("E2E_AGENTS_IMAGE", "mcp-fixture:v1"),
-        })
+            agents_image: var("E2E_AGENTS_IMAGE", "mcp-agents:e2e"),
+            local_dir: std::env::var_os("MCP_CLUSTER_DIR").map(PathBuf::from),
+        }
     }
 
     pub async fn client(&self) -> Client {
@@ -66,22 +80,23 @@ impl RealCluster {
         Client::try_from(config).unwrap()
     }
 
-    /// Removes what an earlier scenario left in the test namespace: rollouts (and with them,
-    /// by owner references, their Deployments and Services) and agent pods.
-    pub async fn clean(&self, client: &Client) {
-        let rollouts: Api<McpRollout> = Api::namespaced(client.clone(), NAMESPACE);
-        let _ = rollouts.delete_collection(&DeleteParams::default(), &ListParams::default()).await;
-        let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-        let _ = pods
-            .delete_collection(&DeleteParams::default(), &ListParams::default().labels("app=e2e-agents"))
-            .await;
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
-        let owned = ListParams::default().labels(labels::ROLLOUT);
-        crate::eventually("the previous scenario's rollouts gone", Duration::from_secs(180), || async {
-            rollouts.list(&ListParams::default()).await.is_ok_and(|l| l.items.is_empty())
-                && deployments.list(&owned).await.is_ok_and(|l| l.items.is_empty())
+    /// A namespace of the scenario's own, so scenarios share the cluster side by side.
+    pub async fn create_namespace(&self, client: &Client) -> String {
+        let name = format!("e2e-{:08x}", fastrand::u32(..));
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespace = serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": {"mcprollout.dev/e2e": "true"}}}),
+        )
+        .unwrap();
+        namespaces.create(&PostParams::default(), &namespace).await.unwrap();
+        // Pods need the namespace's default ServiceAccount, which a controller creates.
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), &name);
+        crate::eventually("the namespace's default ServiceAccount", Duration::from_secs(60), || async {
+            accounts.get_opt("default").await.ok().flatten().is_some()
         })
         .await;
+        name
     }
 
     fn operator_pods(&self, client: &Client) -> Api<Pod> {
@@ -92,26 +107,51 @@ impl RealCluster {
         ListParams::default().labels("app.kubernetes.io/name=mcp-rollout")
     }
 
-    /// Waits for the chart's operator Deployment to be available.
+    /// Waits for the chart's operator Deployment to have every replica available.
     pub async fn wait_operator(&self, client: &Client) {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &self.operator_namespace);
-        crate::eventually("the operator Deployment available", Duration::from_secs(120), || async {
-            deployments
-                .get(&self.operator_deployment)
-                .await
-                .ok()
-                .and_then(|d| Some(d.status?.available_replicas? >= 1))
-                .unwrap_or(false)
+        crate::eventually("the operator Deployment available", Duration::from_secs(180), || async {
+            deployments.get(&self.operator_deployment).await.ok().is_some_and(|d| {
+                let want = d.spec.replicas.unwrap_or(1);
+                d.status.and_then(|s| s.available_replicas).unwrap_or(0) >= want
+            })
         })
         .await;
     }
 
-    /// Deletes the operator's pods at once (grace 0): a node dying under it.
-    pub async fn kill_operator(&self, client: &Client) {
-        let pods = self.operator_pods(client);
-        for pod in pods.list(&Self::operator_selector()).await.unwrap() {
-            let _ = pods.delete(&pod.name_any(), &DeleteParams::default().grace_period(0)).await;
+    /// The pod holding the operator's Lease (its identity is the pod name).
+    pub async fn leader(&self, client: &Client) -> Option<String> {
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &self.operator_namespace);
+        leases.get_opt(LEASE).await.ok().flatten()?.spec?.holder_identity
+    }
+
+    /// SIGKILLs the leading operator's container, as the kernel's OOM killer or a crash would:
+    /// no shutdown, no Lease release; the kubelet restarts it. On the local cluster through
+    /// containerd (`hack/cluster.sh kill-container`); elsewhere its pod is deleted with grace 0.
+    pub async fn kill_operator(&self, client: &Client) -> String {
+        let leader = self.leader(client).await.expect("an operator holds the Lease");
+        match &self.local_dir {
+            Some(dir) => {
+                let status = Command::new(crate::workspace().join("hack/cluster.sh"))
+                    .env("MCP_CLUSTER_DIR", dir)
+                    .args(["kill-container", &self.operator_namespace, &leader, "operator"])
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "hack/cluster.sh kill-container failed");
+            }
+            None => {
+                let pods = self.operator_pods(client);
+                let _ = pods.delete(&leader, &DeleteParams::default().grace_period(0)).await;
+            }
         }
+        leader
+    }
+
+    /// Deletes the leading operator's pod gracefully (SIGTERM): it releases its Lease.
+    pub async fn terminate_leader(&self, client: &Client) -> String {
+        let leader = self.leader(client).await.expect("an operator holds the Lease");
+        self.operator_pods(client).delete(&leader, &DeleteParams::default()).await.unwrap();
+        leader
     }
 
     /// Container restarts of the operator's pods.
@@ -124,30 +164,85 @@ impl RealCluster {
             .sum()
     }
 
+    /// The operator pods' logs (for a failing test's output).
+    pub async fn operator_logs(&self, client: &Client, tail: i64) -> String {
+        let pods = self.operator_pods(client);
+        let Ok(list) = pods.list(&Self::operator_selector()).await else { return String::new() };
+        let mut out = String::new();
+        for pod in list {
+            let params = LogParams { tail_lines: Some(tail), ..LogParams::default() };
+            let log = pods.logs(&pod.name_any(), &params).await.unwrap_or_default();
+            out.push_str(&format!("--- operator pod {} ---\n{log}\n", pod.name_any()));
+        }
+        out
+    }
+
     /// A GET on a ready operator pod's metrics port, through the API server's pod proxy.
+    /// `leader`: the Lease holder's (the one with the rollouts' metrics).
     pub async fn operator_get(&self, client: &Client, path: &str) -> String {
+        let leader = self.leader(client).await;
         let pods = self.operator_pods(client).list(&Self::operator_selector()).await.unwrap();
-        let ready = pods
+        let ready = |p: &&Pod| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        let pod = pods
             .items
             .iter()
-            .find(|p| {
-                p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
+            .filter(ready)
+            .find(|p| leader.as_deref().is_none_or(|l| p.name_any() == l))
             .expect("a ready operator pod");
         let uri = format!(
             "/api/v1/namespaces/{}/pods/{}:{OPERATOR_PORT}/proxy{path}",
             self.operator_namespace,
-            ready.name_any()
+            pod.name_any()
         );
         let request = http::Request::get(uri).body(Vec::new()).unwrap();
         client.request_text(request).await.unwrap()
     }
 
-    /// Runs the agents in a pod of the test namespace and returns their report.
-    pub async fn run_agents(&self, client: Client, mut config: AgentsConfig) -> Report {
+    /// Scales the in-cluster Prometheus to `replicas` and waits until that many run.
+    pub async fn scale_prometheus(&self, client: &Client, replicas: i32) {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &self.prometheus_namespace);
+        let patch = json!({"spec": {"replicas": replicas}});
+        deployments.patch_scale("prometheus", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &self.prometheus_namespace);
+        crate::eventually("Prometheus scaled", Duration::from_secs(120), || async {
+            let list = pods.list(&ListParams::default().labels("app=prometheus")).await.unwrap();
+            let running = list
+                .items
+                .iter()
+                .filter(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+                .count();
+            i32::try_from(list.items.len()).unwrap() == replicas
+                && i32::try_from(running).unwrap() == replicas
+        })
+        .await;
+    }
+
+    /// Restarts one of the local cluster's components (`hack/cluster.sh restart`); `None` when
+    /// the cluster is not the local one.
+    pub fn restart_component(&self, component: &str) -> Option<Duration> {
+        let dir = self.local_dir.as_ref()?;
+        let started = Instant::now();
+        let status = Command::new(crate::workspace().join("hack/cluster.sh"))
+            .env("MCP_CLUSTER_DIR", dir)
+            .args(["restart", component])
+            .status()
+            .unwrap();
+        assert!(status.success(), "hack/cluster.sh restart {component} failed");
+        Some(started.elapsed())
+    }
+
+    /// Runs the agents in a pod of `namespace` and returns their report.
+    pub async fn run_agents(&self, client: Client, namespace: &str, mut config: AgentsConfig) -> Report {
         config.allow_remote_target = true;
         let name = format!("e2e-agents-{:08x}", fastrand::u32(..));
         let mut args = config.to_args();
@@ -156,16 +251,17 @@ impl RealCluster {
             "metadata": {"name": name, "labels": {"app": "e2e-agents"}},
             "spec": {
                 "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 1,
                 "containers": [{
                     "name": "agents",
                     "image": self.agents_image,
-                    "command": ["/usr/local/bin/mcp-agents"],
+                    "imagePullPolicy": "Never",
                     "args": args,
                 }]
             }
         }))
         .unwrap();
-        let pods: Api<Pod> = Api::namespaced(client, NAMESPACE);
+        let pods: Api<Pod> = Api::namespaced(client, namespace);
         pods.create(&PostParams::default(), &pod).await.unwrap();
         let limit = Duration::from_secs_f64(config.duration) + Duration::from_secs(180);
         crate::eventually("the agents pod to finish", limit, || async {

@@ -1,20 +1,23 @@
-//! The end-to-end harness: a test bed with pods as real processes and a real Prometheus, the
-//! CRDs from `crds/`, the real `mcp-rollout-operator` binary as a child process, and
-//! `mcp-agents` driving traffic through the rollout's Service. Scenarios assert on what the
-//! agents experienced as well as on objects.
+//! The end-to-end harness: whole rollouts on a real Kubernetes cluster (the local one
+//! `hack/cluster.sh` builds from the upstream components, or any cluster `E2E_KUBECONFIG`
+//! names), with the operator installed by `helm install` of `charts/mcp-rollout`, a real
+//! Prometheus in the cluster, real `mcp-fixture` pods, and `mcp-agents` in a pod driving
+//! traffic through the rollout's Service. Scenarios assert on what the agents experienced as
+//! well as on objects, and every McpRollout status they see is read by Flux's kstatus library
+//! too, which must agree with the phase the operator claims.
 //!
-//! Everything started here dies with the [`Bed`] (kill on drop); every address is loopback.
-//! With `E2E_KUBECONFIG` set, the same scenarios run against a real cluster instead
-//! ([`cluster`]); scenarios that need the test bed itself say so and skip.
+//! Each scenario gets a namespace of its own (deleted when its [`Bed`] is dropped), so
+//! scenarios share one cluster and run side by side.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod cluster;
+pub mod kstatus;
 
 use std::{
     future::Future,
     path::{Path, PathBuf},
-    sync::OnceLock,
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -22,32 +25,28 @@ use clap::Parser;
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
-        core::v1::{Pod, Service},
+        core::v1::{Namespace, Pod, Service},
         discovery::v1::EndpointSlice,
         events::v1::Event,
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client, Config, ResourceExt,
-    api::{DynamicObject, ListParams, Patch, PatchParams},
-    config::{KubeConfigOptions, Kubeconfig},
+    Api, Client,
+    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams},
 };
-use mcp_fixture::agents::{self, AgentsConfig, Report};
+use mcp_fixture::agents::{AgentsConfig, Report};
 use mcp_rollout::api::{McpRollout, Phase, labels};
 use serde_json::{Value, json};
-use testbed::{ControlPlane, Options, controllers::images::ImageMap};
-use tokio::{process::Child, task::JoinHandle};
-
-pub const NAMESPACE: &str = "default";
+use tokio::task::JoinHandle;
 
 pub fn workspace() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-/// The directory of the workspace's built binaries. The operator and the fixture are built
-/// once per test binary, so a scenario never runs a stale operator (`cargo test -p e2e` does
-/// not rebuild other packages' binaries by itself).
+/// The directory of the workspace's built binaries. `kubectl-mcprollout` is built once per
+/// test binary, so a scenario never runs a stale plugin (`cargo test -p e2e` does not rebuild
+/// other packages' binaries by itself). The operator and the fixture run from their images.
 pub fn bin_dir() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
@@ -55,44 +54,58 @@ pub fn bin_dir() -> PathBuf {
             let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
             let status = std::process::Command::new(env!("CARGO"))
                 .current_dir(workspace())
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "mcp-rollout",
-                    "--bin",
-                    "mcp-rollout-operator",
-                    "--bin",
-                    "kubectl-mcprollout",
-                ])
-                .args(["-p", "mcp-fixture", "--bin", "mcp-fixture", "--bin", "mcp-agents"])
+                .args(["build", "--quiet", "-p", "mcp-rollout", "--bin", "kubectl-mcprollout"])
                 .status()
                 .unwrap();
-            assert!(status.success(), "building the operator and the fixture failed");
+            assert!(status.success(), "building kubectl-mcprollout failed");
             dir
         })
         .clone()
 }
 
-/// A test bed (or, with `E2E_KUBECONFIG`, a real cluster) with the operator running on it.
+/// A scenario's place on the cluster: a namespace of its own, and the operator the chart runs.
 pub struct Bed {
-    plane: Option<ControlPlane>,
-    real: Option<cluster::RealCluster>,
+    pub real: cluster::RealCluster,
     pub client: Client,
+    /// The scenario's namespace.
+    pub namespace: String,
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
-    operator: Option<Child>,
-    operator_runs: u32,
+    /// Operator container restarts when the bed started.
+    restarts_at_start: i32,
+    /// Every distinct McpRollout object the scenario saw, for the kstatus check at the end.
+    seen: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- operator log (last 60 lines) ---\n{}", self.operator_log_tail(60));
+        let panicking = std::thread::panicking();
+        let client = self.client.clone();
+        let real = self.real.clone();
+        let namespace = self.namespace.clone();
+        // Drop cannot await; the scenarios run on multi-threaded runtimes, where a worker may
+        // block on the runtime for the last requests.
+        let logs = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                let logs = if panicking { real.operator_logs(&client, 80).await } else { String::new() };
+                let namespaces: Api<Namespace> = Api::all(client);
+                if std::env::var_os("E2E_KEEP").is_none() {
+                    let _ = namespaces.delete(&namespace, &DeleteParams::background()).await;
+                }
+                logs
+            })
+        });
+        if panicking {
+            eprintln!("{logs}");
+            eprintln!("(scenario namespace {}; E2E_KEEP=1 keeps it)", self.namespace);
+            return;
         }
-        // E2E_KEEP=1 keeps the directory (operator logs, kubeconfig) for a look afterwards.
+        let seen = self.seen.lock().unwrap().clone();
+        if let Err(disagreement) = kstatus::check(&seen) {
+            panic!("{disagreement}");
+        }
         if std::env::var_os("E2E_KEEP").is_some() {
-            eprintln!("kept {}", self.dir.display());
+            eprintln!("kept namespace {} and {}", self.namespace, self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -100,90 +113,63 @@ impl Drop for Bed {
 }
 
 impl Bed {
-    /// Test bed + Prometheus + CRDs + operator.
+    /// A namespace of the scenario's own on the cluster, the CRDs, and the operator available.
     pub async fn start() -> Self {
-        let mut bed = Self::without_operator().await;
-        bed.start_operator().await;
-        bed
-    }
-
-    pub async fn without_operator() -> Self {
         let dir = std::env::temp_dir().join(format!("mcp-rollout-e2e-{:016x}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).unwrap();
-        let (plane, real, client, kubeconfig) = match cluster::RealCluster::from_env() {
-            Some(real) => {
-                let client = real.client().await;
-                real.clean(&client).await;
-                let kubeconfig = real.kubeconfig.clone();
-                (None, Some(real), client, kubeconfig)
-            }
-            None => {
-                let images = ImageMap::load(&workspace().join("e2e/images.yaml"), &bin_dir()).unwrap();
-                let options = Options { images: Some(images), prometheus_dir: Some(dir.join("prometheus")) };
-                let plane = ControlPlane::start_with("127.0.0.1:0".parse().unwrap(), options).await.unwrap();
-                let kubeconfig = dir.join("kubeconfig");
-                plane.write_kubeconfig(&kubeconfig).unwrap();
-                let config = Config::from_custom_kubeconfig(
-                    Kubeconfig::from_yaml(&plane.kubeconfig()).unwrap(),
-                    &KubeConfigOptions::default(),
-                )
-                .await
-                .unwrap();
-                (Some(plane), None, Client::try_from(config).unwrap(), kubeconfig)
-            }
-        };
-        let bed = Self { plane, real, client, dir, kubeconfig, operator: None, operator_runs: 0 };
+        let real = cluster::RealCluster::from_env();
+        let client = real.client().await;
+        let namespace = real.create_namespace(&client).await;
+        let kubeconfig = real.kubeconfig.clone();
+        let mut bed =
+            Self { real, client, namespace, dir, kubeconfig, restarts_at_start: 0, seen: Arc::default() };
         bed.apply_crds().await;
+        bed.real.wait_operator(&bed.client).await;
+        bed.restarts_at_start = bed.real.operator_restarts(&bed.client).await;
         bed
-    }
-
-    /// The test bed's control plane (its store, request record, Prometheus process).
-    /// Scenarios that need it skip on a real cluster ([`on_real_cluster`]).
-    pub fn plane(&self) -> &ControlPlane {
-        self.plane.as_ref().expect("this scenario needs the test bed (skip it on a real cluster)")
-    }
-
-    pub fn plane_mut(&mut self) -> &mut ControlPlane {
-        self.plane.as_mut().expect("this scenario needs the test bed (skip it on a real cluster)")
     }
 
     async fn apply_crds(&self) {
         self.apply_crd_dir(&workspace().join("crds")).await;
-        let rollouts: Api<McpRollout> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let rollouts = self.rollouts();
         eventually("the McpRollout API", Duration::from_secs(20), || async {
             rollouts.list(&ListParams::default()).await.is_ok()
         })
         .await;
     }
 
-    /// Applies every CRD in a directory (e.g. `e2e/gateway-api`). On a real cluster a CRD that
-    /// is already there (e.g. the real Gateway API's) is left alone.
+    /// Applies every CRD in a directory (server-side, as `kubectl apply --server-side`).
     pub async fn apply_crd_dir(&self, dir: &Path) {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        let ours = dir == workspace().join("crds");
         for entry in std::fs::read_dir(dir).unwrap() {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
             for document in serde_yaml::Deserializer::from_str(&text) {
-                let crd: CustomResourceDefinition = serde::Deserialize::deserialize(document).unwrap();
-                if self.real.is_some() && !ours && crds.get_opt(&crd.name_any()).await.unwrap().is_some() {
+                let crd: Value = serde::Deserialize::deserialize(document).unwrap();
+                if crd.is_null() || crd["kind"] != "CustomResourceDefinition" {
                     continue;
                 }
+                let name = crd["metadata"]["name"].as_str().unwrap().to_owned();
                 let params = PatchParams::apply("e2e").force();
-                crds.patch(&crd.name_any(), &params, &Patch::Apply(&crd)).await.unwrap();
+                crds.patch(&name, &params, &Patch::Apply(&crd)).await.unwrap();
             }
         }
     }
 
-    /// The Gateway API HTTPRoute API in the test namespace, once served (its CRD applied from
-    /// `e2e/gateway-api`, or the cluster's own).
+    /// The Gateway API HTTPRoute API in the scenario's namespace, once served. The CRDs are the
+    /// upstream ones, read from the `sigs.k8s.io/gateway-api` Go module (`e2e/cluster/go.mod`)
+    /// at test time and never committed.
     pub async fn http_routes(&self) -> Api<DynamicObject> {
-        self.apply_crd_dir(&workspace().join("e2e/gateway-api")).await;
+        self.apply_crd_dir(&gateway_api_crds()).await;
         let routes = Api::namespaced_with(
             self.client.clone(),
-            NAMESPACE,
+            &self.namespace,
             &mcp_rollout::controller::gateway::http_route_resource(),
         );
-        eventually("the HTTPRoute API", Duration::from_secs(20), || async {
+        eventually("the HTTPRoute API", Duration::from_secs(30), || async {
             routes.list(&ListParams::default()).await.is_ok()
         })
         .await;
@@ -192,104 +178,36 @@ impl Bed {
 
     /// Prometheus as the operator reaches it.
     pub fn prometheus_url(&self) -> String {
-        match &self.real {
-            Some(real) => real.prometheus_url.clone(),
-            None => self.plane().prometheus.as_ref().unwrap().url.clone(),
-        }
+        self.real.prometheus_url.clone()
     }
 
-    /// Starts the operator binary (again), logging to `operator-N.log` in the bed's directory.
-    /// On a real cluster: waits for the chart's operator Deployment (back) to be available.
-    pub async fn start_operator(&mut self) {
-        if let Some(real) = &self.real {
-            real.wait_operator(&self.client).await;
-            return;
-        }
-        self.operator_runs += 1;
-        let log = format!("operator-{}.log", self.operator_runs);
-        self.operator = Some(self.spawn_operator("e2e-operator", &log));
+    /// Waits for the chart's operator Deployment to be available (again).
+    pub async fn start_operator(&self) {
+        self.real.wait_operator(&self.client).await;
     }
 
-    /// An operator replica with its own identity, logging to `log` in the bed's directory.
-    pub fn spawn_operator(&self, identity: &str, log: &str) -> Child {
-        assert!(self.real.is_none(), "spawn_operator needs the test bed");
-        let log = std::fs::File::create(self.dir.join(log)).unwrap();
-        tokio::process::Command::new(bin_dir().join("mcp-rollout-operator"))
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["--metrics-addr", "127.0.0.1:0", "--identity", identity, "--lease-namespace", NAMESPACE])
-            .env("RUST_LOG", std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info,kube=warn".into()))
-            .env("NO_COLOR", "1")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
+    /// Whether the operator never crashed while this scenario ran (no container restarts).
+    pub async fn operator_running(&self) -> bool {
+        self.real.operator_restarts(&self.client).await == self.restarts_at_start
     }
 
-    /// Whether the operator is still running and never crashed (on a real cluster: its pods
-    /// never restarted).
-    pub async fn operator_running(&mut self) -> bool {
-        if let Some(real) = &self.real {
-            return real.operator_restarts(&self.client).await == 0;
-        }
-        self.operator.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    /// SIGKILL of the leading operator's container: no graceful shutdown, no Lease release.
+    pub async fn kill_operator(&mut self) -> String {
+        let leader = self.real.kill_operator(&self.client).await;
+        self.restarts_at_start = i32::MAX; // it restarted on purpose
+        leader
     }
 
-    /// SIGKILL: no graceful shutdown, no Lease release, as when a node dies. On a real
-    /// cluster: its pods deleted with grace 0.
-    pub async fn kill_operator(&mut self) {
-        if let Some(real) = &self.real {
-            real.kill_operator(&self.client).await;
-            return;
-        }
-        if let Some(mut child) = self.operator.take() {
-            child.start_kill().unwrap();
-            let _ = child.wait().await;
-        }
-    }
-
-    /// SIGTERM, and how the operator ended (test bed only).
-    pub async fn terminate_operator(&mut self) -> Option<std::process::ExitStatus> {
-        assert!(self.real.is_none(), "terminate_operator needs the test bed");
-        let mut child = self.operator.take()?;
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()?).ok()?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).ok()?;
-        tokio::time::timeout(Duration::from_secs(20), child.wait()).await.ok()?.ok()
-    }
-
-    /// A GET on the operator's metrics endpoint (`/metrics`, `/healthz`, `/readyz`).
+    /// A GET on the leading operator's metrics endpoint (`/metrics`, `/healthz`, `/readyz`).
     pub async fn operator_get(&self, path: &str) -> String {
-        match &self.real {
-            Some(real) => real.operator_get(&self.client, path).await,
-            None => http_get(&format!("{}{path}", self.operator_http().await)).await,
-        }
+        self.real.operator_get(&self.client, path).await
     }
 
-    /// Where the running operator serves /metrics, /healthz and /readyz (from its log).
-    pub async fn operator_http(&self) -> String {
-        assert!(self.real.is_none(), "on a real cluster use operator_get");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let log = std::fs::read_to_string(self.dir.join(format!("operator-{}.log", self.operator_runs)))
-                .unwrap_or_default();
-            if let Some(address) = log
-                .lines()
-                .find(|l| l.contains("serving /metrics"))
-                .and_then(|l| l.split("address=").nth(1))
-                .and_then(|a| a.split_whitespace().next())
-            {
-                return format!("http://{address}");
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the operator never said where /metrics is");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Runs `kubectl-mcprollout` against the bed; returns (exit success, stdout).
+    /// Runs `kubectl-mcprollout` against the cluster; returns (exit success, stdout).
     pub async fn cli(&self, args: &[&str]) -> (bool, String) {
         let output = tokio::process::Command::new(bin_dir().join("kubectl-mcprollout"))
             .args(args)
+            .args(["--namespace", &self.namespace])
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .output()
@@ -298,62 +216,31 @@ impl Bed {
         (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    pub fn operator_log(&self) -> String {
-        if let Some(real) = &self.real {
-            return format!(
-                "(on the cluster: kubectl -n {} logs deployment/{})",
-                real.operator_namespace, real.operator_deployment
-            );
-        }
-        if self.operator_runs == 0 {
-            return self.operator_pod_logs();
-        }
-        (1..=self.operator_runs)
-            .map(|n| std::fs::read_to_string(self.dir.join(format!("operator-{n}.log"))).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n--- operator restarted ---\n")
-    }
-
-    /// Logs of operator containers running as pods (the Helm chart's Deployment).
-    pub fn operator_pod_logs(&self) -> String {
-        use testbed::selectors::{FieldSelector, LabelSelector};
-        let store = &self.plane().store;
-        let Some(pods) = store.resolve("", "v1", "pods") else { return String::new() };
-        let (all, _) = store.list(&pods, None, &LabelSelector::default(), &FieldSelector::default());
-        all.iter()
-            .filter_map(|pod| {
-                let uid = pod["metadata"]["uid"].as_str()?;
-                let log = testbed::controllers::kubelet::pod_dir(uid).join("operator.log");
-                let text = std::fs::read_to_string(log).ok()?;
-                Some(format!("--- pod {} ---\n{text}", pod["metadata"]["name"].as_str().unwrap_or_default()))
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn operator_log_tail(&self, lines: usize) -> String {
-        let log = self.operator_log();
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
     pub fn rollouts(&self) -> Api<McpRollout> {
-        Api::namespaced(self.client.clone(), NAMESPACE)
+        Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// Applies an McpRollout as `kubectl apply --server-side` would.
+    /// Applies an McpRollout in the scenario's namespace, as `kubectl apply --server-side`.
     pub async fn apply(&self, rollout: &Value) {
+        let mut rollout = rollout.clone();
+        rollout["metadata"]["namespace"] = json!(self.namespace);
         let name = rollout["metadata"]["name"].as_str().unwrap().to_owned();
         let params = PatchParams::apply("e2e-user").force();
-        self.rollouts().patch(&name, &params, &Patch::Apply(rollout)).await.unwrap();
+        self.rollouts().patch(&name, &params, &Patch::Apply(&rollout)).await.unwrap();
     }
 
     pub async fn get(&self, name: &str) -> McpRollout {
-        self.rollouts().get(name).await.unwrap()
+        let rollout = self.rollouts().get(name).await.unwrap();
+        self.saw(&rollout);
+        rollout
     }
 
-    /// Polls the rollout until `check` holds; on timeout fails with its status and the
-    /// operator's log.
+    /// Remembers a rollout as seen, for the kstatus check when the bed is dropped.
+    pub fn saw(&self, rollout: &McpRollout) {
+        record_seen(&self.seen, rollout);
+    }
+
+    /// Polls the rollout until `check` holds; on timeout fails with its status.
     pub async fn wait(
         &self,
         name: &str,
@@ -363,10 +250,11 @@ impl Bed {
     ) -> McpRollout {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Ok(rollout) = self.rollouts().get(name).await
-                && check(&rollout)
-            {
-                return rollout;
+            if let Ok(rollout) = self.rollouts().get(name).await {
+                self.saw(&rollout);
+                if check(&rollout) {
+                    return rollout;
+                }
             }
             if tokio::time::Instant::now() > deadline {
                 let status = self.rollouts().get(name).await.ok().and_then(|r| r.status);
@@ -379,14 +267,14 @@ impl Bed {
         }
     }
 
-    /// Waits (a minute at most) for the rollout to be Healthy.
+    /// Waits (two minutes at most) for the rollout to be Healthy.
     pub async fn wait_healthy(&self, name: &str) -> McpRollout {
-        self.wait(name, "healthy", Duration::from_secs(60), |r| phase(r) == Some(Phase::Healthy)).await
+        self.wait(name, "healthy", Duration::from_secs(120), |r| phase(r) == Some(Phase::Healthy)).await
     }
 
     pub async fn cluster_ip(&self, service: &str) -> String {
-        let services: Api<Service> = Api::namespaced(self.client.clone(), NAMESPACE);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(ip) = services.get(service).await.ok().and_then(|s| s.spec?.cluster_ip) {
                 return ip;
@@ -397,20 +285,20 @@ impl Bed {
     }
 
     pub async fn deployments(&self, rollout: &str) -> Vec<Deployment> {
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
         let params = ListParams::default().labels(&format!("{}={rollout}", labels::ROLLOUT));
         api.list(&params).await.unwrap().items
     }
 
     pub async fn pods(&self, rollout: &str) -> Vec<Pod> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let params = ListParams::default().labels(&format!("{}={rollout}", labels::ROLLOUT));
         api.list(&params).await.unwrap().items
     }
 
     /// Pods behind a Service's EndpointSlices that are ready (what kube-proxy routes to).
     pub async fn ready_endpoints(&self, service: &str) -> Vec<String> {
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &self.namespace);
         let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
         api.list(&params)
             .await
@@ -425,7 +313,7 @@ impl Bed {
 
     /// (reason, note) of the events about the rollout, oldest first.
     pub async fn events(&self, rollout: &str) -> Vec<(String, String)> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
         let mut events: Vec<Event> = api
             .list(&ListParams::default())
             .await
@@ -438,7 +326,7 @@ impl Bed {
         events.into_iter().map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default())).collect()
     }
 
-    /// Agents against the rollout's Service, in the background.
+    /// Agents against the rollout's Service, in a pod, in the background.
     pub async fn agents(
         &self,
         rollout: &str,
@@ -447,28 +335,46 @@ impl Bed {
         let ip = self.cluster_ip(rollout).await;
         let mut config = agents_config(&format!("http://{ip}:8080"));
         configure(&mut config);
-        if let Some(real) = self.real.clone() {
-            let client = self.client.clone();
-            return tokio::spawn(async move { real.run_agents(client, config).await });
-        }
-        tokio::spawn(async move { agents::run(config).await.unwrap() })
+        let (real, client, namespace) = (self.real.clone(), self.client.clone(), self.namespace.clone());
+        tokio::spawn(async move { real.run_agents(client, &namespace, config).await })
     }
+}
+
+fn record_seen(seen: &Mutex<Vec<Value>>, rollout: &McpRollout) {
+    if rollout.status.is_none() {
+        return;
+    }
+    let value = serde_json::to_value(rollout).unwrap();
+    let mut seen = seen.lock().unwrap();
+    let same = |v: &Value| {
+        v["status"] == value["status"] && v["metadata"]["generation"] == value["metadata"]["generation"]
+    };
+    if !seen.iter().any(same) {
+        seen.push(value);
+    }
+}
+
+/// The upstream Gateway API CRDs (standard channel) from the Go module the cluster's
+/// `go.mod` pins: `go mod download` puts the module's files in the module cache.
+pub fn gateway_api_crds() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let output = std::process::Command::new("go")
+            .current_dir(workspace().join("e2e/cluster"))
+            .args(["mod", "download", "-json", "sigs.k8s.io/gateway-api"])
+            .output()
+            .expect("go is not installed");
+        assert!(output.status.success(), "go mod download sigs.k8s.io/gateway-api failed");
+        let info: Value = serde_json::from_slice(&output.stdout).unwrap();
+        PathBuf::from(info["Dir"].as_str().unwrap()).join("config/crd/standard")
+    })
+    .clone()
 }
 
 #[derive(Parser)]
 struct AgentsCli {
     #[command(flatten)]
     config: AgentsConfig,
-}
-
-/// Whether the scenarios run against a real cluster (`E2E_KUBECONFIG`). A scenario that needs
-/// the test bed itself calls this first and returns when it says so.
-pub fn on_real_cluster(scenario_needs: &str) -> bool {
-    let real = std::env::var_os("E2E_KUBECONFIG").is_some();
-    if real {
-        println!("skipped on a real cluster: this scenario needs {scenario_needs}");
-    }
-    real
 }
 
 /// `mcp-agents` defaults against `target`.
@@ -491,12 +397,6 @@ pub fn failed_calls(report: &Report) -> u64 {
     report.calls.iter().filter(|(k, _)| k.as_str() != "ok").map(|(_, v)| v).sum()
 }
 
-/// A GET on loopback (no proxy), as text.
-pub async fn http_get(url: &str) -> String {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    client.get(url).send().await.unwrap().text().await.unwrap()
-}
-
 /// Polls `check` until it holds; fails the test after `timeout`.
 pub async fn eventually<F: Future<Output = bool>>(
     what: &str,
@@ -517,7 +417,7 @@ pub fn fixture_rollout(name: &str, image: &str, env: &[(&str, &str)], prometheus
     json!({
         "apiVersion": "mcprollout.dev/v1alpha1",
         "kind": "McpRollout",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name},
         "spec": {
             "replicas": 4,
             "template": {
@@ -575,11 +475,6 @@ pub fn revision_of(rollout: &Value) -> String {
     mcp_rollout::api::revision_of(&template)
 }
 
-/// Writes `text` under the bed's directory (for reports a failing test leaves behind).
-pub fn write(dir: &Path, name: &str, text: &str) {
-    let _ = std::fs::write(dir.join(name), text);
-}
-
 /// What a poller saw of a rollout's status over time: (seconds since start, desired weight,
 /// effective weight, step index, phase).
 #[derive(Clone, Debug, Default)]
@@ -604,18 +499,20 @@ impl Timeline {
     }
 }
 
-/// Records the rollout's status every 100 ms until the handle is aborted or `stop` is read.
+/// Records the rollout's status every 100 ms until the handle is aborted.
 pub fn watch_status(bed: &Bed, name: &str) -> (JoinHandle<()>, std::sync::Arc<std::sync::Mutex<Timeline>>) {
     let api = bed.rollouts();
     let name = name.to_owned();
+    let seen = bed.seen.clone();
     let timeline = std::sync::Arc::new(std::sync::Mutex::new(Timeline::default()));
     let out = timeline.clone();
     let started = std::time::Instant::now();
     let handle = tokio::spawn(async move {
         loop {
             if let Ok(r) = api.get(&name).await
-                && let Some(s) = r.status
+                && let Some(s) = r.status.clone()
             {
+                record_seen(&seen, &r);
                 let phase = s.phase.map(|p| format!("{p:?}")).unwrap_or_default();
                 out.lock().unwrap().samples.push((
                     started.elapsed().as_secs_f64(),

@@ -1,5 +1,5 @@
-//! Canary rollouts end to end on the test bed: the real operator binary, real `mcp-fixture`
-//! pods, a real Prometheus, and agents through the rollout's Service (issue scenarios 1–5).
+//! Canary rollouts end to end on a real cluster: the operator from the Helm chart, real
+//! `mcp-fixture` pods, a real Prometheus, and agents through the rollout's Service.
 //! Each test prints the figures the README's status table quotes.
 
 #![allow(clippy::unwrap_used)]
@@ -66,9 +66,10 @@ async fn first_deploy_then_a_healthy_canary_completes_without_agent_errors() {
     assert!(view.lines().any(|l| l.trim_start().starts_with('>')), "the current step is marked: {view}");
     assert!(view.contains("canary  passed"), "{view}");
     let metrics = bed.operator_get("/metrics").await;
+    let series = format!("mcprollout_desired_weight{{namespace=\"{}\",rollout=\"docs\"}} ", bed.namespace);
     let desired: i64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("mcprollout_desired_weight{namespace=\"default\",rollout=\"docs\"} "))
+        .find_map(|l| l.strip_prefix(series.as_str()))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no desired weight in {metrics}"));
     assert!(desired >= 25 || desired == 0, "{desired}");

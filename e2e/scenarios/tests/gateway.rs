@@ -1,24 +1,25 @@
 //! Gateway API weights (issue 10 scenario 4): the HTTPRoute's stable/canary backend weights
 //! follow the canary steps exactly, nothing else in the route changes, deleting the McpRollout
-//! restores the route, and a missing route is `Stalled`. The test bed has no gateway data
-//! plane: these are object-level checks (what a gateway controller would be told).
+//! restores the route, and a missing route is `Stalled`. The HTTPRoute CRD is the upstream one
+//! (`sigs.k8s.io/gateway-api`); no gateway controller runs here: these are object-level checks
+//! (what a gateway controller would be told).
 
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use e2e::{Bed, NAMESPACE, fixture_rollout, revision_of, with_image};
+use e2e::{Bed, fixture_rollout, revision_of, with_image};
 use kube::{
     ResourceExt,
     api::{DeleteParams, DynamicObject, PostParams},
 };
 use serde_json::{Value, json};
 
-fn route() -> Value {
+fn route(namespace: &str) -> Value {
     json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
-        "metadata": {"name": "mcp", "namespace": NAMESPACE, "labels": {"team": "docs"}},
+        "metadata": {"name": "mcp", "namespace": namespace, "labels": {"team": "docs"}},
         "spec": {
             "parentRefs": [{"name": "public-gateway", "namespace": "gateways", "sectionName": "https"}],
             "hostnames": ["mcp.example.com"],
@@ -55,7 +56,7 @@ fn canary_weight(route: &Value) -> i64 {
 async fn route_weights_follow_the_steps_and_the_route_is_restored_on_delete() {
     let bed = Bed::start().await;
     let routes = bed.http_routes().await;
-    let created: DynamicObject = serde_json::from_value(route()).unwrap();
+    let created: DynamicObject = serde_json::from_value(route(&bed.namespace)).unwrap();
     routes.create(&PostParams::default(), &created).await.unwrap();
     let original = serde_json::to_value(routes.get("mcp").await.unwrap()).unwrap();
 

@@ -1,18 +1,21 @@
-//! GitOps health, read by the tools that read it: the Argo CD health check and resource actions
-//! in `deploy/argocd/` run under a Lua 5.1 interpreter (Argo CD's gopher-lua speaks 5.1), and
-//! Flux's kstatus rules are checked on the same status fixtures. The fixtures in
-//! `deploy/argocd/testdata/` are McpRollouts read back from a test-bed run of the real operator
-//! (first deploy, healthy, canary, paused at a step and by request, aborted, a missing Secret, a
-//! spec change not yet observed), with server-only metadata removed.
+//! GitOps health, read by the code the GitOps tools run: the Argo CD health check and resource
+//! actions in `deploy/argocd/` run under gopher-lua set up as Argo CD sets it up (the
+//! interpreter Argo CD embeds, with its library restrictions), and Flux's kstatus library
+//! (`sigs.k8s.io/cli-utils/pkg/kstatus`) computes the health of the same status fixtures.
+//! Both through `e2e/cluster/cmd/gitops-check`, built here from the Go module beside it. The
+//! fixtures in `deploy/argocd/testdata/` are McpRollouts read back from a run of the real
+//! operator (first deploy, healthy, canary, paused at a step and by request, aborted, a missing
+//! Secret, a spec change not yet observed), with server-only metadata removed.
 
 #![allow(clippy::unwrap_used)]
 
-use std::{path::PathBuf, process::Command};
+use std::path::PathBuf;
 
+use e2e::kstatus;
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+    e2e::workspace()
 }
 
 fn fixture(name: &str) -> Value {
@@ -33,38 +36,21 @@ fn fixtures() -> Vec<(String, Value)> {
     all
 }
 
-/// A JSON value as a Lua table constructor.
-fn to_lua(value: &Value) -> String {
-    match value {
-        Value::Null => "nil".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("{s:?}"),
-        Value::Array(items) => format!("{{{}}}", items.iter().map(to_lua).collect::<Vec<_>>().join(", ")),
-        Value::Object(map) => format!(
-            "{{{}}}",
-            map.iter().map(|(k, v)| format!("[{k:?}] = {}", to_lua(v))).collect::<Vec<_>>().join(", ")
-        ),
-    }
+/// Runs `script` (a file under deploy/argocd) on `obj` as Argo CD would; the table it returns.
+fn lua(obj: &Value, script: &str) -> Value {
+    let path = root().join("deploy/argocd").join(script);
+    let out = kstatus::run(&["lua", path.to_str().unwrap()], &obj.to_string());
+    serde_json::from_str(&out).unwrap()
 }
 
-/// Runs `script` (a file under deploy/argocd) with `obj` set, then `epilogue` on its result `r`.
-fn lua(obj: &Value, script: &str, epilogue: &str) -> String {
-    let path = root().join("deploy/argocd").join(script);
-    let program =
-        format!("obj = {}\nlocal r = dofile({:?})\n{epilogue}\n", to_lua(obj), path.display().to_string());
-    let output = Command::new("lua5.1")
-        .args(["-e", &program])
-        .output()
-        .expect("lua5.1 is not installed (hack/install-test-deps.sh installs it)");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
+/// kstatus's verdict on `obj`: (status, message).
+fn kstatus_of(obj: &Value) -> (String, String) {
+    kstatus::compute(std::slice::from_ref(obj)).remove(0)
 }
 
 fn health(obj: &Value) -> (String, String) {
-    let out = lua(obj, "health.lua", "io.write(r.status, '\\n', r.message or '')");
-    let (status, message) = out.split_once('\n').unwrap();
-    (status.to_owned(), message.to_owned())
+    let r = lua(obj, "health.lua");
+    (r["status"].as_str().unwrap().to_owned(), r["message"].as_str().unwrap_or_default().to_owned())
 }
 
 #[test]
@@ -93,13 +79,16 @@ fn argo_cd_health_follows_phase_and_conditions() {
 }
 
 fn enabled_actions(obj: &Value) -> Vec<String> {
-    let out = lua(
-        obj,
-        "actions/discovery.lua",
-        "local names = {} for n, a in pairs(r) do if not a.disabled then table.insert(names, n) end end \
-         table.sort(names) io.write(table.concat(names, ' '))",
-    );
-    out.split_whitespace().map(str::to_owned).collect()
+    let r = lua(obj, "actions/discovery.lua");
+    let mut names: Vec<String> = r
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, a)| a["disabled"] != true)
+        .map(|(name, _)| name.clone())
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]
@@ -120,46 +109,56 @@ fn argo_cd_actions_are_offered_when_they_apply() {
 fn each_argo_cd_action_writes_a_fresh_request_and_nothing_else() {
     let obj = fixture("paused-at-step");
     for action in ["promote", "promote-full", "abort", "retry", "pause", "resume"] {
-        let out = lua(
-            &obj,
-            &format!("actions/{action}/action.lua"),
-            "io.write(r.metadata.annotations['mcprollout.dev/request'], '\\n', r.metadata.name, '\\n', \
-             r.spec.replicas, '\\n', r.status.phase)",
-        );
-        let lines: Vec<&str> = out.lines().collect();
+        let r = lua(&obj, &format!("actions/{action}/action.lua"));
+        let request = r["metadata"]["annotations"]["mcprollout.dev/request"].as_str().unwrap();
+        let lines = [
+            request.to_owned(),
+            r["metadata"]["name"].to_string(),
+            r["spec"]["replicas"].to_string(),
+            r["status"]["phase"].to_string(),
+        ];
         let (verb, id) = lines[0].split_once('@').unwrap();
         assert_eq!(verb, action);
         assert!(
             id.starts_with("argocd-") && id["argocd-".len()..].chars().all(|c| c.is_ascii_digit()),
             "{id}"
         );
-        mcp_rollout::engine::parse_request(lines[0]).unwrap();
-        assert_eq!(&lines[1..], ["docs", "2", "Paused"], "{action} changed nothing else");
+        mcp_rollout::engine::parse_request(&lines[0]).unwrap();
+        assert_eq!(&lines[1..], ["\"docs\"", "2", "\"Paused\""], "{action} changed nothing else");
     }
 }
 
-/// Flux (kstatus): Ready True exactly when done, Reconciling while progressing or paused,
-/// Stalled on failure, each condition stamped with the generation it describes.
+/// Flux (kstatus): the library computes Current exactly when the operator says Healthy,
+/// InProgress while it progresses or pauses (or has not observed the spec yet), Failed when it
+/// says Degraded; and each condition is stamped with the generation it describes.
 #[test]
-fn status_follows_kstatus_rules() {
+fn kstatus_agrees_with_the_phase() {
     for (name, obj) in fixtures() {
         let status = &obj["status"];
+        let phase = status["phase"].as_str().unwrap();
+        let observed = status["observedGeneration"].as_i64().unwrap();
+        let generation = obj["metadata"]["generation"].as_i64().unwrap();
+        assert!(observed <= generation, "{name}");
+        let want = kstatus::expected(&obj);
+        let (got, message) = kstatus_of(&obj);
+        assert_eq!(got, want, "{name}: kstatus says {got} ({message}), the operator {phase}");
         let condition = |t: &str| {
             status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == t).cloned().unwrap()
         };
-        let is_true = |t: &str| condition(t)["status"] == "True";
-        let phase = status["phase"].as_str().unwrap();
-        assert_eq!(is_true("Ready"), phase == "Healthy", "{name}");
-        assert_eq!(is_true("Reconciling"), phase == "Progressing" || phase == "Paused", "{name}");
-        assert_eq!(is_true("Stalled"), phase == "Degraded", "{name}");
         for t in ["Ready", "Reconciling", "Stalled"] {
             assert_eq!(condition(t)["observedGeneration"], status["observedGeneration"], "{name}: {t}");
             assert!(!condition(t)["reason"].as_str().unwrap().is_empty(), "{name}: {t} has a reason");
         }
-        let observed = status["observedGeneration"].as_i64().unwrap();
-        let generation = obj["metadata"]["generation"].as_i64().unwrap();
-        assert!(observed <= generation, "{name}");
     }
+    // Before the operator's first status write, the CRD's status default is all there is
+    // (the real API server applies it on read: status {observedGeneration: 0}). kstatus reads
+    // that as not yet observed; without the default it calls a status-less object Current.
+    let mut fresh = fixture("healthy");
+    fresh["status"] = serde_json::json!({"observedGeneration": 0, "desiredWeight": 0, "effectiveWeight": 0});
+    assert_eq!(kstatus_of(&fresh).0, "InProgress", "never reconciled");
+    assert_eq!(health(&fresh).0, "Progressing", "never reconciled (Argo CD)");
+    fresh.as_object_mut().unwrap().remove("status");
+    assert_eq!(kstatus_of(&fresh).0, "Current", "kstatus's rule for objects with no status at all");
 }
 
 fn indent(text: &str, spaces: usize) -> String {
@@ -182,7 +181,7 @@ fn argocd_cm() -> String {
         ));
     }
     format!(
-        "# Generated from deploy/argocd/*.lua by operator/tests/gitops.rs (MCP_UPDATE_GOLDEN=1 rewrites it).\n\
+        "# Generated from deploy/argocd/*.lua by e2e/scenarios/tests/gitops.rs (MCP_UPDATE_GOLDEN=1 rewrites it).\n\
          # Merge these keys into your argocd-cm ConfigMap, e.g.\n\
          #   kubectl -n argocd patch configmap argocd-cm --patch-file deploy/argocd/argocd-cm.yaml\n\
          apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n  namespace: argocd\n  labels:\n    \

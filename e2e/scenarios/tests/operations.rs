@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use e2e::{Bed, NAMESPACE, fixture_rollout, phase, revision_of, with_image};
-use k8s_openapi::api::{coordination::v1::Lease, core::v1::Secret};
+use e2e::{Bed, fixture_rollout, phase, revision_of, with_image};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api,
     api::{Patch, PatchParams, PostParams},
@@ -30,7 +30,7 @@ async fn warning_reasons(bed: &Bed, rollout: &str) -> Vec<String> {
 /// operator never restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() {
-    let mut bed = Bed::start().await;
+    let bed = Bed::start().await;
     let prometheus = bed.prometheus_url();
     let small = |mut r: serde_json::Value| {
         r["spec"]["replicas"] = json!(2);
@@ -97,7 +97,7 @@ async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() 
     }
 
     // Fixes: the Secret appears; the query is corrected.
-    let secrets: Api<Secret> = Api::namespaced(bed.client.clone(), NAMESPACE);
+    let secrets: Api<Secret> = Api::namespaced(bed.client.clone(), &bed.namespace);
     let token: Secret =
         serde_json::from_value(json!({"metadata": {"name": "mcp-token"}, "stringData": {"token": "s3cret"}}))
             .unwrap();
@@ -107,7 +107,7 @@ async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() 
     })
     .await;
     let fixed = json!({"apiVersion": "mcprollout.dev/v1alpha1", "kind": "McpRollout",
-        "metadata": {"name": "bad-query", "namespace": NAMESPACE},
+        "metadata": {"name": "bad-query", "namespace": bed.namespace},
         "spec": {"analysis": {"metrics": [{"name": "broken",
             "query": "sum(rate(mcp_tool_call_duration_seconds_count{version=\"{{revision}}\"}[30s])) >= 0", "min": 0}]}}});
     bed.rollouts().patch("bad-query", &PatchParams::default(), &Patch::Merge(&fixed)).await.unwrap();
@@ -123,51 +123,55 @@ async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() 
     );
 }
 
-/// Two replicas: only the Lease holder reconciles; on SIGTERM it releases the Lease and the
-/// standby takes over at once and carries the next rollout.
+/// The chart's two replicas: only the Lease holder reconciles; when its pod is deleted
+/// (SIGTERM) it releases the Lease on the way out and the standby takes over at once (not
+/// after the Lease expires) and carries the next rollout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_reconciles_and_a_standby_takes_over_on_shutdown() {
-    if e2e::on_real_cluster("two operator processes it starts and signals itself") {
-        return;
-    }
-    let mut bed = Bed::start().await;
+    let bed = Bed::start().await;
     let mut v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
     // No agents here: without traffic the analysis would hold the rollout for want of calls.
     v1["spec"].as_object_mut().unwrap().remove("analysis");
     bed.apply(&v1).await;
     bed.wait_healthy("docs").await;
-    let _standby = bed.spawn_operator("standby", "standby.log");
-    let leases: Api<Lease> = Api::namespaced(bed.client.clone(), NAMESPACE);
-    let holder = || async {
-        leases
-            .get("mcp-rollout-operator")
-            .await
-            .ok()
-            .and_then(|l| l.spec?.holder_identity)
-            .unwrap_or_default()
-    };
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(holder().await, "e2e-operator");
-    let standby_file = bed.dir.join("standby.log");
-    let standby_log = || std::fs::read_to_string(&standby_file).unwrap_or_default();
-    assert!(!standby_log().contains("leading"), "the standby waits:\n{}", standby_log());
+    let leader = bed.real.leader(&bed.client).await.expect("a Lease holder");
+    let logs = bed.real.operator_logs(&bed.client, 10_000).await;
+    let standby_section = logs
+        .split("--- operator pod ")
+        .find(|section| !section.is_empty() && !section.starts_with(&leader))
+        .expect("a standby pod");
+    assert!(!standby_section.contains("leading"), "the standby waits:\n{standby_section}");
 
-    let exit = bed.terminate_operator().await.expect("the leader exits on SIGTERM");
-    assert!(exit.success(), "a clean exit on SIGTERM: {exit:?}");
+    let terminated = bed.real.terminate_leader(&bed.client).await;
     let handed_over = std::time::Instant::now();
-    assert_ne!(holder().await, "e2e-operator", "the leader released its Lease on the way out");
-    e2e::eventually("the standby leads", Duration::from_secs(20), || async { holder().await == "standby" })
-        .await;
+    let operator_pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(bed.client.clone(), &bed.real.operator_namespace);
+    e2e::eventually("the old leader's pod gone", Duration::from_secs(60), || async {
+        operator_pods.get_opt(&terminated).await.ok().flatten().is_none()
+    })
+    .await;
+    // It released the Lease before it exited, so the Lease no longer names it even though
+    // its last renewal has not expired: nobody waits out the Lease duration.
+    assert_ne!(
+        bed.real.leader(&bed.client).await.as_deref(),
+        Some(terminated.as_str()),
+        "the leader released its Lease on the way out"
+    );
+    e2e::eventually("another pod leads", Duration::from_secs(60), || async {
+        bed.real.leader(&bed.client).await.is_some_and(|holder| holder != terminated)
+    })
+    .await;
     let takeover = handed_over.elapsed().as_secs_f64();
+    let new_leader = bed.real.leader(&bed.client).await.unwrap();
 
     let v2 = with_image(&v1, "mcp-fixture:v2-compatible", &[]);
     bed.apply(&v2).await;
-    bed.wait("docs", "the standby carried the rollout", Duration::from_secs(90), |r| {
+    bed.wait("docs", "the standby carried the rollout", Duration::from_secs(120), |r| {
         e2e::stable_is(r, &revision_of(&v2))
     })
     .await;
-    assert!(standby_log().contains("leading"));
+    bed.start_operator().await; // the Deployment replaced the deleted pod
     println!(
-        "leader election: standby took over {takeover:.1} s after the leader's SIGTERM and completed a rollout"
+        "leader election: {new_leader} took over {takeover:.1} s after {terminated}'s SIGTERM and completed a rollout"
     );
 }

@@ -502,10 +502,12 @@ pub struct ExpectedContent {
     #[schemars(length(min = 1, max = 1024))]
     pub regex: Option<String>,
 
-    /// A JSON value that must be a subset of the result's structured content.
+    /// A JSON object that must be a subset of the result's structured content (an object in
+    /// MCP). Typed as an object so the API server's CEL rules can see it: an untyped field is
+    /// invisible to CEL, and a real API server refused the CRD for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
-    pub json: Option<serde_json::Value>,
+    #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true, "type" = "object"))]
+    pub json: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// An HTTP header the probe sends.

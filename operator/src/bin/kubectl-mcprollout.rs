@@ -204,9 +204,13 @@ fn probe_config(args: &ProbeArgs, url: &str) -> Result<ProbeConfig, String> {
             _ => return Err(format!("--args {:?} is not a JSON object", args.args)),
         };
         let json = match &args.expect_json {
-            Some(text) => {
-                Some(serde_json::from_str(text).map_err(|e| format!("--expect-json is not JSON: {e}"))?)
-            }
+            Some(text) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(map)) => Some(map),
+                Ok(_) => {
+                    return Err("--expect-json must be a JSON object (MCP structured content is one)".into());
+                }
+                Err(e) => return Err(format!("--expect-json is not JSON: {e}")),
+            },
             None => None,
         };
         if let Some(pattern) = &args.expect_regex {

@@ -59,9 +59,10 @@ pub fn check(outcome: &ToolCallOutcome, expect: Option<&ExpectedContent>) -> Res
         }
     }
     if let Some(expected) = &expect.json {
+        let expected = serde_json::Value::Object(expected.clone());
         // Servers without structured output often return JSON as text.
         let actual = outcome.structured_content.clone().or_else(|| serde_json::from_str(&outcome.text).ok());
-        if !actual.as_ref().is_some_and(|actual| is_subset(expected, actual)) {
+        if !actual.as_ref().is_some_and(|actual| is_subset(&expected, actual)) {
             return Err(ProbeError::ToolCallMismatch(format!(
                 "result does not contain the JSON {expected}; got {}",
                 super::jsonrpc::excerpt(
@@ -102,6 +103,7 @@ mod tests {
     }
 
     fn expect(contains: Option<&str>, regex: Option<&str>, json: Option<Value>) -> ExpectedContent {
+        let json = json.map(|j| j.as_object().cloned().expect("an object"));
         ExpectedContent { contains: contains.map(Into::into), regex: regex.map(Into::into), json }
     }
 

@@ -23,6 +23,8 @@ async fn main() -> anyhow::Result<()> {
         )
         // Logs to stderr; stdout carries only the `listening on ADDR` line scripts read.
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a pod's log is a file, where escape codes are noise.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let fixture = Fixture::start(cli.config).await?;
