@@ -354,8 +354,10 @@ fn record_seen(seen: &Mutex<Vec<Value>>, rollout: &McpRollout) {
     }
 }
 
-/// The upstream Gateway API CRDs (standard channel) from the Go module the cluster's
-/// `go.mod` pins: `go mod download` puts the module's files in the module cache.
+/// The upstream Gateway API CRDs from the Go module the cluster's `go.mod` pins (`go mod
+/// download` puts the module's files in the module cache). The experimental channel: HTTPRoute
+/// `sessionPersistence`, which the operator writes, exists only there; the standard channel's
+/// CRD prunes it, which the operator reports as `SessionPersistenceUnsupported`.
 pub fn gateway_api_crds() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -366,7 +368,7 @@ pub fn gateway_api_crds() -> PathBuf {
             .expect("go is not installed");
         assert!(output.status.success(), "go mod download sigs.k8s.io/gateway-api failed");
         let info: Value = serde_json::from_slice(&output.stdout).unwrap();
-        PathBuf::from(info["Dir"].as_str().unwrap()).join("config/crd/standard")
+        PathBuf::from(info["Dir"].as_str().unwrap()).join("config/crd/experimental")
     })
     .clone()
 }

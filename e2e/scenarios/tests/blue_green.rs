@@ -175,8 +175,9 @@ async fn a_regression_after_the_flip_flips_back() {
     let status = back.status.unwrap();
     let rollback = status.rollback.unwrap();
     assert_eq!(rollback.reason, RollbackReason::AnalysisFailed, "{rollback:?}");
+    // Flipped back, not finalized: had the 40 s window ended first, the regressing revision
+    // would be stable now. (How long the flip back took is a figure, not a bound.)
     assert_eq!(status.stable_revision.as_deref(), Some(revision_of(&v1).as_str()));
-    assert!(flipped_back_after < 40.0, "within the post-promotion window");
     let report = traffic.await.unwrap();
     println!(
         "blue-green 3: flipped back {flipped_back_after:.1} s after the flip ({}); agents: {} errored attempts retried, \

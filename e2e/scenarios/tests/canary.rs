@@ -153,7 +153,12 @@ async fn a_canary_with_tool_call_errors_is_rolled_back_automatically() {
     let first_traffic = timeline.samples.iter().find(|s| s.2 > 0).map(|s| s.0).unwrap();
     let back = timeline.samples.iter().rev().find(|s| s.2 > 0).map(|s| s.0).unwrap();
     let exposure = back - first_traffic;
-    assert!(exposure < 30.0, "the bad canary had traffic for {exposure:.1} s");
+    // How long the exposure lasts depends on the machine (scrapes, query latency); what must
+    // hold is that the rollout never went past its first weight and rolled back at the first
+    // verdict that could trigger it (failureLimit 1 here). The time is a figure, not a bound.
+    let weights = timeline.desired_weights();
+    assert_eq!(weights.iter().copied().filter(|w| *w > 0).collect::<Vec<_>>(), vec![5], "{weights:?}");
+    assert!(rollback.message.contains("failed 1 time(s) in a row"), "{}", rollback.message);
     let report = traffic.await.unwrap();
     let total = report.calls_total().max(1);
     let failed = failed_calls(&report);
@@ -242,6 +247,7 @@ async fn a_crash_looping_canary_is_rolled_back_at_once() {
     bed.wait_healthy("docs").await;
     let crashing = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_CRASH_AFTER_SECONDS", "2")]);
     let applied = Instant::now();
+    let (poller, timeline) = watch_status(&bed, "docs");
     bed.apply(&crashing).await;
     let crashed = bed
         .wait("docs", "rolled back", Duration::from_secs(60), |r| {
@@ -251,8 +257,11 @@ async fn a_crash_looping_canary_is_rolled_back_at_once() {
     let secs = applied.elapsed().as_secs_f64();
     let rollback = crashed.status.unwrap().rollback.unwrap();
     assert_eq!(rollback.reason, RollbackReason::Crashed, "{rollback:?}");
-    // The fixture aborts 2 s after start; the first restart is the trigger.
-    assert!(secs < 15.0, "rolled back {secs:.1} s after apply");
+    poller.abort();
+    // The fixture aborts 2 s after start; its first restart is the trigger: the rollout never
+    // went past its first weight. (The time it took is a figure, not a bound.)
+    let weights = timeline.lock().unwrap().desired_weights();
+    assert!(weights.iter().all(|w| *w <= 5), "{weights:?}");
     e2e::eventually("the crashing Deployment removed", Duration::from_secs(30), || async {
         bed.deployments("docs").await.len() == 1
     })

@@ -57,8 +57,15 @@ fn our_backends(route: &Value, rollout: &str) -> Vec<(usize, usize, bool)> {
     found
 }
 
-/// Checks the route can be weighted: it exists and has both our backends in one rule.
-pub fn check(route: Option<&Value>, rollout: &str, reference: &str) -> Result<(), RouteProblem> {
+/// Checks the route can be weighted: it exists, has both our backends in one rule, and keeps
+/// the session persistence we write (once we have written it: the operator's field manager is
+/// in the route's managedFields, and the field still is not there).
+pub fn check(
+    route: Option<&Value>,
+    rollout: &str,
+    reference: &str,
+    persistence: Option<&SessionPersistence>,
+) -> Result<(), RouteProblem> {
     let Some(route) = route else {
         return Err(RouteProblem {
             reason: "RouteNotFound",
@@ -70,6 +77,19 @@ pub fn check(route: Option<&Value>, rollout: &str, reference: &str) -> Result<()
     let complete = rules.iter().any(|r| {
         backends.iter().any(|(x, _, c)| x == r && !c) && backends.iter().any(|(x, _, c)| x == r && *c)
     });
+    let written_by_us = route["metadata"]["managedFields"]
+        .as_array()
+        .is_some_and(|fields| fields.iter().any(|f| f["manager"] == FIELD_MANAGER));
+    if complete && written_by_us && persistence_dropped(route, rollout, persistence) {
+        return Err(RouteProblem {
+            reason: "SessionPersistenceUnsupported",
+            message: format!(
+                "HTTPRoute {reference} does not keep the sessionPersistence written on it: its CRD has no such \
+                 field (in Gateway API it is in the experimental channel); install those CRDs or remove \
+                 spec.trafficRouting.gatewayAPI.sessionPersistence"
+            ),
+        });
+    }
     if complete {
         Ok(())
     } else {
@@ -142,6 +162,15 @@ pub fn weight_patch(
         ops.insert(0, json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}));
     }
     ops
+}
+
+/// Whether a route as stored lacks the session persistence a patch wrote on our rules: the
+/// API server pruned it (the field exists only in the Gateway API experimental channel's CRD).
+pub fn persistence_dropped(stored: &Value, rollout: &str, persistence: Option<&SessionPersistence>) -> bool {
+    persistence.is_some()
+        && our_backends(stored, rollout)
+            .iter()
+            .any(|(r, _, _)| stored["spec"]["rules"][*r].get("sessionPersistence").is_none_or(Value::is_null))
 }
 
 /// The canary weight a plan asks of the route.
@@ -308,13 +337,36 @@ mod tests {
     }
 
     #[test]
+    fn session_persistence_pruned_by_the_crd_is_noticed() {
+        let p = SessionPersistence { header_name: "Mcp-Session-Id".into(), absolute_timeout: None };
+        let r = route();
+        let kept = apply(&r, weight_patch(&r, "docs", 5, Some(&p)));
+        assert!(!persistence_dropped(&kept, "docs", Some(&p)));
+        // What the standard channel's CRD stores: the weights, and no sessionPersistence.
+        let pruned = apply(&r, weight_patch(&r, "docs", 5, None));
+        assert!(persistence_dropped(&pruned, "docs", Some(&p)));
+        assert!(!persistence_dropped(&pruned, "docs", None), "nothing asked, nothing dropped");
+        // As a route problem: only once we wrote the route (our manager in managedFields).
+        assert!(check(Some(&pruned), "docs", "ns/mcp", Some(&p)).is_ok(), "not written yet");
+        let mut written = pruned.clone();
+        written["metadata"]["managedFields"] = json!([{"manager": FIELD_MANAGER, "operation": "Update"}]);
+        assert_eq!(
+            check(Some(&written), "docs", "ns/mcp", Some(&p)).unwrap_err().reason,
+            "SessionPersistenceUnsupported"
+        );
+        let mut kept = kept;
+        kept["metadata"]["managedFields"] = written["metadata"]["managedFields"].clone();
+        assert!(check(Some(&kept), "docs", "ns/mcp", Some(&p)).is_ok());
+    }
+
+    #[test]
     fn a_missing_route_or_backend_is_a_named_problem() {
-        assert_eq!(check(None, "docs", "ns/mcp").unwrap_err().reason, "RouteNotFound");
+        assert_eq!(check(None, "docs", "ns/mcp", None).unwrap_err().reason, "RouteNotFound");
         let mut r = route();
         r["spec"]["rules"][1]["backendRefs"].as_array_mut().unwrap().pop();
-        let problem = check(Some(&r), "docs", "ns/mcp").unwrap_err();
+        let problem = check(Some(&r), "docs", "ns/mcp", None).unwrap_err();
         assert_eq!(problem.reason, "BackendNotFound");
         assert!(problem.message.contains("docs-canary"));
-        assert!(check(Some(&route()), "docs", "ns/mcp").is_ok());
+        assert!(check(Some(&route()), "docs", "ns/mcp", None).is_ok());
     }
 }

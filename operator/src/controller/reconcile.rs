@@ -179,7 +179,7 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
         observed_route.clone_from(&route);
         let reference =
             format!("{}/{}", gateway::route_namespace(rollout, routing), routing.http_route_ref.name);
-        match gateway::check(route.as_ref(), &name, &reference) {
+        match gateway::check(route.as_ref(), &name, &reference, routing.session_persistence.as_ref()) {
             // What the gateway does now is the route's weights, not the pods' ratio.
             Ok(()) => {
                 if let Some(w) = route.as_ref().and_then(|r| gateway::effective_weight(r, &name)) {
@@ -206,7 +206,12 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
     // ── report ──
     let status_changed = rollout.status.as_ref() != Some(&status);
     if status_changed {
-        write_status(ctx, rollout, &status).await?;
+        if !write_status(ctx, rollout, &status).await? {
+            // The McpRollout changed since it was read (a status newer than the one decided
+            // from): decide again from the fresh object, apply nothing from a stale one.
+            info!(rollout = %name, "the McpRollout changed since it was read; deciding again");
+            return Ok(Action::requeue(Duration::from_millis(500)));
+        }
     }
     ctx.metrics.observe_status(&namespace, &name, &status, &observed.revisions);
     count_transitions(ctx, &key, &before, &status);
@@ -521,19 +526,32 @@ fn probe_job(
     })
 }
 
-async fn write_status(ctx: &Context, rollout: &McpRollout, status: &McpRolloutStatus) -> Result<(), Error> {
+/// Writes the decided status, on the condition that the McpRollout is still the one the
+/// decision was made from (its resourceVersion as a precondition of the apply). Seen on a real
+/// API server: after it restarted, a reconcile got an object older than the status the operator
+/// had last written, decided from it and wrote the canary's weight back from 25% to 5%.
+/// `false` when the precondition failed (409): nothing was written.
+async fn write_status(ctx: &Context, rollout: &McpRollout, status: &McpRolloutStatus) -> Result<bool, Error> {
     let api: Api<McpRollout> = Api::namespaced(
         ctx.client.clone(),
         &rollout.namespace().ok_or(Error::MissingField("metadata.namespace"))?,
     );
-    let patch = json!({
+    let mut patch = json!({
         "apiVersion": McpRollout::api_version(&()),
         "kind": McpRollout::kind(&()),
         "status": serde_json::to_value(status).map_err(|source| Error::Serialize { what: "status", source })?,
     });
-    api.patch_status(&rollout.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
-    Ok(())
+    if let Some(version) = &rollout.metadata.resource_version {
+        patch["metadata"] = json!({"resourceVersion": version});
+    }
+    match api
+        .patch_status(&rollout.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// An event for each analysis check whose verdict changed, with its numbers: the gate verdicts
