@@ -205,13 +205,11 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
 
     // ── report ──
     let status_changed = rollout.status.as_ref() != Some(&status);
-    if status_changed {
-        if !write_status(ctx, rollout, &status).await? {
-            // The McpRollout changed since it was read (a status newer than the one decided
-            // from): decide again from the fresh object, apply nothing from a stale one.
-            info!(rollout = %name, "the McpRollout changed since it was read; deciding again");
-            return Ok(Action::requeue(Duration::from_millis(500)));
-        }
+    if status_changed && !write_status(ctx, rollout, &status).await? {
+        // The McpRollout changed since it was read (a status newer than the one decided
+        // from): decide again from the fresh object, apply nothing from a stale one.
+        info!(rollout = %name, "the McpRollout changed since it was read; deciding again");
+        return Ok(Action::requeue(Duration::from_millis(500)));
     }
     ctx.metrics.observe_status(&namespace, &name, &status, &observed.revisions);
     count_transitions(ctx, &key, &before, &status);
