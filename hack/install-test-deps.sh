@@ -9,8 +9,6 @@ cd "$(dirname "$0")/.."
 # for the local cluster (hack/cluster.sh): runc (containerd's runtime), iptables and conntrack
 # (kube-proxy), iproute2 (its network namespace); ca-certificates (the images' CA bundle).
 DEBIAN_PACKAGES=(prometheus procps runc iptables conntrack iproute2 ca-certificates)
-# kubectl for the test bed's contract tests: Debian's kubernetes-client when none is installed.
-command -v kubectl >/dev/null || DEBIAN_PACKAGES+=(kubernetes-client)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -26,13 +26,6 @@ impl FromStr for Profile {
     }
 }
 
-impl Profile {
-    /// The profile an image tag names, e.g. `mcp-fixture:v2-breaking` → V2Breaking.
-    pub fn from_image_tag(tag: &str) -> Option<Self> {
-        tag.parse().ok()
-    }
-}
-
 /// How schema-validation errors reach the client: both ways real servers do it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SchemaErrorStyle {
@@ -49,14 +42,9 @@ pub struct FixtureConfig {
     #[arg(long, env = "FIXTURE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
-    /// Tool profile. Defaults to the one named by IMAGE_TAG (set by the test bed from the image
-    /// tag), else v1.
+    /// Tool profile (each image bakes its own in: hack/images.sh, the Dockerfile); default v1.
     #[arg(long, env = "FIXTURE_PROFILE")]
     pub profile: Option<Profile>,
-
-    /// Image tag of the container (the test bed passes it), used to pick the profile.
-    #[arg(long, env = "IMAGE_TAG", hide = true)]
-    pub image_tag: Option<String>,
 
     /// Reported as serverInfo.version, the X-Server-Version header and the `version` label.
     #[arg(long, env = "SERVER_VERSION", default_value = "unknown")]
@@ -121,9 +109,7 @@ pub struct FixtureConfig {
 impl FixtureConfig {
     /// The profile in force.
     pub fn profile(&self) -> Profile {
-        self.profile
-            .or_else(|| self.image_tag.as_deref().and_then(Profile::from_image_tag))
-            .unwrap_or(Profile::V1)
+        self.profile.unwrap_or(Profile::V1)
     }
 
     pub fn latency(&self) -> Duration {
@@ -135,7 +121,6 @@ impl FixtureConfig {
         Self {
             listen: "127.0.0.1:0".parse().expect("loopback address"),
             profile: Some(Profile::V1),
-            image_tag: None,
             server_version: "test".into(),
             protocol_versions: ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]
                 .map(String::from)
@@ -152,22 +137,5 @@ impl FixtureConfig {
             slow_start_seconds: 0,
             seed: Some(1),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_image_tag_picks_the_profile_unless_a_flag_does() {
-        let mut c = FixtureConfig::for_tests();
-        c.profile = None;
-        c.image_tag = Some("v2-breaking".into());
-        assert_eq!(c.profile(), Profile::V2Breaking);
-        c.image_tag = Some("latest".into());
-        assert_eq!(c.profile(), Profile::V1);
-        c.profile = Some(Profile::V2Compatible);
-        assert_eq!(c.profile(), Profile::V2Compatible);
     }
 }

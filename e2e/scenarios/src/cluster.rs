@@ -255,7 +255,8 @@ impl RealCluster {
                 "containers": [{
                     "name": "agents",
                     "image": self.agents_image,
-                    "imagePullPolicy": "Never",
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["/usr/local/bin/mcp-agents"],
                     "args": args,
                 }]
             }
