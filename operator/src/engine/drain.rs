@@ -1,12 +1,11 @@
-//! Drain windows (how long a revision that left traffic is expected to hold sessions) and
-//! the session samples that may end a drain.
+//! Drains: a revision that left traffic stays up, out of rotation, until its pods report no
+//! open sessions (or `drain.max`). The window (how long sessions are expected to last), the
+//! session samples that may end a drain, and starting and ending drains.
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::prelude::*;
 use crate::api::{DrainClamp, DrainSpec, DrainStatus};
-
-use super::input::{ActiveSessions, SessionDuration};
 
 /// Folds a session sample into a drain. Only samples scraped after the drain began count;
 /// the first of them is remembered, and a count is trusted from a later one (`settled_count`).
@@ -44,6 +43,94 @@ pub fn window(spec: &DrainSpec, measured: Option<SessionDuration>) -> (i64, Opti
         Some(s) if s < min as f64 => (min, Some(s), DrainClamp::Min),
         Some(s) if s > max as f64 => (max, Some(s), DrainClamp::Max),
         Some(s) => (s.ceil() as i64, Some(s), DrainClamp::None),
+    }
+}
+
+impl Engine<'_> {
+    pub(super) fn start_drain(&mut self, revision: &str, replicas: i32) {
+        // Every pod the revision runs stays for the drain: sized down now, the ReplicaSet
+        // would pick by its own ranking which of them to cut, sessions or not.
+        let running = self.observed.revision(revision).map_or(0, |o| o.pods);
+        let replicas = replicas.max(running);
+        if self.st.drains.iter().any(|d| d.revision == revision) || replicas <= 0 {
+            return;
+        }
+        let (window, measured, clamp) = drain::window(&self.spec.drain, self.observed.session_duration);
+        self.events.push(Event::normal(
+            "DrainStarted",
+            format!(
+                "revision {revision} left traffic; draining for up to {window}s (measured {}, clamp {clamp:?})",
+                measured.map_or("nothing".into(), |m| format!("{m:.1}s"))
+            ),
+        ));
+        self.st.drains.push(DrainStatus {
+            revision: revision.to_owned(),
+            started_at: time(self.now),
+            window_seconds: window,
+            measured_seconds: measured,
+            clamp,
+            replicas,
+            active_sessions: None,
+            sessions_sampled_at: None,
+            first_sample_at: None,
+        });
+        self.st.drains.sort_by(|a, b| a.revision.cmp(&b.revision));
+    }
+
+    /// Ends drains on what was observed: a drain ends when its pods report no open sessions
+    /// and no in-flight streams (at once with `earlyFinish`, else once its window has
+    /// elapsed), or at `drain.max` whatever they report. A window alone never ends a drain:
+    /// the sessions it was measured from are a quantile, and the rest would be cut.
+    /// A revision that is serving again (rolled back to, or the blue-green flip-back target
+    /// during the window) is never ended here.
+    pub(super) fn finish_drains(&mut self) {
+        // Serving with traffic again (stable, or a canary with weight) ends a drain; a
+        // restarted revision with no traffic yet keeps draining its old sessions.
+        let serving: Vec<String> = std::iter::once(&self.st.stable_revision)
+            .chain((self.st.desired_weight > 0).then_some(&self.st.canary_revision))
+            .flatten()
+            .cloned()
+            .collect();
+        let hold_flip_back = self.stage() == Stage::PostPromotion;
+        let stable = self.st.stable_revision.clone();
+        let early_finish = self.spec.drain.early_finish;
+        let max = self.spec.drain.max.as_secs() as i64;
+        let now = self.now;
+        let mut finished = Vec::new();
+        self.st.drains.retain_mut(|d| {
+            let is_flip_back = hold_flip_back && stable.as_deref() == Some(d.revision.as_str());
+            if serving.contains(&d.revision) && !is_flip_back {
+                return false; // serving again: no longer draining
+            }
+            if let Some(sample) = self.observed.active_sessions.iter().find(|s| s.revision == d.revision) {
+                drain::record_sample(d, sample);
+            }
+            if is_flip_back {
+                return true;
+            }
+            let started = secs(&d.started_at);
+            let settled = drain::settled_count(d);
+            let window_over = now >= started + d.window_seconds;
+            let max_over = now >= started + max.max(d.window_seconds);
+            let why = match settled {
+                Some(0) if early_finish || window_over => "no open sessions or streams".to_owned(),
+                _ if max_over => match settled.or(d.active_sessions) {
+                    Some(n) => format!("drain.max of {max}s reached with {n} session(s) or stream(s) open"),
+                    None => format!("drain.max of {max}s reached; open sessions were not observed"),
+                },
+                _ => return true,
+            };
+            finished.push((d.revision.clone(), why, max_over && settled != Some(0)));
+            false
+        });
+        for (revision, why, forced) in finished {
+            let message = format!("revision {revision} drained ({why})");
+            if forced {
+                self.events.push(Event::warning("DrainFinished", message));
+            } else {
+                self.events.push(Event::normal("DrainFinished", message));
+            }
+        }
     }
 }
 

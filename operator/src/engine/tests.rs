@@ -4,8 +4,8 @@
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::*;
-use crate::api::{McpRolloutSpec, RollbackReason};
+use super::{core::secs, prelude::*, *};
+use crate::api::{McpRolloutSpec, RollbackReason, revision_of};
 
 pub(super) const T0: i64 = 1_800_000_000;
 

@@ -1,0 +1,100 @@
+//! Folding new probe and analysis results into status (only newer ones count).
+
+use super::prelude::*;
+
+impl<'a> Engine<'a> {
+    /// Folds new probe and analysis results into status (only results newer than what status
+    /// already holds count, so a repeated call changes nothing).
+    pub(super) fn record_observations(&mut self) {
+        let live: Vec<String> = self.live_revisions();
+        self.st.probes.retain(|p| live.contains(&p.revision));
+        for report in &self.observed.probes {
+            if !live.contains(&report.revision) {
+                continue;
+            }
+            let at = report.at.as_second();
+            if self.predates_current_rollout(&report.revision, at) {
+                continue;
+            }
+            let previous = self.st.probes.iter().position(|p| p.revision == report.revision);
+            if previous.is_some_and(|i| secs(&self.st.probes[i].at) >= at) {
+                continue;
+            }
+            let failures = match (report.passed, previous) {
+                (true, _) => 0,
+                (false, Some(i)) => self.st.probes[i].consecutive_failures.saturating_add(1),
+                (false, None) => 1,
+            };
+            if !report.passed {
+                self.events.push(Event::warning(
+                    "ProbeFailed",
+                    format!(
+                        "MCP probe of revision {} failed ({} in a row): {}",
+                        report.revision,
+                        failures,
+                        report.message.as_deref().unwrap_or("no detail")
+                    ),
+                ));
+            }
+            let status = ProbeStatus {
+                revision: report.revision.clone(),
+                passed: report.passed,
+                at: time(at),
+                consecutive_failures: failures,
+                protocol_versions: report.protocol_versions.clone(),
+                tool_count: report.tool_count,
+                pods: report.pods,
+                schema_compatible: report.schema_compatible,
+                message: report.message.clone(),
+            };
+            match previous {
+                Some(i) => self.st.probes[i] = status,
+                None => self.st.probes.push(status),
+            }
+        }
+        self.st.probes.sort_by(|a, b| a.revision.cmp(&b.revision));
+
+        let Some(report) = &self.observed.analysis else {
+            return;
+        };
+        if self.st.canary_revision.as_deref() != Some(report.revision.as_str()) {
+            return;
+        }
+        let at = report.at.as_second();
+        if self.predates_current_rollout(&report.revision, at)
+            || self.st.analysis.iter().any(|c| secs(&c.at) >= at)
+        {
+            return;
+        }
+        let checks = report
+            .checks
+            .iter()
+            .map(|check| {
+                let before = self.st.analysis.iter().find(|c| c.name == check.name);
+                let failures = before.map_or(0, |c| c.consecutive_failures);
+                CheckStatus {
+                    name: check.name.clone(),
+                    verdict: check.verdict,
+                    value: check.value.filter(|v| v.is_finite()),
+                    threshold: check.threshold.filter(|v| v.is_finite()),
+                    consecutive_failures: match check.verdict {
+                        Verdict::Fail => failures.saturating_add(1),
+                        Verdict::Pass => 0,
+                        // Missing data neither confirms nor clears a failure streak.
+                        Verdict::Inconclusive => failures,
+                    },
+                    at: time(at),
+                    message: check.message.clone(),
+                }
+            })
+            .collect();
+        self.st.analysis = checks;
+    }
+
+    /// Whether a result for the new revision predates its current rollout (a replaced and
+    /// re-applied template, or a retry): such a result must not count for or against it.
+    pub(super) fn predates_current_rollout(&self, revision: &str, at: i64) -> bool {
+        self.st.canary_revision.as_deref() == Some(revision)
+            && self.st.rollout_started_at.as_ref().is_some_and(|started| at <= secs(started))
+    }
+}
