@@ -5,7 +5,8 @@
 #
 #   hack/cluster-clean-check.sh before   # snapshot (before `up`)
 #   hack/cluster-clean-check.sh after    # compare (after `down`); exit 1 on any leftover
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "cluster-clean-check.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 DIR=${MCP_CLUSTER_DIR:?MCP_CLUSTER_DIR names the cluster}
 SNAP=${TMPDIR:-/tmp}/mcp-cluster-clean-$(printf '%s' "$(realpath -m "$DIR")" | sha256sum | cut -c1-8)
 
@@ -13,9 +14,9 @@ snapshot() {
   local out=$1
   mkdir -p "$out"
   ip -o link show | awk -F': ' '{print $2}' | sort >"$out/links"
-  ip netns list 2>/dev/null | awk '{print $1}' | sort >"$out/netns"
-  # Rules only (no counters, no generated header lines).
-  iptables-save 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' | sort >"$out/iptables"
+  { ip netns list 2>/dev/null || true; } | awk '{print $1}' | sort >"$out/netns"
+  # Rules only (no counters, no generated header lines); none at all is an empty list.
+  { iptables-save 2>/dev/null || true; } | { grep -v '^#' || true; } | sed 's/\[[0-9]*:[0-9]*\]//' | sort >"$out/iptables"
   awk '{print $5}' /proc/self/mountinfo | sort >"$out/mounts"
   find /sys/fs/cgroup -maxdepth 2 -name 'mcpr-*' 2>/dev/null | sort >"$out/cgroups"
   for key in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops; do

@@ -39,6 +39,7 @@
 # - containerd: its own root, state, socket and runc root under MCP_CLUSTER_DIR,
 #   `netns_mounts_under_state_dir`, the sandbox image pinned to the imported pause image.
 set -euo pipefail
+trap 'echo "cluster.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 

@@ -8,6 +8,7 @@
 # KUBECTL and HELM name the binaries (hack/test.sh passes the local cluster's own builds);
 # PROMETHEUS_IMAGE replaces the manifest's image (the local cluster imports Debian's build).
 set -euo pipefail
+trap 'echo "e2e-install.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 : "${KUBECONFIG:?KUBECONFIG must name the cluster}"
 KUBECTL=${KUBECTL:-kubectl}

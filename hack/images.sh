@@ -13,6 +13,7 @@
 #   localhost/prometheus:e2e                       Prometheus for the scenarios ($PROMETHEUS: the
 #                                                  build of hack/cluster.sh, from its Go module)
 set -euo pipefail
+trap 'echo "images.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 
 OUT=${1:-${MCP_CLUSTER_DIR:-/tmp/mcp-rollout-cluster}/images}

@@ -8,7 +8,8 @@
 #   hack/test.sh                      # everything, on a local cluster started and stopped here
 #   E2E_KUBECONFIG=... hack/test.sh   # the scenarios on that cluster (hack/e2e-install.sh first)
 #   MCP_KEEP_CLUSTER=1 hack/test.sh   # leave the local cluster up afterwards
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "test.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 start=$SECONDS
 hack/install-test-deps.sh >/dev/null

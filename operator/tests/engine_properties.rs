@@ -152,6 +152,7 @@ impl Sim {
                             pods: r.replicas,
                             ready,
                             ready_in_rotation: ready.min(r.in_rotation),
+                            in_endpoints: ready.min(r.in_rotation),
                             restarts: before.map_or(0, |o| o.restarts),
                             crash_looping: false,
                         }
@@ -307,7 +308,8 @@ fn check(
     if let Some(rollback) = &st.rollback
         && rollback.revision == desired
     {
-        assert_eq!(stage_of(st, &desired), Stage::RolledBack);
+        assert_eq!(st.stage, Some(Stage::RolledBack));
+        assert_eq!(stage_of(st, &desired), Stage::RolledBack, "the stored stage agrees with the fields");
         let stable = st.stable_revision.clone().unwrap();
         assert_eq!(plan.revision(&stable).map(|r| r.weight), Some(100));
         assert_eq!(st.canary_revision, None);
@@ -351,7 +353,9 @@ proptest! {
 
             // Every change of stage is one the documented state machine has.
             let desired = revision_of(&sim.spec.template);
-            let (from, to) = (stage_of(&before, &desired), stage_of(&decision.status, &desired));
+            let from = before.stage.unwrap_or_else(|| stage_of(&before, &desired));
+            let to = decision.status.stage.expect("every decision stores its stage");
+            assert_eq!(to, stage_of(&decision.status, &desired), "the stored stage agrees with the fields");
             prop_assert!(
                 from == to || TRANSITIONS.iter().any(|(f, t, _)| *f == from && *t == to),
                 "undocumented transition {:?} -> {:?}", from, to

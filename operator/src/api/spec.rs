@@ -198,7 +198,7 @@ impl Strategy {
     }
 }
 
-static EMPTY_CANARY: CanaryStrategy = CanaryStrategy { steps: Vec::new() };
+static EMPTY_CANARY: CanaryStrategy = CanaryStrategy { steps: Vec::new(), max_weight_error: None };
 
 /// Canary steps, walked in order. After the last step the canary is promoted to stable.
 #[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
@@ -211,6 +211,15 @@ pub struct CanaryStrategy {
     #[x_kube(validation = Rule::new("self.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()")
         .message("setWeight values must not decrease from one step to the next"))]
     pub steps: Vec<CanaryStep>,
+
+    /// With the plain-Service router weights are pod ratios (5% of 4 replicas is one canary pod
+    /// beside four stable ones: 20%). When set, a rollout whose steps' weights `replicas`
+    /// cannot give within this many percentage points does not start (Stalled
+    /// `WeightNotExpressible`); unset, the operator warns (status.warnings and an event) beyond
+    /// 5 points. Gateway API routing gives exact weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_weight_error: Option<i32>,
 }
 
 /// One canary step: set a traffic weight, or pause.

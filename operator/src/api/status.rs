@@ -25,6 +25,11 @@ pub struct McpRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 
+    /// Where the rollout is in its state machine, as the operator last decided it. Stored, not
+    /// inferred: the operator reads it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+
     /// Revision (hash of spec.template) that serves traffic when no rollout is in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,
@@ -96,6 +101,16 @@ pub struct McpRolloutStatus {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["revision".into()]))]
     pub drains: Vec<DrainStatus>,
 
+    /// What the operator does, but not quite as asked (e.g. weights the replica count cannot
+    /// express with the plain-Service router).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+
+    /// Since when the stable revision has had fewer ready pods than `replicas` while nothing
+    /// rolls out (Stalled once that outlasts `progressDeadline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_since: Option<Time>,
+
     /// Set when the latest rollout was rolled back or aborted. Cleared by a new revision or a
     /// retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,6 +125,23 @@ pub struct McpRolloutStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The stages of a rollout (the state diagram in the README).
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// No stable revision yet: the first one is brought up and probed.
+    FirstDeploy,
+    /// The stable revision serves all traffic.
+    Steady,
+    /// A new revision takes traffic step by step.
+    Canary,
+    /// Blue-green: the new revision runs beside stable, without traffic.
+    Preview,
+    /// Blue-green: all traffic flipped to the new revision; the old one waits to flip back.
+    PostPromotion,
+    /// The latest revision was rolled back; stable serves all traffic.
+    RolledBack,
 }
 
 /// Summary phase, for people and for `kubectl get`.

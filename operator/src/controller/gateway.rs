@@ -250,14 +250,15 @@ pub fn route_namespace(rollout: &McpRollout, routing: &GatewayApiRouting) -> Str
 
 impl TrafficRouter for GatewayRouter {
     async fn route(&self, request: &RouteRequest<'_>) -> Result<RouteOutcome, Error> {
-        let pods = apply_services(&self.client, request).await?;
+        let (pods, conflicts) = apply_services(&self.client, request).await?;
         // The route weights revisions; every pod of a weighted revision serves its Service.
         let plan: Vec<RevisionPlan> = request
             .plan
             .iter()
             .map(|r| RevisionPlan { in_rotation: if r.weight > 0 { r.replicas } else { 0 }, ..r.clone() })
             .collect();
-        let outcome = patch_rotation(&pods, &plan, request.pods, false).await?;
+        let mut outcome = patch_rotation(&pods, &plan, request.pods).await?;
+        outcome.conflicts = conflicts;
         if let Some(routing) =
             request.rollout.spec.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref())
         {

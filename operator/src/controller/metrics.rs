@@ -347,6 +347,7 @@ mod tests {
         RevisionObserved {
             revision: revision.into(),
             pods: 1,
+            in_endpoints: 1,
             ready: 1,
             ready_in_rotation: 1,
             restarts,

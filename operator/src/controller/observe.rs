@@ -51,8 +51,13 @@ fn restarts(pod: &Pod) -> i32 {
 }
 
 /// One entry per revision, counting only its current (not terminating) pods: restarts of
-/// pods already gone or going must not count against a revision again.
-pub fn revisions(pods: &[Pod], revisions: &[String]) -> Vec<RevisionObserved> {
+/// pods already gone or going must not count against a revision again. `endpoints` are the
+/// pods the rollout Service's EndpointSlices list as ready.
+pub fn revisions(
+    pods: &[Pod],
+    revisions: &[String],
+    endpoints: &std::collections::BTreeSet<String>,
+) -> Vec<RevisionObserved> {
     revisions
         .iter()
         .map(|revision| {
@@ -66,15 +71,33 @@ pub fn revisions(pods: &[Pod], revisions: &[String]) -> Vec<RevisionObserved> {
             // run ahead of what the Service does.
             let ready_in_rotation =
                 current.iter().filter(|p| in_rotation(p) && condition_true(p, "Ready")).count();
+            let in_endpoints = pods
+                .iter()
+                .filter(|p| revision_of(p) == Some(revision.as_str()))
+                .filter(|p| p.metadata.name.as_ref().is_some_and(|n| endpoints.contains(n)))
+                .count();
             RevisionObserved {
                 revision: revision.clone(),
                 pods: i32::try_from(current.len()).unwrap_or(i32::MAX),
+                in_endpoints: i32::try_from(in_endpoints).unwrap_or(i32::MAX),
                 ready: i32::try_from(ready).unwrap_or(i32::MAX),
                 ready_in_rotation: i32::try_from(ready_in_rotation).unwrap_or(i32::MAX),
                 restarts: current.iter().map(|p| restarts(p)).sum(),
                 crash_looping: current.iter().any(|p| crash_looping(p)),
             }
         })
+        .collect()
+}
+
+/// Names of the pods the EndpointSlices list as ready (what kube-proxy routes to).
+pub fn ready_endpoints(
+    slices: &[k8s_openapi::api::discovery::v1::EndpointSlice],
+) -> std::collections::BTreeSet<String> {
+    slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter().flatten())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+        .filter_map(|e| e.target_ref.as_ref().and_then(|t| t.name.clone()))
         .collect()
 }
 
@@ -129,7 +152,7 @@ mod tests {
             pod("c-1", "c", false, false, 2),
             gone,
         ];
-        let seen = revisions(&pods, &["s".into(), "c".into()]);
+        let seen = revisions(&pods, &["s".into(), "c".into()], &Default::default());
         assert_eq!((seen[0].ready, seen[0].ready_in_rotation, seen[0].restarts), (2, 1, 1));
         assert_eq!((seen[1].ready, seen[1].ready_in_rotation, seen[1].restarts), (0, 0, 2));
         assert!(!seen[1].crash_looping);
@@ -140,7 +163,7 @@ mod tests {
         let mut p = pod("s-1", "s", true, true, 0);
         let conditions = p.status.as_mut().unwrap().conditions.as_mut().unwrap();
         conditions.iter_mut().find(|c| c.type_ == "Ready").unwrap().status = "False".into();
-        assert_eq!(revisions(&[p], &["s".into()])[0].ready_in_rotation, 0);
+        assert_eq!(revisions(&[p], &["s".into()], &Default::default())[0].ready_in_rotation, 0);
     }
 
     #[test]
@@ -149,7 +172,7 @@ mod tests {
         p.status.as_mut().unwrap().container_statuses.as_mut().unwrap()[0].state = Some(
             serde_json::from_value(serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}})).unwrap(),
         );
-        assert!(revisions(&[p], &["c".into()])[0].crash_looping);
+        assert!(revisions(&[p], &["c".into()], &Default::default())[0].crash_looping);
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! One reconcile: observe → decide (the engine) → report → apply. Level-triggered and
-//! idempotent: it reads everything it needs each time, and writes only differences.
+//! idempotent: it reads everything it needs each time, and writes only differences. Every
+//! decision is the engine's; what the reconciler sees that the engine cannot (a missing
+//! Secret, a refused query, a route that cannot be weighted, a name another controller holds,
+//! writes the API server keeps refusing) goes to it as an observation.
 //!
 //! Status is written before anything is applied. If the operator dies in between, its next
 //! incarnation re-derives the same plan from the stored status and applies it; applying first
@@ -15,10 +18,11 @@ use jiff::Timestamp;
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Secret, Service},
+    discovery::v1::EndpointSlice,
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
     runtime::{controller::Action, events::Event as KubeEvent, events::EventType as KubeEventType},
 };
 use serde_json::json;
@@ -42,21 +46,16 @@ use crate::{
         McpRollout, McpRolloutStatus, REQUEST_ANNOTATION, SecretKeyRef, StepProbe, StrategyRef, Transport,
         Verdict, labels, revision_of,
     },
-    engine::{self, Decision, EventType, Input, Observed, ProbeRequest},
+    engine::{self, Decision, EventType, Input, Observed, ProbeRequest, Problem},
     probe::{ProbeConfig, TransportChoice},
 };
 
 /// Requeue when the engine names no sooner moment.
 const DEFAULT_REQUEUE: Duration = Duration::from_secs(30);
-/// How soon a rollout stalled on its spec or a Secret looks again.
+/// How soon a rollout stalled on a problem outside it looks again (Secrets are not watched).
 const STALLED_REQUEUE: Duration = Duration::from_secs(10);
-
-/// A problem with the McpRollout or what it refers to: reported as Stalled, never retried
-/// as an error.
-struct SpecProblem {
-    reason: &'static str,
-    message: String,
-}
+/// Consecutive failed writes after which a reconcile's API errors become a Stalled condition.
+const FAILED_WRITES_TO_STALL: u32 = 3;
 
 pub async fn reconcile(rollout: Arc<McpRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -83,170 +82,318 @@ pub fn error_policy(rollout: Arc<McpRollout>, error: &Error, ctx: Arc<Context>) 
     Action::requeue(Duration::from_secs(5))
 }
 
+/// Everything one reconcile read: the rollout's own objects (only those it controls), the
+/// Secrets it refers to, its route, and the engine's observations built from them.
+struct World {
+    namespace: String,
+    name: String,
+    key: RolloutKey,
+    /// Deployments whose controller is this McpRollout.
+    owned: Vec<Deployment>,
+    /// Pods of those Deployments' revisions.
+    pods: Vec<Pod>,
+    services: Vec<Service>,
+    route: Option<serde_json::Value>,
+    secrets: Secrets,
+    observed: Observed,
+}
+
 async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, Error> {
+    if rollout.metadata.deletion_timestamp.is_some() {
+        return finalize(ctx, rollout).await;
+    }
+    ensure_finalizer(ctx, rollout).await?;
+    let world = observe(ctx, rollout).await?;
+    let decision = decide(rollout, &world);
+    if !report(ctx, rollout, &world, &decision).await? {
+        // The McpRollout changed since it was read (a status newer than the one decided
+        // from): decide again from the fresh object, apply nothing from a stale one.
+        info!(rollout = %world.name, "the McpRollout changed since it was read; deciding again");
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    // The jobs first: a write the API server refuses must not starve probes and analysis.
+    start_jobs(ctx, rollout, &world, &decision);
+    let applied = apply(ctx, rollout, &world, &decision).await;
+    ctx.workers.record_writes(&world.key, applied.as_ref().err().map(ToString::to_string));
+    applied?;
+    let stalled = decision.status.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True");
+    let requeue =
+        if stalled { STALLED_REQUEUE } else { decision.plan.requeue_after.unwrap_or(DEFAULT_REQUEUE) };
+    Ok(Action::requeue(requeue))
+}
+
+/// A deleted McpRollout: owner references hand every Deployment and Service to the garbage
+/// collector; a Gateway-routed rollout first leaves its route sending everything to stable.
+async fn finalize(ctx: &Context, rollout: &McpRollout) -> Result<Action, Error> {
+    let namespace = rollout.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = rollout.name_any();
+    if rollout.finalizers().iter().any(|f| f == gateway::FINALIZER) {
+        if let Some(routing) = rollout.spec.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref()) {
+            ctx.gateway.set_weights(rollout, routing, 0, None).await?;
+            info!(rollout = %name, "route restored to the stable backend");
+        }
+        remove_finalizer(ctx, rollout).await?;
+    }
+    ctx.workers.forget(&(namespace.clone(), name.clone()));
+    ctx.metrics.forget(&namespace, &name);
+    Ok(Action::await_change())
+}
+
+/// A finalizer only where there is a route to restore: the kube-runtime helper would put one
+/// on every McpRollout, and then none could be deleted without the operator running.
+async fn ensure_finalizer(ctx: &Context, rollout: &McpRollout) -> Result<(), Error> {
+    let routed = rollout.spec.traffic_routing.as_ref().is_some_and(|t| t.gateway_api.is_some());
+    match (routed, rollout.finalizers().iter().any(|f| f == gateway::FINALIZER)) {
+        (true, false) => add_finalizer(ctx, rollout).await,
+        (false, true) => remove_finalizer(ctx, rollout).await,
+        _ => Ok(()),
+    }
+}
+
+/// Whether `object`'s controller is this McpRollout (its UID, not a label: a copy with our
+/// labels is somebody else's).
+fn controlled_by(meta: &kube::api::ObjectMeta, rollout: &McpRollout) -> bool {
+    let uid = rollout.metadata.uid.as_deref();
+    meta.owner_references.iter().flatten().any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
+}
+
+async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
     let namespace = rollout.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let name = rollout.name_any();
     let key: RolloutKey = (namespace.clone(), name.clone());
-    let routing = rollout.spec.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref());
-    let has_finalizer = rollout.finalizers().iter().any(|f| f == gateway::FINALIZER);
-    if rollout.metadata.deletion_timestamp.is_some() {
-        // Owner references hand every Deployment and Service to the garbage collector; a
-        // Gateway-routed rollout first leaves its route sending everything to stable.
-        if has_finalizer {
-            if let Some(routing) = routing {
-                ctx.gateway.set_weights(rollout, routing, 0, None).await?;
-                info!(rollout = %name, "route restored to the stable backend");
-            }
-            remove_finalizer(ctx, rollout).await?;
-        }
-        ctx.workers.forget(&key);
-        ctx.metrics.forget(&namespace, &name);
-        return Ok(Action::await_change());
-    }
-    // A finalizer only where there is a route to restore: the kube-runtime helper would put one
-    // on every McpRollout, and then none could be deleted without the operator running.
-    match (routing.is_some(), has_finalizer) {
-        (true, false) => add_finalizer(ctx, rollout).await?,
-        (false, true) => remove_finalizer(ctx, rollout).await?,
-        _ => {}
-    }
-
-    // ── observe ──
     // Fresh lists, not watch caches: a cache can lag the event that woke this reconcile, and a
     // decision on a stale pod would wait for the next event (tried: rollouts stalled).
     let selector = ListParams::default().labels(&format!("{}={name}", labels::ROLLOUT));
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing: Vec<Deployment> = deployments.list(&selector).await?.items;
+    let owned: Vec<Deployment> = deployments
+        .list(&selector)
+        .await?
+        .items
+        .into_iter()
+        .filter(|d| controlled_by(&d.metadata, rollout))
+        .collect();
+    let known: Vec<String> = owned.iter().filter_map(revision_of_deployment).collect();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let pods: Vec<Pod> = pods_api.list(&selector).await?.items;
+    let pods: Vec<Pod> = pods_api
+        .list(&selector)
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| observe::revision_of(p).is_some_and(|r| known.iter().any(|k| k == r)))
+        .collect();
     let services_api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     let services: Vec<Service> = services_api.list(&selector).await?.items;
-    let revision_of_deployment =
-        |d: &Deployment| d.metadata.labels.as_ref().and_then(|l| l.get(labels::REVISION)).cloned();
-    let known: Vec<String> = existing.iter().filter_map(revision_of_deployment).collect();
+    let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &namespace);
+    let endpoints = observe::ready_endpoints(
+        &slices
+            .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
+            .await?
+            .items,
+    );
+
+    let mut problems = Vec::new();
+    let secrets = read_secrets(ctx, &namespace, rollout).await?;
+    if let Some(r) = secrets.missing.first() {
+        problems.push(Problem::new(
+            "SecretNotFound",
+            format!("Secret {namespace}/{} has no key {} (referenced by the McpRollout)", r.name, r.key),
+        ));
+    }
     let results = ctx.workers.results(&key);
+    let before = rollout.status.clone().unwrap_or_default();
+    let latest_checks: Vec<(String, Option<String>)> = match &results.analysis {
+        Some(report) => report.checks.iter().map(|c| (c.name.clone(), c.message.clone())).collect(),
+        None => before.analysis.iter().map(|c| (c.name.clone(), c.message.clone())).collect(),
+    };
+    if let Some((check, message)) =
+        latest_checks.into_iter().find(|(_, m)| m.as_deref().is_some_and(analysis::is_rejected_query))
+    {
+        problems.push(Problem::new(
+            "InvalidQuery",
+            format!("analysis check {check}: {}", message.unwrap_or_default()),
+        ));
+    }
+    // A revision the status still needs (stable, the canary, a drain) whose Deployment is gone
+    // and whose template is not the spec's: it cannot be brought back.
+    let desired = revision_of(&rollout.spec.template);
+    let needed = [&before.stable_revision, &before.canary_revision]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .chain(before.drains.iter().map(|d| d.revision.clone()));
+    if let Some(lost) = needed.into_iter().find(|r| *r != desired && !known.contains(r)) {
+        problems.push(Problem::new(
+            "RevisionLost",
+            format!(
+                "the Deployment of revision {lost} was deleted and its pod template is gone; \
+                 set spec.template back to it, or to a new revision, to go on"
+            ),
+        ));
+    }
+    let mut route = None;
+    let mut route_weight = None;
+    if let Some(routing) = rollout.spec.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref()) {
+        route = ctx.gateway.get(rollout, routing).await?;
+        let reference =
+            format!("{}/{}", gateway::route_namespace(rollout, routing), routing.http_route_ref.name);
+        match gateway::check(route.as_ref(), &name, &reference, routing.session_persistence.as_ref()) {
+            Ok(()) => route_weight = route.as_ref().and_then(|r| gateway::effective_weight(r, &name)),
+            Err(p) => problems.push(Problem::new(p.reason, p.message)),
+        }
+    }
+    problems.extend(ctx.workers.write_problems(&key, FAILED_WRITES_TO_STALL));
     let observed = Observed {
-        revisions: observe::revisions(&pods, &known),
+        revisions: observe::revisions(&pods, &known, &endpoints),
         probes: results.probes,
         analysis: results.analysis,
         session_duration: results.session_duration,
         active_sessions: results.active_sessions,
         request: rollout.annotations().get(REQUEST_ANNOTATION).cloned(),
+        problems,
+        route_weight,
     };
-    let before = rollout.status.clone().unwrap_or_default();
-    let now = Timestamp::now();
+    Ok(World { namespace, name, key, owned, pods, services, route, secrets, observed })
+}
 
-    // ── decide ──
-    let Decision { mut status, plan } = engine::decide(&Input {
+fn revision_of_deployment(d: &Deployment) -> Option<String> {
+    d.metadata.labels.as_ref().and_then(|l| l.get(labels::REVISION)).cloned()
+}
+
+fn decide(rollout: &McpRollout, world: &World) -> Decision {
+    engine::decide(&Input {
         spec: &rollout.spec,
         generation: rollout.metadata.generation,
-        status: &before,
-        observed: &observed,
-        now,
-    });
-    let secrets = read_secrets(ctx, &namespace, rollout).await?;
-    let mut problem = secrets.missing.first().map(|r| SpecProblem {
-        reason: "SecretNotFound",
-        message: format!("Secret {namespace}/{} has no key {} (referenced by the McpRollout)", r.name, r.key),
-    });
-    if problem.is_none() {
-        problem = status
-            .analysis
-            .iter()
-            .find(|c| c.message.as_deref().is_some_and(analysis::is_rejected_query))
-            .map(|c| SpecProblem {
-                reason: "InvalidQuery",
-                message: format!("analysis check {}: {}", c.name, c.message.clone().unwrap_or_default()),
-            });
-    }
-    let desired = revision_of(&rollout.spec.template);
-    if problem.is_none()
-        && let Some(lost) =
-            plan.revisions.iter().find(|r| r.revision != desired && !known.contains(&r.revision))
-    {
-        problem = Some(SpecProblem {
-            reason: "RevisionLost",
-            message: format!(
-                "the Deployment of revision {} was deleted and its pod template is gone; \
-                 set spec.template back to it, or to a new revision, to go on",
-                lost.revision
-            ),
-        });
-    }
-    let mut observed_route = None;
-    if let Some(routing) = routing {
-        let route = ctx.gateway.get(rollout, routing).await?;
-        observed_route.clone_from(&route);
-        let reference =
-            format!("{}/{}", gateway::route_namespace(rollout, routing), routing.http_route_ref.name);
-        match gateway::check(route.as_ref(), &name, &reference, routing.session_persistence.as_ref()) {
-            // What the gateway does now is the route's weights, not the pods' ratio.
-            Ok(()) => {
-                if let Some(w) = route.as_ref().and_then(|r| gateway::effective_weight(r, &name)) {
-                    status.effective_weight = if status.canary_revision.is_some() { w } else { 0 };
-                }
-            }
-            Err(p) if problem.is_none() => {
-                problem = Some(SpecProblem { reason: p.reason, message: p.message })
-            }
-            Err(_) => {}
-        }
-    }
-    if let Some(p) = &problem {
-        engine::stall(
-            &mut status,
-            p.reason,
-            &p.message,
-            rollout.metadata.generation,
-            &before.conditions,
-            now,
-        );
-    }
+        status: &rollout.status.clone().unwrap_or_default(),
+        observed: &world.observed,
+        now: Timestamp::now(),
+    })
+}
 
-    // ── report ──
-    let status_changed = rollout.status.as_ref() != Some(&status);
-    if status_changed && !write_status(ctx, rollout, &status).await? {
-        // The McpRollout changed since it was read (a status newer than the one decided
-        // from): decide again from the fresh object, apply nothing from a stale one.
-        info!(rollout = %name, "the McpRollout changed since it was read; deciding again");
-        return Ok(Action::requeue(Duration::from_millis(500)));
+/// Status (when it changed, with the object's resourceVersion as a precondition), metrics
+/// and events. `false` when the McpRollout changed since it was read: nothing was written.
+async fn report(
+    ctx: &Context,
+    rollout: &McpRollout,
+    world: &World,
+    decision: &Decision,
+) -> Result<bool, Error> {
+    let before = rollout.status.clone().unwrap_or_default();
+    let status = &decision.status;
+    if rollout.status.as_ref() != Some(status) && !write_status(ctx, rollout, status).await? {
+        return Ok(false);
     }
-    ctx.metrics.observe_status(&namespace, &name, &status, &observed.revisions);
-    count_transitions(ctx, &key, &before, &status);
-    let mut events = plan.events.clone();
-    events.extend(verdict_changes(&before, &status));
-    if let Some(p) = &problem
-        && before.message.as_deref() != Some(p.message.as_str())
-    {
-        events.push(engine::Event::warning(p.reason, p.message.clone()));
-    }
+    ctx.metrics.observe_status(&world.namespace, &world.name, status, &world.observed.revisions);
+    count_transitions(ctx, &world.key, &before, status);
+    let mut events = decision.plan.events.clone();
+    events.extend(verdict_changes(&before, status));
     for event in &events {
         publish(ctx, rollout, event).await;
     }
+    Ok(true)
+}
 
-    // ── apply ──
+/// Starts the probes and analysis the engine asked for, and the drain measurements. Without
+/// its Secrets no probe or query can be built; any other problem still lets the jobs run, so a
+/// fixed query or a returning revision is seen.
+fn start_jobs(ctx: &Context, rollout: &McpRollout, world: &World, decision: &Decision) {
+    let (status, plan, key) = (&decision.status, &decision.plan, &world.key);
+    if !world.secrets.missing.is_empty() {
+        return;
+    }
+    for request in &plan.probes {
+        if let Some(job) = probe_job(rollout, status, &world.pods, request, &world.secrets.values) {
+            ctx.workers.spawn_probe(key.clone(), job);
+        }
+    }
+    let Some(spec) = &rollout.spec.analysis else { return };
+    let prometheus = match prometheus_for(rollout, &world.secrets.values) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(rollout = %world.name, error = %e, "cannot reach Prometheus");
+            return;
+        }
+    };
+    if let Some(request) = &plan.analysis {
+        ctx.workers.spawn_analysis(
+            key.clone(),
+            AnalysisJob {
+                prometheus: prometheus.clone(),
+                spec: spec.clone(),
+                queries: Queries::new(&spec.queries),
+                subject: Subject {
+                    namespace: world.namespace.clone(),
+                    rollout: world.name.clone(),
+                    stable: request.stable.clone(),
+                    canary: request.canary.clone(),
+                    max_error_rate_ratio: request.max_error_rate_ratio,
+                    min_request_count: request.min_request_count,
+                },
+            },
+        );
+    }
+    if status.canary_revision.is_some() || !status.drains.is_empty() {
+        let revisions: Vec<String> =
+            [&status.stable_revision, &status.canary_revision].into_iter().flatten().cloned().collect();
+        ctx.workers.spawn_measure(
+            key.clone(),
+            MeasureJob {
+                prometheus,
+                drain: rollout.spec.drain.clone(),
+                queries: Queries::new(&spec.queries),
+                revisions,
+                draining: status.drains.iter().map(|d| d.revision.clone()).collect(),
+                every: spec.interval.as_std(),
+            },
+        );
+    }
+}
+
+/// Makes the plan true: each revision's Deployment at its size, revisions the plan no longer
+/// lists removed (only Deployments this McpRollout controls), the Services and the rotation or
+/// the route. A name already taken by an object this McpRollout does not control is never
+/// taken over: `create` fails with 409, which becomes a `NameConflict` problem.
+async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &Decision) -> Result<(), Error> {
+    let (plan, status, name) = (&decision.plan, &decision.status, &world.name);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &world.namespace);
+    let desired = revision_of(&rollout.spec.template);
     let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let mut conflicts = Vec::new();
     for revision in &plan.revisions {
-        let deployment_name = names::deployment(&name, &revision.revision);
-        let current = existing.iter().find(|d| d.metadata.name.as_deref() == Some(deployment_name.as_str()));
+        let deployment_name = names::deployment(name, &revision.revision);
+        let current =
+            world.owned.iter().find(|d| d.metadata.name.as_deref() == Some(deployment_name.as_str()));
         let template = match current {
             // A revision keeps the template it was created with.
-            Some(d) => Some(d.spec.template.clone()),
-            None if revision.revision == desired => {
-                Some(resources::revision_template(rollout, &revision.revision))
-            }
-            None => None,
+            Some(d) => d.spec.template.clone(),
+            None if revision.revision == desired => resources::revision_template(rollout, &revision.revision),
+            None => continue,
         };
-        let Some(template) = template else { continue };
         let deployment = resources::deployment(rollout, &revision.revision, template, revision.replicas);
-        let unchanged = current.is_some_and(|d| d.spec.replicas == Some(revision.replicas));
-        if !unchanged {
-            info!(rollout = %name, revision = %revision.revision, replicas = revision.replicas, role = ?revision.role, "scaling revision");
-            deployments.patch(&deployment_name, &apply, &Patch::Apply(&deployment)).await?;
+        match current {
+            Some(d) if d.spec.replicas == Some(revision.replicas) => {}
+            Some(_) => {
+                info!(rollout = %name, revision = %revision.revision, replicas = revision.replicas, role = ?revision.role, "scaling revision");
+                deployments.patch(&deployment_name, &apply, &Patch::Apply(&deployment)).await?;
+            }
+            None => match deployments
+                .create(
+                    &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() },
+                    &deployment,
+                )
+                .await
+            {
+                Ok(_) => {
+                    info!(rollout = %name, revision = %revision.revision, replicas = revision.replicas, "created revision")
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    conflicts.push(format!("Deployment {deployment_name}"))
+                }
+                Err(e) => return Err(e.into()),
+            },
         }
     }
     let planned: BTreeSet<&str> = plan.revisions.iter().map(|r| r.revision.as_str()).collect();
-    for deployment in &existing {
+    for deployment in &world.owned {
         let Some(revision) = revision_of_deployment(deployment) else { continue };
         if !planned.contains(revision.as_str()) && deployment.metadata.deletion_timestamp.is_none() {
             info!(rollout = %name, %revision, "removing revision");
@@ -262,72 +409,21 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
         rollout,
         plan: &plan.revisions,
         tracks,
-        pods: &pods,
-        services: &services,
-        route: observed_route.as_ref(),
+        pods: &world.pods,
+        services: &world.services,
+        route: world.route.as_ref(),
     };
-    let routed = match routing {
-        Some(_) => ctx.gateway.route(&request).await?,
-        None => ctx.router.route(&request).await?,
+    let routed = if rollout.spec.traffic_routing.as_ref().is_some_and(|t| t.gateway_api.is_some()) {
+        ctx.gateway.route(&request).await?
+    } else {
+        ctx.router.route(&request).await?
     };
+    conflicts.extend(routed.conflicts.iter().map(|s| format!("Service {s}")));
     if !routed.pods_added.is_empty() || !routed.pods_removed.is_empty() {
         info!(rollout = %name, added = ?routed.pods_added, removed = ?routed.pods_removed, "rotation changed");
     }
-
-    // ── start what the engine asked for ──
-    // Without its Secrets no probe or query can be built; any other problem still lets the
-    // jobs run, so a fixed query or a returning revision is seen.
-    if problem.as_ref().is_none_or(|p| p.reason != "SecretNotFound") {
-        for request in &plan.probes {
-            if let Some(job) = probe_job(rollout, &status, &pods, request, &secrets.values) {
-                ctx.workers.spawn_probe(key.clone(), job);
-            }
-        }
-        if let (Some(request), Some(spec)) = (&plan.analysis, &rollout.spec.analysis) {
-            match prometheus_for(rollout, &secrets.values) {
-                Ok(prometheus) => ctx.workers.spawn_analysis(
-                    key.clone(),
-                    AnalysisJob {
-                        prometheus,
-                        spec: spec.clone(),
-                        queries: Queries::new(&spec.queries),
-                        subject: Subject {
-                            namespace: namespace.clone(),
-                            rollout: name.clone(),
-                            stable: request.stable.clone(),
-                            canary: request.canary.clone(),
-                            max_error_rate_ratio: request.max_error_rate_ratio,
-                            min_request_count: request.min_request_count,
-                        },
-                    },
-                ),
-                Err(e) => warn!(rollout = %name, error = %e, "cannot reach Prometheus"),
-            }
-        }
-        if let Some(spec) = &rollout.spec.analysis
-            && (status.canary_revision.is_some() || !status.drains.is_empty())
-            && let Ok(prometheus) = prometheus_for(rollout, &secrets.values)
-        {
-            let revisions: Vec<String> =
-                [&status.stable_revision, &status.canary_revision].into_iter().flatten().cloned().collect();
-            ctx.workers.spawn_measure(
-                key.clone(),
-                MeasureJob {
-                    prometheus,
-                    drain: rollout.spec.drain.clone(),
-                    queries: Queries::new(&spec.queries),
-                    revisions,
-                    draining: status.drains.iter().map(|d| d.revision.clone()).collect(),
-                    every: spec.interval.as_std(),
-                },
-            );
-        }
-    }
-
-    // Secrets are not watched: a rollout stalled on one looks again soon.
-    let requeue =
-        if problem.is_some() { STALLED_REQUEUE } else { plan.requeue_after.unwrap_or(DEFAULT_REQUEUE) };
-    Ok(Action::requeue(requeue))
+    ctx.workers.record_conflicts(&world.key, &conflicts);
+    Ok(())
 }
 
 async fn add_finalizer(ctx: &Context, rollout: &McpRollout) -> Result<(), Error> {

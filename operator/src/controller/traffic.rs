@@ -1,14 +1,14 @@
 //! Traffic routing behind one small interface: the weights the engine planned, and which pods
-//! are in rotation. The plain-Service router is the first implementation: every in-rotation pod
-//! sits behind one Service, so weights are replica ratios and rotation is the pods' readiness
-//! gate. Gateway API weights come next, behind the same trait.
+//! are in rotation. The plain-Service router puts every in-rotation pod behind one Service, so
+//! weights are pod ratios (counted by the engine) and rotation is the pods' readiness gate; the
+//! Gateway API router (`gateway.rs`) weights an HTTPRoute, behind the same trait.
 
 use std::future::Future;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::{
     Api, Client,
-    api::{Patch, PatchParams},
+    api::{Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     api::{IN_ROTATION_GATE, McpRollout},
-    engine::{RevisionPlan, Role},
+    engine::RevisionPlan,
 };
 
 /// What a router is asked to make true.
@@ -40,6 +40,8 @@ pub struct RouteRequest<'a> {
 /// What a router changed, for logs and events.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RouteOutcome {
+    /// Services of our names that exist and are not ours: never taken over.
+    pub conflicts: Vec<String>,
     pub pods_added: Vec<String>,
     pub pods_removed: Vec<String>,
 }
@@ -59,34 +61,10 @@ impl PlainServiceRouter {
     }
 }
 
-/// How many pods of each revision go in rotation so that pod ratios give the planned weights:
-/// the canary's planned pods, and as many stable pods as make its share closest to the weight
-/// (at least one while the stable has any weight, at most what the plan allows). With whole
-/// pods this is the best a Service can do; status reports the weight it really gives.
-pub fn rotation_targets(plan: &[RevisionPlan]) -> Vec<RevisionPlan> {
-    let canary = plan.iter().find(|r| r.role == Role::Canary && r.weight > 0 && r.weight < 100);
-    plan.iter()
-        .map(|r| {
-            let mut r = r.clone();
-            if let (Role::Stable, Some(c)) = (r.role, canary) {
-                let exact = f64::from(c.in_rotation) * f64::from(100 - c.weight) / f64::from(c.weight);
-                #[allow(clippy::cast_possible_truncation)]
-                let stable = (exact.round() as i32).clamp(1, r.in_rotation.max(1));
-                r.in_rotation = stable.min(r.in_rotation);
-            }
-            if r.weight <= 0 {
-                r.in_rotation = 0;
-            }
-            r
-        })
-        .collect()
-}
-
-/// Which pods change rotation: (name, new value). With `by_ratio`, stable pods are counted so
-/// pod ratios give the weights (the plain-Service router); without, the plan's counts hold.
+/// Which pods change rotation: (name, new value), so each revision has the number of pods in
+/// rotation the plan says (the engine already counted the plain-Service router's pod ratios).
 /// Pure, so it is tested without a cluster.
-pub fn rotation_changes(plan: &[RevisionPlan], pods: &[Pod], by_ratio: bool) -> Vec<(String, bool)> {
-    let plan = if by_ratio { rotation_targets(plan) } else { plan.to_vec() };
+pub fn rotation_changes(plan: &[RevisionPlan], pods: &[Pod]) -> Vec<(String, bool)> {
     // The pods each planned revision keeps in rotation, chosen once per revision.
     let chosen: Vec<(&str, Vec<String>)> = plan
         .iter()
@@ -116,26 +94,57 @@ pub fn rotation_changes(plan: &[RevisionPlan], pods: &[Pod], by_ratio: bool) -> 
 
 impl TrafficRouter for PlainServiceRouter {
     async fn route(&self, request: &RouteRequest<'_>) -> Result<RouteOutcome, Error> {
-        let pods = apply_services(&self.client, request).await?;
-        patch_rotation(&pods, request.plan, request.pods, true).await
+        let (pods, conflicts) = apply_services(&self.client, request).await?;
+        let mut outcome = patch_rotation(&pods, request.plan, request.pods).await?;
+        outcome.conflicts = conflicts;
+        Ok(outcome)
     }
 }
 
-/// Applies the rollout's three Services; returns the pods API of its namespace.
-pub async fn apply_services(client: &Client, request: &RouteRequest<'_>) -> Result<Api<Pod>, Error> {
+/// Applies the rollout's three Services; returns the pods API of its namespace and the names
+/// of Services that exist and are not this McpRollout's (left alone: a conflict to report).
+pub async fn apply_services(
+    client: &Client,
+    request: &RouteRequest<'_>,
+) -> Result<(Api<Pod>, Vec<String>), Error> {
     let namespace = request.rollout.metadata.namespace.clone().ok_or(Error::MissingField("namespace"))?;
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
     let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let uid = request.rollout.metadata.uid.as_deref();
+    let mut conflicts = Vec::new();
     for service in resources::services(request.rollout, &request.tracks) {
         let name = service.metadata.name.clone().unwrap_or_default();
         let current = request.services.iter().find(|s| s.metadata.name.as_deref() == Some(name.as_str()));
-        // A no-op apply still costs a request per Service per reconcile: skip what is as wanted.
-        if current.is_some_and(|c| service_up_to_date(c, &service)) {
-            continue;
+        match current {
+            Some(c)
+                if !c
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid) =>
+            {
+                conflicts.push(name);
+            }
+            // A no-op apply still costs a request per Service per reconcile: skip what is as wanted.
+            Some(c) if service_up_to_date(c, &service) => {}
+            Some(_) => {
+                services.patch(&name, &apply, &Patch::Apply(&service)).await?;
+            }
+            // Not listed (it would carry our labels): created, so one of that name that is
+            // somebody else's fails with 409 instead of being taken over.
+            None => {
+                let params =
+                    PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
+                match services.create(&params, &service).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 409 => conflicts.push(name),
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
-        services.patch(&name, &apply, &Patch::Apply(&service)).await?;
     }
-    Ok(Api::namespaced(client.clone(), &namespace))
+    Ok((Api::namespaced(client.clone(), &namespace), conflicts))
 }
 
 /// Whether an observed Service already has every field the operator applies: its labels and
@@ -165,12 +174,11 @@ pub async fn patch_rotation(
     pods_api: &Api<Pod>,
     plan: &[RevisionPlan],
     pods: &[Pod],
-    by_ratio: bool,
 ) -> Result<RouteOutcome, Error> {
     // Into rotation first, as a Deployment surges: taking pods out first left a blue-green
     // flip with no ready endpoint for a moment, and agents saw connections refused (found in
     // the e2e flip scenario). A moment of overlap is the cheaper error.
-    let mut changes = rotation_changes(plan, pods, by_ratio);
+    let mut changes = rotation_changes(plan, pods);
     changes.sort_by_key(|(_, wanted)| !*wanted);
     let mut outcome = RouteOutcome::default();
     for (name, wanted) in changes {
@@ -197,7 +205,7 @@ pub async fn patch_rotation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::labels;
+    use crate::{api::labels, engine::Role};
 
     fn pod(name: &str, revision: &str, ready: bool, gate: Option<bool>) -> Pod {
         let status = |b: bool| if b { "True" } else { "False" };
@@ -252,39 +260,14 @@ mod tests {
             pod("s-b", "s", true, Some(false)),
             pod("s-c", "s", false, None),
         ];
-        let changes = rotation_changes(&[plan("s", 2)], &pods, true);
+        let changes = rotation_changes(&[plan("s", 2)], &pods);
         assert_eq!(changes, vec![("s-b".to_owned(), true), ("s-c".to_owned(), false)]);
-        assert!(rotation_changes(&[plan("s", 2)], &pods[..2], true).iter().all(|(n, _)| n == "s-b"));
-    }
-
-    fn revision(revision: &str, role: Role, in_rotation: i32, weight: i32) -> RevisionPlan {
-        RevisionPlan { revision: revision.into(), role, replicas: 4, in_rotation, weight }
-    }
-
-    #[test]
-    fn stable_pods_in_rotation_follow_the_canary_weight() {
-        let at = |w: i32, c: i32| {
-            let targets = rotation_targets(&[
-                revision("s", Role::Stable, 4, 100 - w),
-                revision("c", Role::Canary, c, w),
-            ]);
-            (targets[0].in_rotation, targets[1].in_rotation)
-        };
-        assert_eq!(at(5, 1), (4, 1), "1 of 5 pods: 20%, the closest to 5% whole pods give");
-        assert_eq!(at(25, 1), (3, 1));
-        assert_eq!(at(50, 2), (2, 2));
-        assert_eq!(at(75, 3), (1, 3));
-        let full =
-            rotation_targets(&[revision("s", Role::Stable, 4, 0), revision("c", Role::Canary, 4, 100)]);
-        assert_eq!((full[0].in_rotation, full[1].in_rotation), (0, 4));
-        let none =
-            rotation_targets(&[revision("s", Role::Stable, 4, 100), revision("c", Role::Canary, 0, 0)]);
-        assert_eq!((none[0].in_rotation, none[1].in_rotation), (4, 0));
+        assert!(rotation_changes(&[plan("s", 2)], &pods[..2]).iter().all(|(n, _)| n == "s-b"));
     }
 
     #[test]
     fn a_revision_missing_from_the_plan_leaves_rotation() {
         let pods = vec![pod("old-a", "old", true, Some(true))];
-        assert_eq!(rotation_changes(&[plan("s", 2)], &pods, true), vec![("old-a".to_owned(), false)]);
+        assert_eq!(rotation_changes(&[plan("s", 2)], &pods), vec![("old-a".to_owned(), false)]);
     }
 }

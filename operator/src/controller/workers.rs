@@ -17,7 +17,7 @@ use super::metrics::{Metrics, TrackLabels, VerdictLabels};
 use crate::{
     analysis::{self, Prometheus, Queries, Subject},
     api::{AnalysisSpec, DrainSpec, McpRollout, SchemaCompatibility, Verdict},
-    engine::{ActiveSessions, AnalysisReport, ProbeReport, SessionDuration},
+    engine::{ActiveSessions, AnalysisReport, ProbeReport, Problem, SessionDuration},
     probe::{self, ProbeConfig, Snapshot},
 };
 
@@ -37,6 +37,11 @@ struct RolloutState {
     active_sessions: BTreeMap<String, ActiveSessions>,
     measuring: bool,
     measured_at: Option<Instant>,
+    /// Reconciles in a row whose writes the API server refused, and the last refusal.
+    failed_writes: u32,
+    last_write_error: Option<String>,
+    /// Objects of our names that exist and are not ours, found by the last reconcile.
+    conflicts: Vec<String>,
 }
 
 /// What the jobs found, as the engine takes it.
@@ -115,6 +120,54 @@ impl Workers {
             analysis: s.analysis.clone(),
             session_duration: s.session_duration,
             active_sessions: s.active_sessions.values().cloned().collect(),
+        })
+    }
+
+    /// Records how a reconcile's writes went: `None` when all went through.
+    pub fn record_writes(&self, key: &RolloutKey, error: Option<String>) {
+        self.with(key, |s| match error {
+            None => {
+                s.failed_writes = 0;
+                s.last_write_error = None;
+            }
+            Some(e) => {
+                s.failed_writes = s.failed_writes.saturating_add(1);
+                s.last_write_error = Some(e);
+            }
+        });
+    }
+
+    pub fn record_conflicts(&self, key: &RolloutKey, conflicts: &[String]) {
+        self.with(key, |s| s.conflicts = conflicts.to_vec());
+    }
+
+    /// Problems the rollout's writes met: names held by others, and writes refused `threshold`
+    /// reconciles in a row (a transient refusal is retried quietly).
+    pub fn write_problems(&self, key: &RolloutKey, threshold: u32) -> Vec<Problem> {
+        self.with(key, |s| {
+            let mut problems = Vec::new();
+            if !s.conflicts.is_empty() {
+                problems.push(Problem::new(
+                    "NameConflict",
+                    format!(
+                        "{} already exist(s) and belong(s) to another controller (or to nobody); the \
+                         McpRollout leaves them alone: rename it or remove them",
+                        s.conflicts.join(", ")
+                    ),
+                ));
+            }
+            if s.failed_writes >= threshold
+                && let Some(e) = &s.last_write_error
+            {
+                problems.push(Problem::new(
+                    "WritesRefused",
+                    format!(
+                        "the API server refused the operator's writes {} times in a row: {e}",
+                        s.failed_writes
+                    ),
+                ));
+            }
+            problems
         })
     }
 

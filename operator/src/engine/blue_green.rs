@@ -52,6 +52,7 @@ impl<'a> Engine<'a> {
         let total = self.total();
         self.start_drain(&stable, total);
         self.st.promoted_at = Some(time(self.now));
+        self.set_stage(Stage::PostPromotion);
         self.st.desired_weight = 100;
         self.st.weight_increased_at = Some(time(self.now));
         self.st.step_started_at = Some(time(self.now));
@@ -89,6 +90,9 @@ impl<'a> Engine<'a> {
             }
         }
         let Some(revision) = self.st.canary_revision.clone() else { return };
+        if !self.weight_in_force() {
+            return;
+        }
         if !self.passing_probe(&revision, self.total(), i64::MIN) {
             // Below the failure limit a failed probe does not flip back, but it does not make
             // the revision stable either: wait for the next probe (or the limit).

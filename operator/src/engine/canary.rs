@@ -35,6 +35,10 @@ impl<'a> Engine<'a> {
                 if !self.pods_and_probe_ready(&revision, pods) {
                     return;
                 }
+                // The weight asked so far must be the weight in force before it grows again.
+                if !self.weight_in_force() {
+                    return;
+                }
                 let analysis_step = if full { None } else { self.weighted_step(steps, index) };
                 if !full && !self.analysis_allows_increase(analysis_step) {
                     return;

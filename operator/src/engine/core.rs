@@ -15,6 +15,12 @@ pub(super) enum AnalysisSince<'s> {
     AllPassed,
 }
 
+impl Hold {
+    pub(super) fn stalled(reason: &str, message: impl Into<String>) -> Self {
+        Self::Stalled { reason: reason.to_owned(), message: message.into() }
+    }
+}
+
 /// Why the rollout is not moving, for phase and message.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Hold {
@@ -23,7 +29,7 @@ pub(super) enum Hold {
     /// Waiting for a human or for data: phase Paused.
     Paused(String),
     /// Cannot proceed without a change: phase Degraded.
-    Stalled { reason: &'static str, message: String },
+    Stalled { reason: String, message: String },
 }
 
 pub(super) struct Engine<'a> {
@@ -93,8 +99,14 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// The stage the rollout is in: the one stored in status (set by every change of
+    /// stage), or for a status written before the stage was stored, the one its fields imply.
     pub(super) fn stage(&self) -> Stage {
-        stage_of(&self.st, &self.desired)
+        self.st.stage.unwrap_or_else(|| stage_of(&self.st, &self.desired))
+    }
+
+    pub(super) fn set_stage(&mut self, stage: Stage) {
+        self.st.stage = Some(stage);
     }
 
     pub(super) fn total(&self) -> i32 {
@@ -128,6 +140,15 @@ impl<'a> Engine<'a> {
         self.st.canary_revision = Some(revision.to_owned());
         self.st.rollout_started_at = Some(time(self.now));
         self.st.step_started_at = Some(time(self.now));
+        let stage = match (&self.st.stable_revision, self.spec.strategy.kind()) {
+            (None, _) => Stage::FirstDeploy,
+            (Some(_), StrategyRef::Canary(_)) => {
+                self.st.current_step_index = Some(0);
+                Stage::Canary
+            }
+            (Some(_), StrategyRef::BlueGreen(_)) => Stage::Preview,
+        };
+        self.set_stage(stage);
     }
 
     pub(super) fn reset_rollout_fields(&mut self) {

@@ -103,13 +103,18 @@ impl Engine<'_> {
                 return false; // serving again: no longer draining
             }
             if let Some(sample) = self.observed.active_sessions.iter().find(|s| s.revision == d.revision) {
-                drain::record_sample(d, sample);
+                record_sample(d, sample);
             }
             if is_flip_back {
                 return true;
             }
+            // Never removed while the Service still sends it connections (a rotation change
+            // the API server refused): deleting it then would cut them.
+            if self.observed.revision(&d.revision).is_some_and(|o| o.in_endpoints > 0) {
+                return true;
+            }
             let started = secs(&d.started_at);
-            let settled = drain::settled_count(d);
+            let settled = settled_count(d);
             let window_over = now >= started + d.window_seconds;
             let max_over = now >= started + max.max(d.window_seconds);
             let why = match settled {

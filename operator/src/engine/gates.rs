@@ -21,10 +21,10 @@ impl<'a> Engine<'a> {
         let deadline = self.spec.progress_deadline.as_secs() as i64;
         if self.now - since > deadline {
             if self.stage() == Stage::FirstDeploy {
-                self.hold(Hold::Stalled {
-                    reason: "ProgressDeadlineExceeded",
-                    message: format!("{waiting} for longer than {}", self.spec.progress_deadline),
-                });
+                self.hold(Hold::stalled(
+                    "ProgressDeadlineExceeded",
+                    format!("{waiting} for longer than {}", self.spec.progress_deadline),
+                ));
             } else {
                 let message = format!("{waiting} for longer than {}", self.spec.progress_deadline);
                 self.roll_back(revision, RollbackReason::ProgressDeadlineExceeded, None, message);

@@ -31,6 +31,27 @@ pub struct Observed {
     pub active_sessions: Vec<ActiveSessions>,
     /// The value of the request annotation, if any.
     pub request: Option<String>,
+    /// Problems only the reconciler can see (a Secret that is not there, a query Prometheus
+    /// refuses, a route that cannot be weighted, a name another controller owns, a write the
+    /// API server keeps refusing). The first holds the rollout Stalled with its reason.
+    pub problems: Vec<Problem>,
+    /// The canary's share of the route's weights when a Gateway API HTTPRoute weights the
+    /// traffic: what the gateway does now. `None` with the plain-Service router.
+    pub route_weight: Option<i32>,
+}
+
+/// Why the rollout cannot go on until something outside it changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// CamelCase reason, for the condition and the event.
+    pub reason: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(reason: &str, message: impl Into<String>) -> Self {
+        Self { reason: reason.to_owned(), message: message.into() }
+    }
 }
 
 impl Observed {
@@ -53,6 +74,9 @@ pub struct RevisionObserved {
     pub ready: i32,
     /// Ready pods that are in rotation (the rotation gate is True).
     pub ready_in_rotation: i32,
+    /// Its pods the rollout Service's EndpointSlices list as ready: what kube-proxy sends new
+    /// connections to. The plain-Service router's effective weight is read from these.
+    pub in_endpoints: i32,
     /// Container restarts summed over the revision's pods.
     pub restarts: i32,
     /// A container is in CrashLoopBackOff, or was OOM-killed.

@@ -38,11 +38,13 @@ mod observations;
 mod output;
 pub mod plan;
 mod prelude;
+mod problems;
 mod progress;
 mod requests;
 mod template;
 #[cfg(test)]
 mod tests;
+mod traffic;
 mod transitions;
 mod triggers;
 
@@ -50,6 +52,7 @@ pub use control::{Action, Request, parse_request};
 pub use core::replicas_for;
 pub use input::*;
 pub use plan::*;
+pub use traffic::{pod_ratio_weight, stable_pods_for};
 
 use jiff::Timestamp;
 
@@ -89,18 +92,11 @@ pub fn state_diagram() -> String {
     out
 }
 
-/// The stages of the table above.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
-    FirstDeploy,
-    Steady,
-    Canary,
-    Preview,
-    PostPromotion,
-    RolledBack,
-}
+/// The stages of the table above, stored in `status.stage`.
+pub use crate::api::Stage;
 
-/// The stage a status is in, for a template whose revision is `desired`.
+/// The stage a status written without `stage` (by an operator before it was stored) is in,
+/// for a template whose revision is `desired`; every decision stores the stage it ends in.
 pub fn stage_of(status: &McpRolloutStatus, desired: &str) -> Stage {
     match (&status.stable_revision, &status.canary_revision) {
         (None, _) => Stage::FirstDeploy,
@@ -124,6 +120,8 @@ pub fn decide(input: &Input<'_>) -> Decision {
     e.record_observations();
     e.handle_request();
     e.follow_template();
+    e.check_problems();
+    e.check_weights();
     e.check_triggers();
     // A transition (flip, promotion, rollback) lands in a new stage; let that stage speak too,
     // so the status describes where this decision ends, exactly as the next call would.

@@ -6,6 +6,7 @@ use super::prelude::*;
 impl<'a> Engine<'a> {
     pub(super) fn finish(mut self) -> Decision {
         let stage = self.stage();
+        self.set_stage(stage);
         let live = self.live_revisions();
         self.st.probes.retain(|p| live.contains(&p.revision));
         let plan_revisions = self.plan_revisions(stage);
@@ -16,7 +17,7 @@ impl<'a> Engine<'a> {
         self.st.effective_weight = self.effective_weight();
         self.st.conditions = conditions::for_phase(
             phase,
-            reason,
+            &reason,
             &message,
             self.generation,
             &self.st.conditions,
@@ -45,8 +46,16 @@ impl<'a> Engine<'a> {
             (Stage::Canary, Some(s), Some(c)) => {
                 let next = self.next_canary_target();
                 let replicas = replicas_for(total, next.max(weight)).max(1);
-                plan.push(revision_plan(s, Role::Stable, total, total, 100 - weight));
-                plan.push(revision_plan(c, Role::Canary, replicas, replicas_for(total, weight), weight));
+                let canary_pods = replicas_for(total, weight);
+                // Pod ratios are the plain-Service router's weights; a route weights exactly,
+                // with every pod of both revisions behind its own Service.
+                let stable_pods = if self.exact_weights() {
+                    total
+                } else {
+                    super::traffic::stable_pods_for(canary_pods, weight, total)
+                };
+                plan.push(revision_plan(s, Role::Stable, total, stable_pods, 100 - weight));
+                plan.push(revision_plan(c, Role::Canary, replicas, canary_pods, weight));
             }
             (Stage::Preview, Some(s), Some(c)) => {
                 plan.push(revision_plan(s, Role::Stable, total, total, 100));
@@ -70,27 +79,18 @@ impl<'a> Engine<'a> {
         plan
     }
 
-    pub(super) fn effective_weight(&self) -> i32 {
-        let Some(canary) = &self.st.canary_revision else {
-            return 0;
-        };
-        let in_rotation =
-            |r: Option<&str>| r.and_then(|r| self.observed.revision(r)).map_or(0, |o| o.ready_in_rotation);
-        let c = in_rotation(Some(canary));
-        let s = in_rotation(self.st.stable_revision.as_deref());
-        if c + s == 0 { 0 } else { ((f64::from(c) * 100.0) / f64::from(c + s)).round() as i32 }
-    }
-
-    pub(super) fn phase(&self, stage: Stage) -> (Phase, &'static str, String) {
+    pub(super) fn phase(&self, stage: Stage) -> (Phase, String, String) {
         match (&self.hold, stage) {
-            (Some(Hold::Stalled { reason, message }), _) => (Phase::Degraded, reason, message.clone()),
-            (Some(Hold::Paused(m)), _) => (Phase::Paused, "Paused", m.clone()),
-            (Some(Hold::Waiting(m)), _) => (Phase::Progressing, "Progressing", m.clone()),
+            (Some(Hold::Stalled { reason, message }), _) => {
+                (Phase::Degraded, reason.clone(), message.clone())
+            }
+            (Some(Hold::Paused(m)), _) => (Phase::Paused, "Paused".into(), m.clone()),
+            (Some(Hold::Waiting(m)), _) => (Phase::Progressing, "Progressing".into(), m.clone()),
             (None, Stage::Steady) => {
                 let stable = self.st.stable_revision.clone().unwrap_or_default();
-                (Phase::Healthy, "RolloutComplete", format!("revision {stable} serves all traffic"))
+                (Phase::Healthy, "RolloutComplete".into(), format!("revision {stable} serves all traffic"))
             }
-            (None, _) => (Phase::Progressing, "Progressing", "rolling out".into()),
+            (None, _) => (Phase::Progressing, "Progressing".into(), "rolling out".into()),
         }
     }
 

@@ -9,14 +9,45 @@ impl<'a> Engine<'a> {
         }
         match self.stage() {
             Stage::FirstDeploy => self.progress_first_deploy(),
-            Stage::Steady => {}
+            Stage::Steady => self.check_steady(),
             Stage::RolledBack => {
                 let message = self.st.rollback.as_ref().map(|r| r.message.clone()).unwrap_or_default();
-                self.hold(Hold::Stalled { reason: "RolledBack", message });
+                self.hold(Hold::stalled("RolledBack", message));
             }
             Stage::Canary => self.progress_canary(),
             Stage::Preview => self.progress_preview(),
             Stage::PostPromotion => self.progress_post_promotion(),
+        }
+    }
+
+    /// Steady is watched too: a crash-looping stable revision is Stalled, one short of ready
+    /// pods is Progressing, and Stalled once that lasts longer than the progress deadline.
+    pub(super) fn check_steady(&mut self) {
+        let Some(stable) = self.st.stable_revision.clone() else { return };
+        let total = self.total();
+        let (ready, crash_looping, restarts) =
+            self.observed.revision(&stable).map_or((0, false, 0), |o| (o.ready, o.crash_looping, o.restarts));
+        if ready >= total && !crash_looping {
+            self.st.unavailable_since = None;
+            return;
+        }
+        let now = self.now;
+        let since = secs(self.st.unavailable_since.get_or_insert_with(|| time(now)));
+        if crash_looping {
+            self.hold(Hold::stalled(
+                "StableCrashLooping",
+                format!("stable revision {stable} is crash-looping ({restarts} container restarts); {ready} of {total} pods ready"),
+            ));
+        } else if self.now - since > self.spec.progress_deadline.as_secs() as i64 {
+            self.hold(Hold::stalled(
+                "StableUnavailable",
+                format!(
+                    "only {ready} of {total} pods of stable revision {stable} ready for longer than {}",
+                    self.spec.progress_deadline
+                ),
+            ));
+        } else {
+            self.hold(Hold::Waiting(format!("{ready} of {total} pods of stable revision {stable} ready")));
         }
     }
 
@@ -29,6 +60,7 @@ impl<'a> Engine<'a> {
         }
         self.st.stable_revision = Some(revision.clone());
         self.reset_rollout_fields();
+        self.set_stage(Stage::Steady);
         self.events.push(Event::normal("Promoted", format!("revision {revision} is stable (first deploy)")));
     }
 }

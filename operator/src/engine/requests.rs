@@ -52,6 +52,7 @@ impl<'a> Engine<'a> {
                 let retry = stage == Stage::RolledBack;
                 if retry {
                     self.st.rollback = None;
+                    self.set_stage(Stage::Steady);
                 }
                 retry
             }

@@ -25,6 +25,7 @@ impl<'a> Engine<'a> {
                 ));
             }
             self.st.rollback = None;
+            self.set_stage(Stage::Steady);
             return;
         }
         let spec_is_canary = matches!(self.spec.strategy.kind(), StrategyRef::Canary(_));
@@ -54,11 +55,8 @@ impl<'a> Engine<'a> {
                 self.events.push(Event::normal("CanaryReplaced", why));
             }
         }
-        self.begin_rollout(&desired);
         self.st.rollback = None;
-        if let StrategyRef::Canary(_) = self.spec.strategy.kind() {
-            self.st.current_step_index = Some(0);
-        }
+        self.begin_rollout(&desired);
         let stable = self.st.stable_revision.clone().unwrap_or_default();
         self.events.push(Event::normal(
             "RolloutStarted",

@@ -89,6 +89,7 @@ impl World {
             .map(|r| RevisionObserved {
                 revision: r.revision.clone(),
                 pods: r.replicas,
+                in_endpoints: r.in_rotation,
                 ready: r.replicas,
                 ready_in_rotation: r.in_rotation,
                 restarts: self.observed.revision(&r.revision).map_or(0, |o| o.restarts),
@@ -778,4 +779,163 @@ fn a_stall_the_reconciler_sees_is_degraded_and_stable_on_repeat() {
         now + jiff::SignedDuration::from_secs(60),
     );
     assert_eq!(again, status, "a repeated stall writes an identical status");
+}
+
+#[test]
+fn every_decision_stores_its_stage_and_an_older_status_without_one_is_read_by_its_fields() {
+    let (mut w, _, _) = with_stable_then(canary_steps(), false);
+    w.round(1);
+    assert_eq!(w.status.stage, Some(Stage::Canary));
+    // What an operator before the stage was stored wrote: the same fields, no stage.
+    w.status.stage = None;
+    w.round(1);
+    assert_eq!(w.status.stage, Some(Stage::Canary), "read from the fields, then stored");
+    w.request("abort");
+    w.round(1);
+    assert_eq!(w.status.stage, Some(Stage::RolledBack));
+    w.request("retry");
+    w.round(1);
+    assert_eq!(w.status.stage, Some(Stage::Canary), "a retry starts the same revision again");
+}
+
+#[test]
+fn a_problem_the_reconciler_saw_holds_the_rollout_stalled_until_it_is_gone() {
+    let (mut w, _, _) = with_stable_then(canary_steps(), false);
+    w.observed.problems = vec![Problem::new("SecretNotFound", "Secret agents/mcp-token has no key token")];
+    w.round(1);
+    w.round(1);
+    assert_eq!(w.weight(), 0, "nothing moves while the problem lasts");
+    assert_eq!(w.status.phase, Some(Phase::Degraded));
+    let stalled = w.status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "SecretNotFound"));
+    assert_eq!(
+        w.events.iter().filter(|e| e.reason == "SecretNotFound").count(),
+        1,
+        "one event, not one per call"
+    );
+    w.observed.problems.clear();
+    w.round(1);
+    assert_eq!(w.weight(), 5, "goes on once the problem is gone");
+    assert_eq!(w.status.phase, Some(Phase::Progressing));
+}
+
+#[test]
+fn a_step_goes_on_only_once_its_weight_is_observed_in_force() {
+    let (mut w, _, canary) =
+        with_stable_then(json!({"canary": {"steps": [{"setWeight": 25}, {"setWeight": 50}]}}), false);
+    w.round(1);
+    assert_eq!(w.weight(), 25);
+    // The rotation change has not reached the Service's endpoints: the canary has none there.
+    for _ in 0..3 {
+        w.tick(1);
+        w.pods_follow_plan();
+        w.observed.revisions.iter_mut().filter(|r| r.revision == canary).for_each(|r| r.in_endpoints = 0);
+        w.run_probes(true);
+        w.decide();
+    }
+    assert_eq!(w.weight(), 25, "no increase on the plan alone");
+    assert!(
+        w.status.message.as_deref().unwrap().contains("waiting for traffic to reach 25%"),
+        "{:?}",
+        w.status.message
+    );
+    assert_eq!(w.status.effective_weight, 0);
+    w.round(1);
+    assert_eq!(w.weight(), 50, "observed in force: the next step");
+}
+
+#[test]
+fn a_route_weight_is_the_effective_weight_and_must_match_before_the_next_step() {
+    let (mut w, _, _) =
+        with_stable_then(json!({"canary": {"steps": [{"setWeight": 5}, {"setWeight": 50}]}}), false);
+    w.spec.traffic_routing =
+        Some(serde_json::from_value(json!({"gatewayAPI": {"httpRouteRef": {"name": "mcp"}}})).unwrap());
+    w.observed.route_weight = Some(0);
+    w.round(1);
+    w.round(1);
+    assert_eq!(w.weight(), 5);
+    assert_eq!(w.status.effective_weight, 0, "what the route says, not the pods");
+    w.observed.route_weight = Some(5);
+    w.round(1);
+    assert_eq!(w.weight(), 50);
+    assert!(w.status.warnings.is_empty(), "exact weights: nothing to warn about");
+}
+
+#[test]
+fn a_drained_revision_stays_while_the_service_still_routes_to_it() {
+    let (mut w, stable, _) = with_stable_then(json!({"canary": {"steps": [{"setWeight": 50}]}}), false);
+    for _ in 0..3 {
+        w.round(1);
+    }
+    let started = secs(&w.status.drains[0].started_at);
+    let stuck = |w: &mut World| {
+        w.observed.revisions.iter_mut().filter(|r| r.revision == stable).for_each(|r| r.in_endpoints = 2);
+    };
+    w.now = started + 400;
+    w.pods_follow_plan();
+    stuck(&mut w);
+    w.decide();
+    assert!(w.plan().revision(&stable).is_some(), "past drain.max, but still in the Service's endpoints");
+    w.round(1);
+    assert!(
+        w.plan().revision(&stable).is_none(),
+        "out of the endpoints: removed: {:?} {:?}",
+        w.plan().revisions,
+        w.status.drains
+    );
+}
+
+#[test]
+fn steady_is_watched_a_crash_looping_or_short_stable_is_not_healthy() {
+    let (mut w, stable, _) = with_stable_then(canary_steps(), false);
+    w.spec.template.spec.as_mut().unwrap().containers[0].image = Some("mcp-fixture:v1".into());
+    w.round(1);
+    assert_eq!(w.status.phase, Some(Phase::Healthy));
+    let set = |w: &mut World, ready: i32, crash: bool| {
+        w.tick(1);
+        w.pods_follow_plan();
+        for r in w.observed.revisions.iter_mut().filter(|r| r.revision == stable) {
+            r.ready = ready;
+            r.crash_looping = crash;
+        }
+        w.decide();
+    };
+    set(&mut w, 3, false);
+    assert_eq!(w.status.phase, Some(Phase::Progressing), "3 of 4 ready");
+    assert!(w.status.message.as_deref().unwrap().contains("3 of 4"));
+    w.now += 700;
+    set(&mut w, 3, false);
+    assert_eq!(w.status.phase, Some(Phase::Degraded), "short for longer than the progress deadline");
+    assert!(w.status.conditions.iter().any(|c| c.reason == "StableUnavailable" && c.status == "True"));
+    set(&mut w, 4, true);
+    assert_eq!(w.status.phase, Some(Phase::Degraded));
+    assert!(w.status.conditions.iter().any(|c| c.reason == "StableCrashLooping"));
+    set(&mut w, 4, false);
+    assert_eq!(w.status.phase, Some(Phase::Healthy));
+    assert_eq!(w.status.unavailable_since, None);
+}
+
+#[test]
+fn weights_the_replicas_cannot_express_are_warned_about_or_refused() {
+    let (mut w, _, _) = with_stable_then(canary_steps(), false);
+    w.round(1);
+    assert_eq!(w.status.warnings.len(), 1, "{:?}", w.status.warnings);
+    let warning = &w.status.warnings[0];
+    assert!(warning.contains("5% gives 20%") && warning.contains("gatewayAPI"), "{warning}");
+    assert_eq!(w.events.iter().filter(|e| e.reason == "WeightNotExpressible").count(), 1);
+    assert_eq!(w.weight(), 5, "a warning only: it goes on");
+
+    let (mut w, _, _) = with_stable_then(
+        json!({"canary": {"maxWeightError": 5, "steps": [{"setWeight": 5}, {"setWeight": 50}]}}),
+        false,
+    );
+    w.round(1);
+    w.round(1);
+    assert_eq!(w.weight(), 0, "refused: the 5% step would be 20%");
+    assert!(w.status.conditions.iter().any(|c| c.reason == "WeightNotExpressible" && c.status == "True"));
+    w.spec.replicas = 20;
+    w.round(1);
+    w.round(1);
+    assert!(w.status.warnings.is_empty());
+    assert!(w.weight() > 0, "20 replicas give 5% exactly");
 }

@@ -26,9 +26,10 @@ impl<'a> Engine<'a> {
             format!("revision {canary} rolled back ({reason:?}): {message}"),
         ));
         // What the RolledBack stage reports on every later call, so this one says the same.
-        self.hold = Some(Hold::Stalled { reason: "RolledBack", message: message.clone() });
+        self.hold = Some(Hold::stalled("RolledBack", message.clone()));
         self.st.rollback =
             Some(RollbackStatus { revision: canary.to_owned(), reason, check, message, at: time(self.now) });
+        self.set_stage(Stage::RolledBack);
     }
 
     /// The new revision leaves without a verdict: it drains if it had traffic, else it just goes.
@@ -41,6 +42,7 @@ impl<'a> Engine<'a> {
             self.start_drain(canary, replicas);
         }
         self.reset_rollout_fields();
+        self.set_stage(Stage::Steady);
     }
 
     /// The new revision becomes stable; the old stable drains (it may already be draining).
@@ -54,6 +56,7 @@ impl<'a> Engine<'a> {
         }
         self.st.stable_revision = Some(revision.clone());
         self.reset_rollout_fields();
+        self.set_stage(Stage::Steady);
         self.events.push(Event::normal("Promoted", format!("revision {revision} is stable ({why})")));
     }
 }

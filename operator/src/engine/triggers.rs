@@ -14,10 +14,10 @@ impl<'a> Engine<'a> {
         }
         if let Some((reason, check, message)) = self.failed_trigger(&canary) {
             if stage == Stage::FirstDeploy {
-                self.hold(Hold::Stalled {
-                    reason: "FirstDeployFailing",
-                    message: format!("revision {canary} cannot become stable: {message}"),
-                });
+                self.hold(Hold::stalled(
+                    "FirstDeployFailing",
+                    format!("revision {canary} cannot become stable: {message}"),
+                ));
                 return;
             }
             self.roll_back(&canary, reason, check, message);
