@@ -42,7 +42,8 @@ async fn start_prometheus(targets: &[String]) -> PrometheusProcess {
     let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: fixtures\n    \
-         static_configs:\n      - targets: [{}]\n",
+         static_configs:\n      - targets: [{}]\n    \
+         relabel_configs:\n      - source_labels: [__address__]\n        target_label: pod\n",
         quoted.join(", ")
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
@@ -154,6 +155,7 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
     })
     .await;
     let targets: Vec<String> = [&stable, &healthy, &bad].iter().map(|f| f.addr.to_string()).collect();
+    let (stable_pod, healthy_pod) = (targets[0].clone(), targets[1].clone());
     let prometheus_process = start_prometheus(&targets).await;
     let spec = spec(&prometheus_process.url);
     let PrometheusSpec { address, timeout, .. } = &spec.prometheus;
@@ -185,8 +187,20 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
     assert_eq!(verdict(&few, "errorRate").verdict, Verdict::Inconclusive, "{few:#?}");
 
     let asked = jiff::Timestamp::now().as_second() as f64;
-    let open = analysis::active_sessions(&prometheus, &queries, "canary-ok").await.unwrap();
+    let open = analysis::active_sessions(&prometheus, &queries, "canary-ok", &[]).await.unwrap();
     assert!(open.is_some_and(|s| s.count > 0), "{open:?}");
+    // A drain of some pods counts only theirs (each fixture here is its own "pod": the
+    // scrape address is relabelled to `pod`).
+    let own =
+        analysis::active_sessions(&prometheus, &queries, "canary-ok", std::slice::from_ref(&healthy_pod))
+            .await
+            .unwrap();
+    assert_eq!(own.map(|s| s.count), open.map(|s| s.count), "{own:?}");
+    let other =
+        analysis::active_sessions(&prometheus, &queries, "canary-ok", std::slice::from_ref(&stable_pod))
+            .await
+            .unwrap();
+    assert_eq!(other, None, "another pod's name matches none of the revision's series");
     // The sample time is the scrape's (1 s scrapes here), not the query's.
     let sampled = open.unwrap().sampled_at.expect("the default query knows its scrape time");
     assert!(sampled <= asked + 1.0 && sampled > asked - 10.0, "sampled at {sampled}, asked at {asked}");
@@ -196,7 +210,7 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
         assert!(report.sessions_completed > 10, "{report:?}");
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let left = analysis::active_sessions(&prometheus, &queries, "canary-ok").await.unwrap();
+    let left = analysis::active_sessions(&prometheus, &queries, "canary-ok", &[]).await.unwrap();
     assert_eq!(left.map(|s| s.count), Some(0), "{left:?}");
 
     // Sessions of 3–5 s: the P95 lands in the 1–5 s bucket; the drain window follows it, or

@@ -39,6 +39,8 @@ enum Op {
     Restart,
     /// Someone switches canary ⇄ blue-green mid-rollout.
     ToggleStrategy,
+    /// Someone (or an autoscaler) changes spec.replicas, at any moment.
+    Replicas(i32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -58,6 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3).prop_map(Op::SessionsOpen),
         1 => Just(Op::Restart),
         1 => Just(Op::ToggleStrategy),
+        1 => (1i32..7).prop_map(Op::Replicas),
     ]
 }
 
@@ -149,6 +152,7 @@ impl Sim {
                         let ready = if *slow { (ready_before + 1).min(r.replicas) } else { r.replicas };
                         RevisionObserved {
                             revision: r.revision.clone(),
+                            pod_names: (0..r.replicas).map(|i| format!("{}-{i}", r.revision)).collect(),
                             pods: r.replicas,
                             ready,
                             ready_in_rotation: ready.min(r.in_rotation),
@@ -219,6 +223,10 @@ impl Sim {
             Op::ToggleStrategy => {
                 std::mem::swap(&mut self.spec.strategy, &mut self.alternate.strategy);
             }
+            Op::Replicas(n) => {
+                self.spec.replicas = *n;
+                self.alternate.replicas = *n;
+            }
             Op::Restart => {
                 let json = serde_json::to_value(&self.status).unwrap();
                 let read_back: McpRolloutStatus = serde_json::from_value(json).unwrap();
@@ -261,19 +269,49 @@ fn check(
     }
 
     // Nothing is removed or shrunk while it serves: every revision that had pods in rotation
-    // keeps at least that many (it drains first).
+    // keeps at least as many as ran of them (it drains first). Pods planned and never seen
+    // running were never in rotation.
     for prev in prev_plan.revisions.iter().filter(|r| r.in_rotation > 0) {
         let now = plan.revision(&prev.revision);
+        // Pods of it whose drain ended (some of its pods left through a drain) may go.
+        let drained = st
+            .drains
+            .iter()
+            .find(|d| d.revision == prev.revision && d.drained_at.is_some())
+            .map_or(0, |d| d.pods.len() as i32);
+        let ran = observed.revision(&prev.revision).map_or(0, |o| o.pods) - drained;
         assert!(
-            now.is_some_and(|r| r.replicas >= prev.in_rotation),
+            now.is_some_and(|r| r.replicas >= prev.in_rotation.min(ran)),
             "revision {} had {} pods in rotation and is now planned {:?}",
             prev.revision,
             prev.in_rotation,
             now
         );
     }
+    // No pod with open sessions is deleted before its drain ends: a revision is planned below
+    // the pods it runs only once a drain of it ended in this decision, or when none of its
+    // pods was serving (in the Service's endpoints) and no drain of it was pending.
+    for seen in &observed.revisions {
+        let planned = plan.revision(&seen.revision).map_or(0, |r| r.replicas);
+        if planned >= seen.pods {
+            continue;
+        }
+        // Ended: gone from status, or (some of its pods) kept with `drainedAt` until they go.
+        let drain_ended = st.drains.iter().any(|d| d.revision == seen.revision && d.drained_at.is_some())
+            || (before.drains.iter().any(|d| d.revision == seen.revision)
+                && !st.drains.iter().any(|d| d.revision == seen.revision));
+        let never_served =
+            seen.in_endpoints == 0 && !before.drains.iter().any(|d| d.revision == seen.revision);
+        assert!(
+            drain_ended || never_served,
+            "revision {} runs {} pods ({} serving) and is planned {planned} without a drain ending",
+            seen.revision,
+            seen.pods,
+            seen.in_endpoints
+        );
+    }
     // Every draining revision in status is kept alive by the plan.
-    for d in &st.drains {
+    for d in st.drains.iter().filter(|d| d.drained_at.is_none()) {
         let r = plan.revision(&d.revision).expect("draining revision missing from the plan");
         assert!(r.replicas >= d.replicas.min(total), "draining revision shrunk: {r:?} vs {d:?}");
     }

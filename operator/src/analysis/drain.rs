@@ -55,12 +55,15 @@ pub fn clamp_window(
     DrainWindow { window, measured_seconds: measured, clamp, samples }
 }
 
+/// A PromQL regex matching exactly these strings: regex-escaped, then escaped again for the
+/// PromQL string literal it sits in.
+fn alternation(values: &[String]) -> String {
+    values.iter().map(|r| regex_lite::escape(r).replace('\\', "\\\\")).collect::<Vec<_>>().join("|")
+}
+
 fn variables(revisions: &[String], spec: &DrainSpec) -> BTreeMap<&'static str, String> {
-    // Regex-escaped, then escaped again for the PromQL string literal it sits in.
-    let alternation =
-        revisions.iter().map(|r| regex_lite::escape(r).replace('\\', "\\\\")).collect::<Vec<_>>().join("|");
     BTreeMap::from([
-        ("revision", alternation),
+        ("revision", alternation(revisions)),
         ("quantile", spec.quantile.to_string()),
         ("lookback", promql_duration(spec.lookback.as_std())),
         ("interval", promql_duration(spec.lookback.as_std())),
@@ -89,13 +92,16 @@ pub struct SessionCount {
     pub sampled_at: Option<f64>,
 }
 
-/// Open sessions on a revision's pods; `None` when the metric has no series for it.
+/// Open sessions on a revision's pods (`pods` empty) or on the named ones only (a drain of
+/// some of its pods); `None` when the metric has no series for them.
 pub async fn active_sessions(
     prometheus: &Prometheus,
     queries: &Queries,
     revision: &str,
+    pods: &[String],
 ) -> Result<Option<SessionCount>, QueryError> {
-    let variables = BTreeMap::from([("revision", revision.to_owned())]);
+    let pods = if pods.is_empty() { ".*".to_owned() } else { alternation(pods) };
+    let variables = BTreeMap::from([("revision", revision.to_owned()), ("pods", pods)]);
     // The time first: a count read after it can only be as new or newer.
     let sampled_at = match &queries.active_sessions_sampled_at {
         Some(query) => prometheus.instant(&render(query, &variables)).await?,

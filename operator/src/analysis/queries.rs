@@ -20,12 +20,15 @@ pub const SESSION_DURATION: &str = r#"histogram_quantile({{quantile}}, sum by (l
 /// Sessions that ended within the lookback: the sample behind the session-duration quantile.
 pub const SESSION_COUNT: &str =
     r#"sum(increase(mcp_session_duration_seconds_count{version=~"{{revision}}"}[{{lookback}}]))"#;
-/// Open sessions (and in-flight streams) of a revision.
-pub const ACTIVE_SESSIONS: &str = r#"sum(mcp_active_sessions{version="{{revision}}"})"#;
+/// Open sessions (and in-flight streams) of a revision's draining pods. `{{pods}}` is a regex
+/// alternation of the pod names when only some pods drain, `.*` when the whole revision does
+/// (which also matches series without a `pod` label).
+pub const ACTIVE_SESSIONS: &str = r#"sum(mcp_active_sessions{version="{{revision}}",pod=~"{{pods}}"})"#;
 /// When the oldest of the samples behind `ACTIVE_SESSIONS` was scraped (unix seconds). An
 /// instant query answers with a scrape up to one interval old; a drain trusts a count only
 /// from scrapes made after the revision left traffic.
-pub const ACTIVE_SESSIONS_SAMPLED_AT: &str = r#"min(timestamp(mcp_active_sessions{version="{{revision}}"}))"#;
+pub const ACTIVE_SESSIONS_SAMPLED_AT: &str =
+    r#"min(timestamp(mcp_active_sessions{version="{{revision}}",pod=~"{{pods}}"}))"#;
 
 /// The queries in force for one rollout: the defaults, with its overrides.
 #[derive(Clone, Debug, PartialEq)]

@@ -243,6 +243,11 @@ pub struct DrainStatus {
     /// Revision draining.
     pub revision: String,
 
+    /// The pods draining, when only some of the revision's pods leave (it serves on with the
+    /// others, e.g. `replicas` lowered). Empty: the whole revision left traffic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
+
     /// When it left traffic.
     pub started_at: Time,
 
@@ -273,6 +278,11 @@ pub struct DrainStatus {
     /// connections still arriving as they left are counted too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_sample_at: Option<Time>,
+
+    /// When a drain of some of the revision's pods ended: the Deployment is shrunk, and the
+    /// entry stays (blocking another drain of the same pods) until they are gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drained_at: Option<Time>,
 }
 
 /// How the drain window relates to what was measured.

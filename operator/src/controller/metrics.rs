@@ -332,6 +332,7 @@ mod tests {
     fn drain(revision: &str, started: i64, window: i64) -> DrainStatus {
         DrainStatus {
             revision: revision.into(),
+            pods: vec![],
             started_at: Time(jiff::Timestamp::from_second(started).unwrap()),
             window_seconds: window,
             replicas: 2,
@@ -340,6 +341,7 @@ mod tests {
             active_sessions: None,
             sessions_sampled_at: None,
             first_sample_at: None,
+            drained_at: None,
         }
     }
 
@@ -347,6 +349,7 @@ mod tests {
         RevisionObserved {
             revision: revision.into(),
             pods: 1,
+            pod_names: vec![],
             in_endpoints: 1,
             ready: 1,
             ready_in_rotation: 1,

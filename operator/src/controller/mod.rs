@@ -6,6 +6,7 @@
 //! routing interface and the plain-Service router), [`workers`] (probes and analysis beside the
 //! loop), [`metrics`] and [`leader`].
 
+pub mod disruption;
 pub mod error;
 pub mod gateway;
 pub mod leader;

@@ -12,6 +12,11 @@ pub fn deployment(rollout: &str, revision: &str) -> String {
     format!("{rollout}-{revision}")
 }
 
+/// PodDisruptionBudget over one revision's draining pods.
+pub fn drain_budget(rollout: &str, revision: &str) -> String {
+    format!("{rollout}-{revision}-drain")
+}
+
 /// Service over every in-rotation pod: the replica-ratio router.
 pub fn service(rollout: &str) -> String {
     rollout.to_owned()

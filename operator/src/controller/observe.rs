@@ -79,6 +79,7 @@ pub fn revisions(
             RevisionObserved {
                 revision: revision.clone(),
                 pods: i32::try_from(current.len()).unwrap_or(i32::MAX),
+                pod_names: leaving_order(&current),
                 in_endpoints: i32::try_from(in_endpoints).unwrap_or(i32::MAX),
                 ready: i32::try_from(ready).unwrap_or(i32::MAX),
                 ready_in_rotation: i32::try_from(ready_in_rotation).unwrap_or(i32::MAX),
@@ -87,6 +88,20 @@ pub fn revisions(
             }
         })
         .collect()
+}
+
+/// Pod names in the order they should leave when their revision shrinks: not ready first (no
+/// traffic), then out of rotation, then the newest (the fewest long sessions), then by name.
+pub fn leaving_order(pods: &[&Pod]) -> Vec<String> {
+    let mut sorted: Vec<&Pod> = pods.to_vec();
+    sorted.sort_by(|a, b| {
+        containers_ready(a)
+            .cmp(&containers_ready(b))
+            .then_with(|| in_rotation(a).cmp(&in_rotation(b)))
+            .then_with(|| b.metadata.creation_timestamp.cmp(&a.metadata.creation_timestamp))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+    sorted.into_iter().filter_map(|p| p.metadata.name.clone()).collect()
 }
 
 /// Names of the pods the EndpointSlices list as ready (what kube-proxy routes to).

@@ -19,6 +19,7 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Secret, Service},
     discovery::v1::EndpointSlice,
+    policy::v1::PodDisruptionBudget,
 };
 use kube::{
     Api, Resource, ResourceExt,
@@ -30,7 +31,7 @@ use sha2::Digest;
 use tracing::{info, warn};
 
 use super::{
-    Context,
+    Context, disruption,
     error::Error,
     gateway,
     metrics::{ReasonLabels, RolloutLabels},
@@ -93,6 +94,8 @@ struct World {
     /// Pods of those Deployments' revisions.
     pods: Vec<Pod>,
     services: Vec<Service>,
+    /// PodDisruptionBudgets carrying this rollout's label (those of draining revisions).
+    budgets: Vec<PodDisruptionBudget>,
     route: Option<serde_json::Value>,
     secrets: Secrets,
     observed: Observed,
@@ -165,13 +168,14 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
     // decision on a stale pod would wait for the next event (tried: rollouts stalled).
     let selector = ListParams::default().labels(&format!("{}={name}", labels::ROLLOUT));
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let owned: Vec<Deployment> = deployments
-        .list(&selector)
-        .await?
-        .items
-        .into_iter()
-        .filter(|d| controlled_by(&d.metadata, rollout))
-        .collect();
+    let mut owned = Vec::new();
+    for deployment in deployments.list(&selector).await?.items {
+        if controlled_by(&deployment.metadata, rollout) {
+            owned.push(deployment);
+        } else if let Some(adopted) = adopt_orphan(&deployments, rollout, &deployment).await? {
+            owned.push(adopted);
+        }
+    }
     let known: Vec<String> = owned.iter().filter_map(revision_of_deployment).collect();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let pods: Vec<Pod> = pods_api
@@ -183,6 +187,8 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
         .collect();
     let services_api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     let services: Vec<Service> = services_api.list(&selector).await?.items;
+    let budgets_api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &namespace);
+    let budgets = budgets_api.list(&selector).await?.items;
     let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &namespace);
     let endpoints = observe::ready_endpoints(
         &slices
@@ -252,7 +258,51 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
         problems,
         route_weight,
     };
-    Ok(World { namespace, name, key, owned, pods, services, route, secrets, observed })
+    Ok(World { namespace, name, key, owned, pods, services, budgets, route, secrets, observed })
+}
+
+/// Takes in an orphaned Deployment of this rollout (our labels and name, no controller at all:
+/// left by `kubectl delete --cascade=orphan`, or a status restored without its objects), as a
+/// ReplicaSet adopts its orphaned pods: our controller reference is added by a JSON patch that
+/// first tests the object is unchanged, and nothing else is touched. One with a controller of
+/// its own is somebody else's: never adopted.
+async fn adopt_orphan(
+    api: &Api<Deployment>,
+    rollout: &McpRollout,
+    deployment: &Deployment,
+) -> Result<Option<Deployment>, Error> {
+    let has_controller =
+        deployment.metadata.owner_references.iter().flatten().any(|o| o.controller == Some(true));
+    let ours_by_name = revision_of_deployment(deployment).is_some_and(|r| {
+        deployment.metadata.name.as_deref() == Some(names::deployment(&rollout.name_any(), &r).as_str())
+    });
+    let (Some(owner), Some(version)) =
+        (rollout.controller_owner_ref(&()), &deployment.metadata.resource_version)
+    else {
+        return Ok(None);
+    };
+    if has_controller || !ours_by_name {
+        return Ok(None);
+    }
+    let owner =
+        serde_json::to_value(owner).map_err(|source| Error::Serialize { what: "owner reference", source })?;
+    let add = match deployment.metadata.owner_references {
+        Some(_) => json!({"op": "add", "path": "/metadata/ownerReferences/-", "value": owner}),
+        None => json!({"op": "add", "path": "/metadata/ownerReferences", "value": [owner]}),
+    };
+    let ops = json!([{"op": "test", "path": "/metadata/resourceVersion", "value": version}, add]);
+    let patch: json_patch::Patch =
+        serde_json::from_value(ops).map_err(|source| Error::Serialize { what: "adoption patch", source })?;
+    let name = deployment.name_any();
+    match api.patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+        Ok(adopted) => {
+            info!(rollout = %rollout.name_any(), deployment = %name, "adopted an orphaned Deployment of this rollout");
+            Ok(Some(adopted))
+        }
+        // Changed since it was listed: looked at again next time.
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 422 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn revision_of_deployment(d: &Deployment) -> Option<String> {
@@ -341,7 +391,7 @@ fn start_jobs(ctx: &Context, rollout: &McpRollout, world: &World, decision: &Dec
                 drain: rollout.spec.drain.clone(),
                 queries: Queries::new(&spec.queries),
                 revisions,
-                draining: status.drains.iter().map(|d| d.revision.clone()).collect(),
+                draining: status.drains.iter().map(|d| (d.revision.clone(), d.pods.clone())).collect(),
                 every: spec.interval.as_std(),
             },
         );
@@ -358,6 +408,15 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
     let desired = revision_of(&rollout.spec.template);
     let apply = PatchParams::apply(FIELD_MANAGER).force();
     let mut conflicts = Vec::new();
+    // Draining pods are marked and guarded before any Deployment shrinks: the ReplicaSet then
+    // removes exactly them, and evictions wait for their drain.
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &world.namespace);
+    let marked = disruption::mark_pods(&pods_api, &plan.revisions, &world.pods).await?;
+    if !marked.is_empty() {
+        info!(rollout = %name, pods = ?marked, "marked draining");
+    }
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &world.namespace);
+    disruption::apply_budgets(&budgets, rollout, &plan.revisions, &world.budgets).await?;
     for revision in &plan.revisions {
         let deployment_name = names::deployment(name, &revision.revision);
         let current =

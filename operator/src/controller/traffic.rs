@@ -69,8 +69,12 @@ pub fn rotation_changes(plan: &[RevisionPlan], pods: &[Pod]) -> Vec<(String, boo
     let chosen: Vec<(&str, Vec<String>)> = plan
         .iter()
         .map(|r| {
-            let same: Vec<&Pod> =
-                pods.iter().filter(|p| observe::revision_of(p) == Some(r.revision.as_str())).collect();
+            // Pods leaving through a drain are never chosen, however the rest stand.
+            let same: Vec<&Pod> = pods
+                .iter()
+                .filter(|p| observe::revision_of(p) == Some(r.revision.as_str()))
+                .filter(|p| p.metadata.name.as_ref().is_none_or(|n| !r.leaving.contains(n)))
+                .collect();
             (r.revision.as_str(), observe::choose_rotation(&same, r.in_rotation))
         })
         .collect();
@@ -115,14 +119,15 @@ pub async fn apply_services(
     for service in resources::services(request.rollout, &request.tracks) {
         let name = service.metadata.name.clone().unwrap_or_default();
         let current = request.services.iter().find(|s| s.metadata.name.as_deref() == Some(name.as_str()));
+        let controllers = |c: &Service| -> Vec<String> {
+            let refs = c.metadata.owner_references.iter().flatten();
+            refs.filter(|o| o.controller == Some(true)).map(|o| o.uid.clone()).collect()
+        };
         match current {
+            // Somebody else's: left alone. (One with no controller at all, an orphan of this
+            // rollout, is adopted by the apply below, as a ReplicaSet adopts its pods.)
             Some(c)
-                if !c
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid) =>
+                if !controllers(c).is_empty() && !controllers(c).iter().any(|u| Some(u.as_str()) == uid) =>
             {
                 conflicts.push(name);
             }
@@ -221,7 +226,14 @@ mod tests {
     }
 
     fn plan(revision: &str, in_rotation: i32) -> RevisionPlan {
-        RevisionPlan { revision: revision.into(), role: Role::Stable, replicas: 3, in_rotation, weight: 100 }
+        RevisionPlan {
+            revision: revision.into(),
+            role: Role::Stable,
+            replicas: 3,
+            in_rotation,
+            weight: 100,
+            leaving: vec![],
+        }
     }
 
     #[test]

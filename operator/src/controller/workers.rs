@@ -84,7 +84,8 @@ pub struct MeasureJob {
     pub drain: DrainSpec,
     pub queries: Queries,
     pub revisions: Vec<String>,
-    pub draining: Vec<String>,
+    /// Draining revisions, each with the pods that drain (empty: all of them).
+    pub draining: Vec<(String, Vec<String>)>,
     /// Run at most this often.
     pub every: Duration,
 }
@@ -337,10 +338,10 @@ impl Workers {
                 analysis::measure_drain_window(&job.prometheus, &job.drain, &job.queries, &job.revisions)
                     .await;
             let mut active = BTreeMap::new();
-            for revision in &job.draining {
+            for (revision, pods) in &job.draining {
                 let queried_at = Timestamp::now();
                 if let Ok(Some(sessions)) =
-                    analysis::active_sessions(&job.prometheus, &job.queries, revision).await
+                    analysis::active_sessions(&job.prometheus, &job.queries, revision, pods).await
                 {
                     let at = sessions
                         .sampled_at

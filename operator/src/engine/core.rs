@@ -81,6 +81,7 @@ pub(super) fn revision_plan(
         replicas,
         in_rotation: in_rotation.min(replicas),
         weight,
+        leaving: Vec::new(),
     }
 }
 

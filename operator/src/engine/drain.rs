@@ -52,10 +52,12 @@ impl Engine<'_> {
         // would pick by its own ranking which of them to cut, sessions or not.
         let running = self.observed.revision(revision).map_or(0, |o| o.pods);
         let replicas = replicas.max(running);
+        // A revision leaving traffic altogether takes the place of a drain of some of its pods.
+        self.st.drains.retain(|d| d.revision != revision || d.pods.is_empty());
         if self.st.drains.iter().any(|d| d.revision == revision) || replicas <= 0 {
             return;
         }
-        let (window, measured, clamp) = drain::window(&self.spec.drain, self.observed.session_duration);
+        let (window, measured, clamp) = window(&self.spec.drain, self.observed.session_duration);
         self.events.push(Event::normal(
             "DrainStarted",
             format!(
@@ -65,6 +67,7 @@ impl Engine<'_> {
         ));
         self.st.drains.push(DrainStatus {
             revision: revision.to_owned(),
+            pods: Vec::new(),
             started_at: time(self.now),
             window_seconds: window,
             measured_seconds: measured,
@@ -73,8 +76,55 @@ impl Engine<'_> {
             active_sessions: None,
             sessions_sampled_at: None,
             first_sample_at: None,
+            drained_at: None,
         });
         self.st.drains.sort_by(|a, b| a.revision.cmp(&b.revision));
+    }
+
+    /// A serving revision runs more pods than it is planned for (`replicas` lowered, a canary
+    /// sized for a smaller step): the extra pods leave through a drain of their own, out of
+    /// rotation, while the rest serve on; only when it ends is the Deployment shrunk, and the
+    /// ReplicaSet then removes exactly them (they are first by pod-deletion-cost). Never lowered
+    /// at once: the ReplicaSet would pick by its own ranking, not-ready pods first — which are
+    /// exactly the out-of-rotation ones still holding sessions.
+    pub(super) fn drain_surplus_pods(&mut self, plan: &[RevisionPlan]) {
+        // Revisions planned to serve; a first deploy's candidate (never in rotation) just shrinks.
+        for p in plan.iter().filter(|p| p.role != Role::Draining && p.weight > 0 && p.in_rotation > 0) {
+            let Some(observed) = self.observed.revision(&p.revision) else { continue };
+            let surplus = usize::try_from(observed.pods - p.replicas).unwrap_or(0);
+            if surplus == 0 || self.st.drains.iter().any(|d| d.revision == p.revision) {
+                continue;
+            }
+            let pods: Vec<String> = observed.pod_names.iter().take(surplus).cloned().collect();
+            if pods.is_empty() {
+                continue;
+            }
+            let (window, measured, clamp) = window(&self.spec.drain, self.observed.session_duration);
+            self.events.push(Event::normal(
+                "DrainStarted",
+                format!(
+                    "revision {} shrinks from {} to {} pods: {} leave(s) through a drain of up to {window}s",
+                    p.revision,
+                    observed.pods,
+                    p.replicas,
+                    pods.join(", ")
+                ),
+            ));
+            self.st.drains.push(DrainStatus {
+                revision: p.revision.clone(),
+                pods,
+                started_at: time(self.now),
+                window_seconds: window,
+                measured_seconds: measured,
+                clamp,
+                replicas: observed.pods,
+                active_sessions: None,
+                sessions_sampled_at: None,
+                first_sample_at: None,
+                drained_at: None,
+            });
+            self.st.drains.sort_by(|a, b| a.revision.cmp(&b.revision));
+        }
     }
 
     /// Ends drains on what was observed: a drain ends when its pods report no open sessions
@@ -99,8 +149,16 @@ impl Engine<'_> {
         let mut finished = Vec::new();
         self.st.drains.retain_mut(|d| {
             let is_flip_back = hold_flip_back && stable.as_deref() == Some(d.revision.as_str());
-            if serving.contains(&d.revision) && !is_flip_back {
+            if d.pods.is_empty() && serving.contains(&d.revision) && !is_flip_back {
                 return false; // serving again: no longer draining
+            }
+            if d.drained_at.is_some() {
+                // Some pods drained and the Deployment shrunk: kept until they have gone (the
+                // ReplicaSet takes them first), so that no new drain picks them again.
+                return self.observed.revision(&d.revision).is_some_and(|o| {
+                    o.pods > d.replicas - d.pods.len() as i32
+                        && o.pod_names.iter().any(|n| d.pods.contains(n))
+                });
             }
             if let Some(sample) = self.observed.active_sessions.iter().find(|s| s.revision == d.revision) {
                 record_sample(d, sample);
@@ -110,7 +168,7 @@ impl Engine<'_> {
             }
             // Never removed while the Service still sends it connections (a rotation change
             // the API server refused): deleting it then would cut them.
-            if self.observed.revision(&d.revision).is_some_and(|o| o.in_endpoints > 0) {
+            if d.pods.is_empty() && self.observed.revision(&d.revision).is_some_and(|o| o.in_endpoints > 0) {
                 return true;
             }
             let started = secs(&d.started_at);
@@ -125,11 +183,20 @@ impl Engine<'_> {
                 },
                 _ => return true,
             };
-            finished.push((d.revision.clone(), why, max_over && settled != Some(0)));
-            false
+            let what = if d.pods.is_empty() {
+                format!("revision {}", d.revision)
+            } else {
+                format!("{} pod(s) of revision {} ({})", d.pods.len(), d.revision, d.pods.join(", "))
+            };
+            finished.push((what, why, max_over && settled != Some(0)));
+            if d.pods.is_empty() {
+                return false;
+            }
+            d.drained_at = Some(time(now));
+            true
         });
         for (revision, why, forced) in finished {
-            let message = format!("revision {revision} drained ({why})");
+            let message = format!("{revision} drained ({why})");
             if forced {
                 self.events.push(Event::warning("DrainFinished", message));
             } else {

@@ -70,6 +70,9 @@ pub struct RevisionObserved {
     pub revision: String,
     /// Its pods that are not terminating, ready or not.
     pub pods: i32,
+    /// Their names, in the order they should leave when the revision shrinks: not ready first,
+    /// then out of rotation, then the newest (the fewest long sessions).
+    pub pod_names: Vec<String>,
     /// Pods whose containers are ready (whatever the rotation gate says).
     pub ready: i32,
     /// Ready pods that are in rotation (the rotation gate is True).

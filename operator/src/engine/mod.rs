@@ -26,6 +26,7 @@
 // asks) and `drain`; `transitions` (rollback, abandon, promotion); `gates`, `triggers`,
 // `observations`, `requests`, `template`; the stages `canary` and `blue_green` (never calling
 // each other); `progress` (dispatch by stage); `output`. Each calls only layers below it.
+mod adopt;
 mod blue_green;
 mod canary;
 mod conditions;
@@ -118,6 +119,7 @@ pub fn stage_of(status: &McpRolloutStatus, desired: &str) -> Stage {
 pub fn decide(input: &Input<'_>) -> Decision {
     let mut e = Engine::new(input);
     e.record_observations();
+    e.adopt_serving_revisions();
     e.handle_request();
     e.follow_template();
     e.check_problems();

@@ -9,7 +9,12 @@ impl<'a> Engine<'a> {
         self.set_stage(stage);
         let live = self.live_revisions();
         self.st.probes.retain(|p| live.contains(&p.revision));
-        let plan_revisions = self.plan_revisions(stage);
+        let mut plan_revisions = self.plan_revisions(stage);
+        let drains = self.st.drains.len();
+        self.drain_surplus_pods(&plan_revisions);
+        if self.st.drains.len() != drains {
+            plan_revisions = self.plan_revisions(stage);
+        }
         let (phase, reason, message) = self.phase(stage);
         self.st.phase = Some(phase);
         self.st.message = Some(message.clone());
@@ -70,9 +75,25 @@ impl<'a> Engine<'a> {
             _ => {}
         }
         for d in &self.st.drains {
+            // Every pod it runs stays while it drains, also pods that came up since it began.
+            let running = self.observed.revision(&d.revision).map_or(0, |o| o.pods);
+            let d = &DrainStatus { replicas: d.replicas.max(running), ..d.clone() };
             match plan.iter_mut().find(|p| p.revision == d.revision) {
-                // Restarted under a new role before its drain ended: keep the draining pods.
-                Some(p) => p.replicas = p.replicas.max(d.replicas),
+                // Restarted under a new role before its drain ended, or serving on while some
+                // of its pods leave: keep the draining pods, out of rotation.
+                Some(p) => {
+                    // Some pods leaving: the revision runs them beside the pods it is planned
+                    // to serve with (more started if `replicas` was raised meanwhile). Drained:
+                    // down by exactly them; lowered further meanwhile, the rest leave through
+                    // a drain of their own once these are gone.
+                    let leaving = i32::try_from(d.pods.len()).unwrap_or(i32::MAX);
+                    p.replicas = match (d.pods.is_empty(), d.drained_at.is_some()) {
+                        (true, _) => p.replicas.max(d.replicas),
+                        (false, false) => (p.replicas + leaving).max(d.replicas),
+                        (false, true) => p.replicas.max(d.replicas - leaving),
+                    };
+                    p.leaving.clone_from(&d.pods);
+                }
                 None => plan.push(revision_plan(&d.revision, Role::Draining, d.replicas, 0, 0)),
             }
         }

@@ -54,6 +54,9 @@ pub struct RevisionPlan {
     pub in_rotation: i32,
     /// Share of traffic (0-100). Over the revisions in rotation the weights sum to 100.
     pub weight: i32,
+    /// Pods that are leaving through a drain while the revision serves on: out of rotation,
+    /// first in line when the Deployment shrinks (pod-deletion-cost), safe from evictions.
+    pub leaving: Vec<String>,
 }
 
 /// A probe to run against a revision's pods.

@@ -8,12 +8,11 @@ pub(super) use super::{
     Stage, conditions,
     control::{Action, parse_request},
     core::{AnalysisSince, Engine, Hold, replicas_for, revision_plan, secs, step_skips_analysis, time},
-    drain,
     input::*,
     plan::*,
     stage_of,
 };
 pub(super) use crate::api::{
-    BlueGreenStrategy, CanaryStep, CheckStatus, McpRolloutSpec, McpRolloutStatus, Phase, ProbeStatus,
-    RollbackReason, RollbackStatus, StrategyRef, Verdict,
+    BlueGreenStrategy, CanaryStep, CheckStatus, DrainStatus, McpRolloutSpec, McpRolloutStatus, Phase,
+    ProbeStatus, RollbackReason, RollbackStatus, StrategyRef, Verdict,
 };

@@ -89,6 +89,7 @@ impl World {
             .map(|r| RevisionObserved {
                 revision: r.revision.clone(),
                 pods: r.replicas,
+                pod_names: (0..r.replicas).map(|i| format!("{}-{i}", r.revision)).collect(),
                 in_endpoints: r.in_rotation,
                 ready: r.replicas,
                 ready_in_rotation: r.in_rotation,
@@ -938,4 +939,80 @@ fn weights_the_replicas_cannot_express_are_warned_about_or_refused() {
     w.round(1);
     assert!(w.status.warnings.is_empty());
     assert!(w.weight() > 0, "20 replicas give 5% exactly");
+}
+
+#[test]
+fn a_lost_status_adopts_the_serving_revision_and_takes_nothing_out_of_rotation() {
+    let (mut w, stable, _) = with_stable_then(canary_steps(), false);
+    w.spec.template.spec.as_mut().unwrap().containers[0].image = Some("mcp-fixture:v1".into());
+    w.round(1);
+    assert_eq!(w.status.phase, Some(Phase::Healthy));
+    let serving = w.observed.revisions.clone();
+    // Restored from a backup without status, or re-created after --cascade=orphan.
+    w.status = McpRolloutStatus::default();
+    w.events.clear();
+    let d = w.tick(1).clone();
+    assert_eq!(d.status.stable_revision.as_deref(), Some(stable.as_str()));
+    assert_eq!(d.status.stage, Some(Stage::Steady));
+    let plan = d.plan.revision(&stable).unwrap();
+    assert_eq!(
+        (plan.role, plan.replicas, plan.in_rotation),
+        (Role::Stable, 4, 4),
+        "every pod stays in rotation"
+    );
+    assert_eq!(d.plan.revisions.len(), 1);
+    assert!(w.saw("Adopted"));
+    assert_eq!(w.observed.revisions, serving);
+
+    // Two revisions serving (status lost mid-canary): the bigger one is stable, the other drains.
+    let (mut w, stable, canary) = with_stable_then(canary_steps(), false);
+    for _ in 0..4 {
+        w.round(1);
+    }
+    assert!(w.weight() > 0);
+    w.status = McpRolloutStatus::default();
+    let d = w.tick(1).clone();
+    assert_eq!(d.status.stable_revision.as_deref(), Some(stable.as_str()));
+    assert!(d.status.drains.iter().any(|dr| dr.revision == canary), "{:?}", d.status.drains);
+    assert!(d.plan.revision(&canary).is_some(), "the canary's pods stay for their drain");
+}
+
+#[test]
+fn lowering_replicas_drains_the_pods_that_leave_before_the_deployment_shrinks() {
+    let (mut w, stable, _) = with_stable_then(canary_steps(), false);
+    w.spec.template.spec.as_mut().unwrap().containers[0].image = Some("mcp-fixture:v1".into());
+    w.round(1);
+    w.spec.replicas = 2;
+    w.tick(1);
+    let p = w.plan().revision(&stable).unwrap().clone();
+    assert_eq!((p.replicas, p.in_rotation), (4, 2), "still 4 pods, 2 in rotation");
+    assert_eq!(p.leaving.len(), 2, "{p:?}");
+    let drain = w.status.drains.iter().find(|d| d.revision == stable).unwrap().clone();
+    assert_eq!(drain.pods, p.leaving);
+    assert!(w.saw("DrainStarted"));
+    // Pods as the plan says (4 running, 2 in the endpoints); sessions still open on the leaving.
+    let started = secs(&drain.started_at);
+    w.pods_follow_plan();
+    sessions(&mut w, &stable, started + 1, 3);
+    w.tick(10);
+    assert_eq!(w.plan().revision(&stable).unwrap().replicas, 4, "3 sessions open: not yet");
+    w.pods_follow_plan();
+    // Past the drain window (drain.max, 300 s, with no session duration measured), the
+    // leaving pods empty.
+    sessions(&mut w, &stable, started + 305, 0);
+    w.tick(295);
+    let p = w.plan().revision(&stable).unwrap();
+    assert_eq!((p.replicas, p.leaving.len()), (2, 2), "drained: the Deployment shrinks now");
+    assert!(w.saw("DrainFinished"));
+    // Until the ReplicaSet has removed them, the drained pods stay marked (first to go) and no
+    // new drain starts for the surplus still observed.
+    let drains = w.status.drains.clone();
+    w.tick(1);
+    assert_eq!(w.status.drains, drains, "no second drain of the same pods");
+    w.pods_follow_plan();
+    w.tick(1);
+    let p = w.plan().revision(&stable).unwrap();
+    assert_eq!((p.replicas, p.in_rotation, p.leaving.len()), (2, 2, 0), "gone: the entry too");
+    assert!(w.status.drains.is_empty(), "{:?}", w.status.drains);
+    assert_eq!(w.status.phase, Some(Phase::Healthy));
 }
