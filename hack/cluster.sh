@@ -250,6 +250,9 @@ kubectl_admin() { in_netns "$BIN/kubectl" --kubeconfig "$KUBECONFIG_NETNS" "$@";
 
 setup_netns() {
   if [[ ! -e $NETNS_PATH ]]; then
+    # The first `ip netns add` on a machine makes /run/netns a mount point of its own; if this
+    # one does, `down` unmounts it again (when no other namespace is left in it).
+    mountpoint -q /run/netns 2>/dev/null || touch "$CLUSTER_DIR/made-run-netns-mount"
     ip netns add "$NETNS"
   fi
   in_netns ip link set lo up
@@ -659,6 +662,9 @@ down() {
   done
   if [[ -e $NETNS_PATH ]]; then
     ip netns delete "$NETNS" 2>/dev/null || true
+  fi
+  if [[ -f $CLUSTER_DIR/made-run-netns-mount ]] && [[ -z $(ip netns list 2>/dev/null) ]]; then
+    umount /run/netns 2>/dev/null || true
   fi
   if [[ -f $CLUSTER_DIR/host-sysctls ]]; then
     while IFS='=' read -r key value; do

@@ -7,7 +7,7 @@
 #   hack/images.sh [DIR]
 #
 # Images (names as the chart and the scenarios use them):
-#   ghcr.io/mcp-rollout/mcp-rollout-operator:e2e   the operator (and kubectl-mcprollout)
+#   ghcr.io/mcp-rollout/mcp-rollout-operator:e2e   the operator (and kubectl-mcprollout, mcp-rollout-router)
 #   docker.io/library/mcp-fixture:{v1,v2-compatible,v2-breaking}   one per tool profile
 #   docker.io/library/mcp-agents:e2e               the simulated agents
 #   localhost/prometheus:e2e                       Prometheus for the scenarios ($PROMETHEUS: the
@@ -20,7 +20,7 @@ OUT=${1:-${MCP_CLUSTER_DIR:-/tmp/mcp-rollout-cluster}/images}
 mkdir -p "$OUT"
 started=$SECONDS
 echo "images: building release binaries" >&2
-cargo build --release --locked --quiet -p mcp-rollout --bin mcp-rollout-operator --bin kubectl-mcprollout \
+cargo build --release --locked --quiet -p mcp-rollout --bin mcp-rollout-operator --bin kubectl-mcprollout --bin mcp-rollout-router \
   -p mcp-fixture --bin mcp-fixture --bin mcp-agents
 release=target/release
 
@@ -35,6 +35,7 @@ image --name ghcr.io/mcp-rollout/mcp-rollout-operator:e2e --out "$OUT/operator.t
   --entrypoint /usr/local/bin/mcp-rollout-operator --file "$CA_BUNDLE:$CA_BUNDLE" \
   --file "$release/mcp-rollout-operator:/usr/local/bin/mcp-rollout-operator" \
   --file "$release/kubectl-mcprollout:/usr/local/bin/kubectl-mcprollout" \
+  --file "$release/mcp-rollout-router:/usr/local/bin/mcp-rollout-router" \
   --libs-of "$release/mcp-rollout-operator"
 for profile in v1 v2-compatible v2-breaking; do
   # A real kubelet does not tell a container its image tag: the profile is baked in.

@@ -11,5 +11,6 @@ pub mod crd;
 pub mod engine;
 pub mod probe;
 pub mod reference;
+pub mod router;
 pub mod status_view;
 pub mod validate;

@@ -415,8 +415,10 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
     if !marked.is_empty() {
         info!(rollout = %name, pods = ?marked, "marked draining");
     }
+    // A budget the API server refuses never holds back the rest (the drain itself does not
+    // need it); its error is returned at the end, so it still counts as a refused write.
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &world.namespace);
-    disruption::apply_budgets(&budgets, rollout, &plan.revisions, &world.budgets).await?;
+    let budgets_applied = disruption::apply_budgets(&budgets, rollout, &plan.revisions, &world.budgets).await;
     for revision in &plan.revisions {
         let deployment_name = names::deployment(name, &revision.revision);
         let current =
@@ -482,7 +484,7 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
         info!(rollout = %name, added = ?routed.pods_added, removed = ?routed.pods_removed, "rotation changed");
     }
     ctx.workers.record_conflicts(&world.key, &conflicts);
-    Ok(())
+    budgets_applied
 }
 
 async fn add_finalizer(ctx: &Context, rollout: &McpRollout) -> Result<(), Error> {

@@ -151,7 +151,7 @@ impl Workers {
                 problems.push(Problem::new(
                     "NameConflict",
                     format!(
-                        "{} already exist(s) and belong(s) to another controller (or to nobody); the \
+                        "{} already exist(s) and belong(s) to another controller; the \
                          McpRollout leaves them alone: rename it or remove them",
                         s.conflicts.join(", ")
                     ),
@@ -162,10 +162,9 @@ impl Workers {
             {
                 problems.push(Problem::new(
                     "WritesRefused",
-                    format!(
-                        "the API server refused the operator's writes {} times in a row: {e}",
-                        s.failed_writes
-                    ),
+                    // No count in the message: a message that changes on every refusal would be a
+                    // status write, and a watch event, on every retry.
+                    format!("the API server refuses the operator's writes ({threshold} or more reconciles in a row): {e}"),
                 ));
             }
             problems

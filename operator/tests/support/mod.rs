@@ -93,3 +93,24 @@ pub async fn fixture(configure: impl FnOnce(&mut FixtureConfig)) -> Fixture {
     configure(&mut config);
     Fixture::start(config).await.expect("start mcp-fixture")
 }
+
+/// A TCP proxy on loopback that sends each new connection to the next backend in turn, as
+/// kube-proxy balances a Service's connections. Runs until the test's runtime ends.
+pub async fn round_robin_proxy(backends: &[std::net::SocketAddr]) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let backends = backends.to_vec();
+    tokio::spawn(async move {
+        let mut next = 0usize;
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let backend = backends[next % backends.len()];
+            next += 1;
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    addr
+}

@@ -1,0 +1,235 @@
+//! The session router in standalone mode, in front of two real `mcp-fixture` servers (stable
+//! and canary, each holding its sessions in process) on loopback, under `mcp-agents` load:
+//! handshake-era sessions over Streamable HTTP and legacy SSE with streamed calls lose nothing
+//! and are split exactly by weight; a live weight change moves new sessions only; a token that
+//! does not open, or names a backend that is gone, is 404; a tool route sends only that tool's
+//! stateless calls to the canary. The same traffic through a per-connection round-robin (what
+//! kube-proxy does) is run beside it and its losses printed.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use mcp_fixture::{
+    agents::{self, AgentEra, AgentTransport, AgentsConfig, Report},
+    server::Fixture,
+};
+use mcp_rollout::router::{
+    proxy::Router,
+    server,
+    standalone::{self, StandaloneArgs},
+};
+use serde_json::json;
+use tokio::{net::TcpListener, sync::oneshot};
+
+struct Running {
+    addr: SocketAddr,
+    router: Arc<Router>,
+    args: StandaloneArgs,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn fixture(version: &str) -> Fixture {
+    support::fixture(|c| c.server_version = version.into()).await
+}
+
+async fn start_router(stable: &Fixture, canary: &Fixture, weight: u32, extra: &[&str]) -> Running {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: StandaloneArgs,
+    }
+    let mut argv = vec![
+        "router".to_owned(),
+        format!("--stable=http://{}", stable.addr),
+        format!("--canary=http://{}", canary.addr),
+        format!("--canary-weight={weight}"),
+    ];
+    argv.extend(extra.iter().map(|s| (*s).to_owned()));
+    let args = Cli::parse_from(argv).args;
+    let router = standalone::router(&args).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel();
+    let serving = router.clone();
+    tokio::spawn(async move {
+        server::serve(listener, serving, async { stopped.await.unwrap_or(()) }, Duration::from_secs(5)).await;
+    });
+    Running { addr, router, args, stop: Some(stop) }
+}
+
+fn load(target: String, transport: AgentTransport, era: AgentEra, seconds: f64) -> AgentsConfig {
+    AgentsConfig {
+        target,
+        allow_remote_target: false,
+        path: "/mcp".into(),
+        agents: 6,
+        duration: seconds,
+        session_min: 0.5,
+        session_max: 1.5,
+        rate: 10.0,
+        stream_share: 0.2,
+        stream_seconds: 0.5,
+        transport,
+        era,
+        max_retries: 5,
+        max_calls: 20_000,
+        no_keepalive: false,
+        seed: Some(7),
+    }
+}
+
+/// Sessions opened through the router, per revision, from its own metrics.
+fn opened(router: &Router) -> (f64, f64) {
+    let text = router.metrics.render(&router.sessions);
+    let get = |revision: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("mcp_router_sessions_opened_total{{revision=\"{revision}\"}} "))
+            })
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (get("stable"), get("canary"))
+}
+
+fn failed(report: &Report) -> u64 {
+    report.calls.iter().filter(|(k, _)| k.as_str() != "ok").map(|(_, v)| v).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_sessions_on_both_transports_are_pinned_and_split_exactly_by_weight() {
+    let (stable, canary) = (fixture("v1").await, fixture("v2").await);
+    for (transport, weight) in [(AgentTransport::StreamableHttp, 25), (AgentTransport::Sse, 50)] {
+        let router = start_router(&stable, &canary, weight, &[]).await;
+        let report =
+            agents::run(load(format!("http://{}", router.addr), transport, AgentEra::Handshake, 6.0))
+                .await
+                .unwrap();
+        let (s, c) = opened(&router.router);
+        let share = 100.0 * c / (s + c);
+        println!(
+            "router, {transport:?} at {weight}%: {} sessions, {share:.1}% of them on the canary; {}",
+            s + c,
+            report.summary()
+        );
+        assert!(s + c >= 20.0, "too few sessions to judge a split: {s} + {c}");
+        assert!((share - f64::from(weight)).abs() <= 2.0, "{share:.1}% on the canary at weight {weight}");
+        assert_eq!(report.sessions_lost, 0, "{}", report.summary());
+        assert_eq!(report.streams_cut, 0, "{}", report.summary());
+        assert_eq!(failed(&report), 0, "{}", report.summary());
+        assert!(report.streams_completed > 0, "streamed calls ran: {}", report.summary());
+        assert!(report.by_server_version.contains_key("v1") && report.by_server_version.contains_key("v2"));
+    }
+
+    // The same handshake traffic through a per-connection round-robin over the two servers
+    // (what a plain Service does), for comparison: sessions are lost there.
+    let rr = support::round_robin_proxy(&[stable.addr, canary.addr]).await;
+    let mut config = load(format!("http://{rr}"), AgentTransport::StreamableHttp, AgentEra::Handshake, 4.0);
+    config.no_keepalive = true;
+    let plain = agents::run(config).await.unwrap();
+    println!("per-connection round-robin, same traffic: {}", plain.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weight_change_moves_new_sessions_and_leaves_open_ones_where_they_are() {
+    let (stable, canary) = (fixture("v1").await, fixture("v2").await);
+    let router = start_router(&stable, &canary, 0, &[]).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/mcp", router.addr);
+    let mut old = mcp_fixture::client::StreamableClient::new(
+        http.clone(),
+        url.clone(),
+        mcp_fixture::client::Era::Handshake,
+    );
+    assert_eq!(old.connect().await.unwrap().server_version.as_deref(), Some("v1"));
+    // All new sessions to the canary now, as the admin endpoint would set it.
+    router.router.set_table(standalone::table(&router.args, 100).unwrap());
+    let mut new = mcp_fixture::client::StreamableClient::new(
+        http.clone(),
+        url.clone(),
+        mcp_fixture::client::Era::Handshake,
+    );
+    assert_eq!(new.connect().await.unwrap().server_version.as_deref(), Some("v2"));
+    for _ in 0..5 {
+        let reply = old.call_tool("search_documents", json!({"query": "runbook"}), false).await.unwrap();
+        assert_eq!(reply.server_version.as_deref(), Some("v1"), "the open session stays on its backend");
+    }
+    let loads = router.router.sessions.by_revision();
+    assert_eq!((loads["stable"].sessions, loads["canary"].sessions), (1, 1), "{loads:?}");
+    old.close().await;
+    assert_eq!(
+        router.router.sessions.by_revision().get("stable").map(|l| l.sessions),
+        None,
+        "DELETE ends it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_does_not_open_or_names_a_gone_backend_is_404_never_another_pod() {
+    let (stable, canary) = (fixture("v1").await, fixture("v2").await);
+    let router = start_router(&stable, &canary, 100, &[]).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/mcp", router.addr);
+    let call = |session: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.post(&url)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25")
+                .json(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let mut client = mcp_fixture::client::StreamableClient::new(
+        http.clone(),
+        url.clone(),
+        mcp_fixture::client::Era::Handshake,
+    );
+    client.connect().await.unwrap();
+    // A session id the backend itself issued, not sealed by the router: refused, not guessed.
+    let forged = call("0123456789abcdef".into()).await;
+    assert_eq!(forged.status(), 404);
+    let body: serde_json::Value = forged.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32001, "{body}");
+    // The canary's backend leaves the table (its pod gone): its sessions are 404, the client's
+    // signal to start a new one, which lands on what is there.
+    let mut only_stable = standalone::table(&router.args, 0).unwrap();
+    only_stable.backends.remove("canary");
+    only_stable.revisions.retain(|r| r.revision == "stable");
+    router.router.set_table(only_stable);
+    let gone = client.call_tool("search_documents", json!({"query": "x"}), false).await;
+    assert!(matches!(gone, Err(mcp_fixture::client::ClientError::SessionLost)), "{gone:?}");
+    assert_eq!(client.connect().await.unwrap().server_version.as_deref(), Some("v1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_route_sends_only_that_tools_stateless_calls_to_the_canary() {
+    let (stable, canary) = (fixture("v1").await, fixture("v2").await);
+    let router = start_router(&stable, &canary, 0, &["--tool-route=search_documents=100"]).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/mcp", router.addr);
+    let mut client =
+        mcp_fixture::client::StreamableClient::new(http, url, mcp_fixture::client::Era::Stateless);
+    assert_eq!(client.connect().await.unwrap().server_version.as_deref(), Some("v1"));
+    for _ in 0..10 {
+        let routed = client.call_tool("search_documents", json!({"query": "a"}), false).await.unwrap();
+        assert_eq!(routed.server_version.as_deref(), Some("v2"), "the routed tool goes to the canary");
+        let other = client.call_tool("get_document", json!({"id": "doc-1"}), false).await.unwrap();
+        assert_eq!(other.server_version.as_deref(), Some("v1"), "every other call stays on stable");
+    }
+}
