@@ -219,8 +219,12 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
         serde_json::from_value(serde_json::json!({"lookback": "1m", "min": "1s", "max": "5m"})).unwrap();
     let revisions = vec!["stable".to_owned(), "canary-ok".to_owned()];
     let window = analysis::measure_drain_window(&prometheus, &drain, &queries, &revisions).await.unwrap();
+    // At least the shortest session; at most the next bucket bound: a session outlives its
+    // planned length by its last call, and on a loaded machine enough of them cross 5 s to put
+    // the P95 into the 5-10 s bucket (seen in CI: 6.3 s). Either way it follows the sessions,
+    // not the 1 m minimum or the 5 m default.
     let measured = window.measured_seconds.unwrap();
-    assert!((3.0..=5.0).contains(&measured), "{window:?}");
+    assert!((3.0..=10.0).contains(&measured), "{window:?}");
     assert_eq!(window.clamp, Clamp::None);
     assert!(window.samples.unwrap() > 10.0, "{window:?}");
     drain.min = HumanDuration::from_secs(60);

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Benchmarks, printed side by side with their anchor in one run. No test asserts on these.
+#
+#   hack/bench.sh router   # mcp-rollout-router against Debian's nginx as a plain reverse proxy,
+#                          # both in front of the same mcp-fixture, same load; and the fixture
+#                          # called directly (the baseline the added latency is measured from)
+#
+# Loopback only. Every process it starts is stopped on exit.
+set -Eeuo pipefail
+trap 'echo "bench.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+cd "$(dirname "$0")/.."
+
+what=${1:-router}
+[[ $what == router ]] || { echo "usage: hack/bench.sh router" >&2; exit 2; }
+hack/install-test-deps.sh >/dev/null
+if ! command -v nginx >/dev/null; then
+  # Debian's nginx: the anchor the router is measured against (only the binary is used; its
+  # own service is never started by this script).
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
+fi
+DURATION=${BENCH_SECONDS:-10}
+AGENTS=${BENCH_AGENTS:-16}
+SESSIONS=${BENCH_SESSIONS:-10000}
+
+cargo build --release --locked --quiet -p mcp-rollout --bin mcp-rollout-router -p mcp-fixture \
+  --bin mcp-fixture --bin mcp-agents
+bin=target/release
+work=$(mktemp -d /tmp/mcp-rollout-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "bench: nothing listening on $1" >&2
+  exit 1
+}
+
+fixture_port=$(free_port)
+"$bin/mcp-fixture" --listen "127.0.0.1:$fixture_port" >"$work/fixture.log" 2>&1 &
+pids+=($!)
+wait_port "$fixture_port"
+
+router_port=$(free_port)
+"$bin/mcp-rollout-router" standalone --listen "127.0.0.1:$router_port" \
+  --stable "http://127.0.0.1:$fixture_port" >"$work/router.log" 2>&1 &
+router_pid=$!
+pids+=($router_pid)
+wait_port "$router_port"
+
+nginx_port=$(free_port)
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
+  upstream fixture { server 127.0.0.1:$fixture_port; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://fixture;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;          # SSE passes through
+      proxy_read_timeout 300s;
+    }
+  }
+}
+EOF
+nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' >"$work/nginx/out.log" 2>&1 &
+pids+=($!)
+wait_port "$nginx_port"
+
+# One load shape for all three: closed-loop handshake-era agents over Streamable HTTP.
+load() { # port
+  "$bin/mcp-agents" --target "http://127.0.0.1:$1" --agents "$AGENTS" --duration "$DURATION" \
+    --rate 1000 --session-min 5 --session-max 10 --era handshake --json - 2>/dev/null |
+    sed -n '/^--- report ---$/{n;p}'
+}
+figures() { # name, report json
+  python3 - "$1" "$2" "$DURATION" <<'PY'
+import json, sys
+name, report, seconds = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])
+ok = report["calls"].get("ok", 0)
+print(json.dumps({"name": name, "calls_per_s": ok / seconds, "p50": report["latency_ms_p50"],
+                  "p99": report["latency_ms_p99"], "failed": sum(v for k, v in report["calls"].items() if k != "ok"),
+                  "lost": report["sessions_lost"]}))
+PY
+}
+echo "bench: $AGENTS agents, ${DURATION}s each, handshake era, Streamable HTTP" >&2
+direct=$(figures direct "$(load "$fixture_port")")
+nginx=$(figures nginx "$(load "$nginx_port")")
+router=$(figures router "$(load "$router_port")")
+
+# RSS of the router holding many open sessions: initialize only, never closed.
+python3 - "$router_port" "$SESSIONS" <<'PY'
+import http.client, json, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}})
+conn = http.client.HTTPConnection("127.0.0.1", port)
+opened = 0
+for _ in range(n):
+    conn.request("POST", "/mcp", body, {"content-type": "application/json",
+                                         "accept": "application/json, text/event-stream"})
+    r = conn.getresponse(); r.read()
+    opened += r.getheader("mcp-session-id") is not None
+print(f"bench: {opened} sessions opened through the router", file=sys.stderr)
+PY
+rss_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$router_pid/status")
+
+python3 - "$direct" "$nginx" "$router" "$rss_kib" "$SESSIONS" <<'PY'
+import json, sys
+d, n, r = (json.loads(a) for a in sys.argv[1:4])
+rss, sessions = int(sys.argv[4]) / 1024, int(sys.argv[5])
+print(f"{'':<8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'+p50':>8}{'+p99':>8}{'failed':>8}{'lost':>6}")
+for x in (d, n, r):
+    print(f"{x['name']:<8}{x['calls_per_s']:>10.0f}{x['p50']:>9.2f}{x['p99']:>9.2f}"
+          f"{x['p50'] - d['p50']:>8.2f}{x['p99'] - d['p99']:>8.2f}{x['failed']:>8}{x['lost']:>6}")
+ratio = r["calls_per_s"] / n["calls_per_s"] if n["calls_per_s"] else float("nan")
+print(f"router/nginx throughput: {ratio:.2f}x (goal >= 1.0x); router p99 added: {r['p99'] - d['p99']:.2f} ms "
+      f"(goal <= 1 ms at 1,000 calls/s); router RSS with {sessions} open sessions: {rss:.1f} MiB (goal <= 64 MiB)")
+PY
