@@ -138,12 +138,9 @@ async fn a_canary_with_tool_call_errors_is_rolled_back_automatically() {
         })
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    // The first pause outlasts the error check's sustained window (`for: 6s`) plus an
-    // analysis interval: with the shared 4 s pause a loaded machine let the step end before
-    // the gate could fail, and the canary reached 25% (seen in CI). That a pause can end while
-    // a failing check's window is still running is a product gap noted on issue 18.
-    let mut bad = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_ERROR_RATE", "0.1")]);
-    bad["spec"]["strategy"]["canary"]["steps"][1] = serde_json::json!({"pause": {"duration": "15s"}});
+    // Fails on the real cluster at this commit: the canary reached 25% before the rollback
+    // (weights [0, 5, 25, 0]), also with a 15 s first pause; see issue 18's note.
+    let bad = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_ERROR_RATE", "0.1")]);
     let bad_revision = revision_of(&bad);
     bed.apply(&bad).await;
     let (poller, timeline) = watch_status(&bed, "docs");
