@@ -65,12 +65,25 @@ impl Engine<'_> {
                 measured.map_or("nothing".into(), |m| format!("{m:.1}s"))
             ),
         ));
+        self.push_drain(revision, Vec::new(), replicas, (window, measured, clamp));
+    }
+
+    /// Records a drain starting now (of the whole revision when `pods` is empty), in the
+    /// window computed for it; drains stay sorted by revision.
+    fn push_drain(
+        &mut self,
+        revision: &str,
+        pods: Vec<String>,
+        replicas: i32,
+        window: (i64, Option<f64>, DrainClamp),
+    ) {
+        let (window_seconds, measured_seconds, clamp) = window;
         self.st.drains.push(DrainStatus {
             revision: revision.to_owned(),
-            pods: Vec::new(),
+            pods,
             started_at: time(self.now),
-            window_seconds: window,
-            measured_seconds: measured,
+            window_seconds,
+            measured_seconds,
             clamp,
             replicas,
             active_sessions: None,
@@ -110,20 +123,8 @@ impl Engine<'_> {
                     pods.join(", ")
                 ),
             ));
-            self.st.drains.push(DrainStatus {
-                revision: p.revision.clone(),
-                pods,
-                started_at: time(self.now),
-                window_seconds: window,
-                measured_seconds: measured,
-                clamp,
-                replicas: observed.pods,
-                active_sessions: None,
-                sessions_sampled_at: None,
-                first_sample_at: None,
-                drained_at: None,
-            });
-            self.st.drains.sort_by(|a, b| a.revision.cmp(&b.revision));
+            let running = observed.pods;
+            self.push_drain(&p.revision, pods, running, (window, measured, clamp));
         }
     }
 

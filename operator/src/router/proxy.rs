@@ -185,7 +185,7 @@ impl Router {
             Bytes::new()
         };
         let query_session =
-            parts.uri.query().and_then(|q| sse::session_of(&format!("?{q}")).map(|(_, v)| v.to_owned()));
+            parts.uri.query().and_then(|q| sse::session_in_query(q).map(|(_, v)| v.to_owned()));
         let token = parts
             .headers
             .get(SESSION_HEADER)
@@ -469,9 +469,7 @@ fn backend_uri(target: &Target, uri: &hyper::Uri) -> Result<hyper::Uri, Answer> 
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     // A legacy POST carries the session in its query: the backend's own id goes there.
     let path = match (&target.pin, uri.query()) {
-        (Some(pin), Some(q)) if sse::session_of(&format!("?{q}")).is_some() => {
-            sse::with_session(path, &pin.session)
-        }
+        (Some(pin), Some(q)) if sse::session_in_query(q).is_some() => sse::with_session(path, &pin.session),
         _ => path.to_owned(),
     };
     format!("http://{}{path}", target.authority).parse().map_err(|_| Answer::BadRequest)

@@ -20,7 +20,11 @@ pub enum Rewrite {
 
 /// The backend session id in an endpoint URL (`...?sessionId=<id>` or `session_id=`).
 pub fn session_of(url: &str) -> Option<(&str, &str)> {
-    let (_, query) = url.split_once('?')?;
+    session_in_query(url.split_once('?')?.1)
+}
+
+/// The session parameter of a query string (without its `?`).
+pub fn session_in_query(query: &str) -> Option<(&str, &str)> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k == "sessionId" || k == "session_id").then_some((k, v))
