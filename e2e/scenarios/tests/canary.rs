@@ -135,11 +135,13 @@ async fn a_canary_with_tool_call_errors_is_rolled_back_automatically() {
             c.duration = 60.0;
             c.rate = 10.0;
             c.era = AgentEra::Stateless;
+            // Every call on a fresh connection, so kube-proxy splits calls by the pod ratio:
+            // four pooled keep-alive connections land on the canary's one pod or do not, and
+            // its error signal was a few calls a minute (it reached 25% on such a run).
+            c.no_keepalive = true;
         })
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    // Fails on the real cluster at this commit: the canary reached 25% before the rollback
-    // (weights [0, 5, 25, 0]), also with a 15 s first pause; see issue 18's note.
     let bad = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_ERROR_RATE", "0.1")]);
     let bad_revision = revision_of(&bad);
     bed.apply(&bad).await;

@@ -3,7 +3,7 @@
 //! "Sustained for `for`" follows Prometheus alerting: a check fails only when every evaluated
 //! point across the whole window breaches. A breach that has not lasted the window yet gives
 //! `Inconclusive` — the rollout holds (no step forward on a degraded canary) without rolling
-//! back on a blip.
+//! back on a blip. A check passes only when no point of the window breaches.
 
 use std::time::Duration;
 
@@ -47,6 +47,7 @@ impl Sustained {
             return result(name, Verdict::Inconclusive, None, threshold, "no data in the window".into());
         };
         let breaching_since = judged.iter().rev().take_while(|(_, r)| *r > threshold).last().map(|(t, _)| *t);
+        let breaching = judged.iter().filter(|(_, r)| *r > threshold).count();
         let covers_window = judged.first().is_some_and(|(t, _)| *t <= start + step.as_secs_f64() + 1e-6);
         match breaching_since {
             Some(since) if since <= start + step.as_secs_f64() + 1e-6 && covers_window => result(
@@ -64,6 +65,21 @@ impl Sustained {
                 format!(
                     "{latest_value:.3} > {threshold} for {:.0}s of the {}s it must last before failing",
                     end - since,
+                    sustain.as_secs()
+                ),
+            ),
+            // Below now, but not throughout the window: a canary that breached seconds ago
+            // has not shown it is healthy, and a sparse signal (a few errors a second split
+            // over short rate windows) reads below the threshold between its errors. Holding
+            // until a whole window is clean is what keeps such a canary from stepping forward.
+            None if breaching > 0 => result(
+                name,
+                Verdict::Inconclusive,
+                Some(latest_value),
+                threshold,
+                format!(
+                    "{latest_value:.3} ≤ {threshold} now, but above it at {breaching} of {} points of the last {}s",
+                    judged.len(),
                     sustain.as_secs()
                 ),
             ),
@@ -244,8 +260,28 @@ mod tests {
         let recent = errors(&with(&[0.1, 0.1, 0.1, 0.1, 1.0, 1.0, 1.0]), &flat(0.1));
         assert_eq!(recent.verdict, Verdict::Inconclusive);
         assert!(recent.message.unwrap().contains("for 20s of the 60s"));
+    }
+
+    #[test]
+    fn a_window_with_any_breach_never_passes() {
+        // Just recovered: one clean point after a long breach.
         let recovered = errors(&with(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.1]), &flat(0.1));
-        assert_eq!(recovered.verdict, Verdict::Pass);
+        assert_eq!(recovered.verdict, Verdict::Inconclusive, "{recovered:?}");
+        assert!(recovered.message.unwrap().contains("above it at 6 of 7 points"));
+        // A sparse signal: errors in some rate windows, none in others, the latest clean.
+        let sparse = errors(&with(&[0.1, 1.0, 0.1, 0.1, 1.0, 0.1, 0.1]), &flat(0.1));
+        assert_eq!(sparse.verdict, Verdict::Inconclusive, "{sparse:?}");
+        // Points before the window do not count.
+        let requests: Series = (-1..=6).map(|i| (f64::from(i) * 10.0, 10.0)).collect();
+        let mut canary_errors = flat(0.1);
+        canary_errors.insert(0, (-10.0, 1.0));
+        let inputs = ErrorRateInputs {
+            canary_errors: &canary_errors,
+            canary_requests: &requests,
+            stable_errors: &requests.iter().map(|(t, _)| (*t, 0.1)).collect(),
+            stable_requests: &requests,
+        };
+        assert_eq!(error_rate(&inputs, 2.0, 0.001, 60.0, SUSTAIN, STEP).verdict, Verdict::Pass);
     }
 
     #[test]
