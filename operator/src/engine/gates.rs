@@ -35,16 +35,23 @@ impl<'a> Engine<'a> {
         false
     }
 
-    /// Whether the analysis lets the weight grow: every check passed in an evaluation newer
-    /// than the last weight increase. Inconclusive holds as Paused (never promote blind).
+    /// Whether the analysis lets the weight grow: every check passed in an evaluation whose
+    /// whole window was measured at the current weight, i.e. made at least the longest check
+    /// window after the last weight increase. An evaluation right after the increase sees a
+    /// second or two of the canary at its new weight — a 10%-failing canary passes such a
+    /// sample about half the time. Inconclusive holds as Paused (never promote blind).
     pub(super) fn analysis_allows_increase(&mut self, step: Option<&CanaryStep>) -> bool {
-        if self.spec.analysis.is_none() || self.st.desired_weight == 0 || step_skips_analysis(step) {
+        let Some(analysis) = self.spec.analysis.as_ref() else { return true };
+        if self.st.desired_weight == 0 || step_skips_analysis(step) {
             return true;
         }
-        let since = self.st.weight_increased_at.as_ref().map_or(i64::MIN, secs);
+        let window = analysis_window(analysis);
+        let since = self.st.weight_increased_at.as_ref().map_or(i64::MIN, secs).saturating_add(window);
         let hold = match self.analysis_since(since) {
             AnalysisSince::AllPassed => return true,
-            AnalysisSince::NoRun => Hold::Waiting("waiting for an analysis run at the current weight".into()),
+            AnalysisSince::NoRun => Hold::Waiting(format!(
+                "waiting for an analysis whose whole {window}s window is at the current weight"
+            )),
             AnalysisSince::NotPassing(c) => Hold::Paused(format!(
                 "analysis check {} is {:?}: {}",
                 c.name,
@@ -55,4 +62,16 @@ impl<'a> Engine<'a> {
         self.hold(hold);
         false
     }
+}
+
+/// The longest window an enabled check judges, in seconds: the sustained windows of the error
+/// and latency checks, the evaluation interval of the others.
+#[allow(clippy::cast_possible_wrap)]
+fn analysis_window(analysis: &crate::api::AnalysisSpec) -> i64 {
+    let checks = &analysis.checks;
+    let sustained = [
+        checks.error_rate.enabled.then_some(checks.error_rate.sustain.as_secs()),
+        checks.latency.enabled.then_some(checks.latency.sustain.as_secs()),
+    ];
+    sustained.into_iter().flatten().fold(analysis.interval.as_secs(), u64::max) as i64
 }

@@ -389,12 +389,37 @@ fn failing_analysis_rolls_back_with_the_numbers() {
 }
 
 #[test]
+fn the_weight_grows_only_on_a_pass_whose_whole_window_was_at_the_current_weight() {
+    let (mut w, _, canary) = with_stable_then(canary_steps(), true);
+    w.round(1);
+    w.round(31); // soak done; next step needs analysis
+    assert_eq!(w.weight(), 5);
+    let increased = w.status.weight_increased_at.as_ref().map(|t| t.0.as_second()).unwrap();
+    // Passes made less than the 300 s error window after the increase judge a window that
+    // is partly before it: none lets the weight grow.
+    while w.now < increased + 290 {
+        w.tick(10);
+        w.set_analysis(&canary, Verdict::Pass);
+        w.run_probes(true);
+        w.decide();
+        assert_eq!(w.weight(), 5, "at {}s after the increase", w.now - increased);
+    }
+    assert!(w.status.message.as_deref().unwrap().contains("whole 300s window"), "{:?}", w.status.message);
+    w.tick(20);
+    w.set_analysis(&canary, Verdict::Pass);
+    w.run_probes(true);
+    w.decide();
+    assert_eq!(w.weight(), 25);
+}
+
+#[test]
 fn inconclusive_analysis_pauses_and_never_rolls_back_or_promotes() {
     let (mut w, _, canary) = with_stable_then(canary_steps(), true);
     w.round(1);
     w.round(31); // soak done; next step needs analysis
     assert_eq!(w.weight(), 5);
-    for _ in 0..20 {
+    // 30 rounds of 10 s: past the default 300 s error window, so the pass below is at weight.
+    for _ in 0..30 {
         w.tick(10);
         w.set_analysis(&canary, Verdict::Inconclusive);
         w.run_probes(true);
