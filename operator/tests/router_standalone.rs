@@ -233,3 +233,172 @@ async fn a_tool_route_sends_only_that_tools_stateless_calls_to_the_canary() {
         assert_eq!(other.server_version.as_deref(), Some("v1"), "every other call stays on stable");
     }
 }
+
+/// The sum of a metric's samples whose labels include every `(name, value)` given.
+fn sample_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, rest) = series.split_once('{').unwrap_or((series, ""));
+            (name == metric && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+async fn fixture_metrics(fixture: &Fixture) -> String {
+    reqwest::get(format!("{}/metrics", fixture.url())).await.unwrap().text().await.unwrap()
+}
+
+/// The router counts every tool call and how it ended from the traffic alone, and its counts
+/// are the servers' own: calls, failed calls (`isError` results) and schema-validation errors
+/// (here reported as SEP-1303 results), per revision, over Streamable HTTP (handshake and
+/// stateless) and legacy SSE with streamed calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routers_call_metrics_match_what_the_servers_count() {
+    let stable = fixture("v1").await;
+    let canary = support::fixture(|c| {
+        c.server_version = "v2".into();
+        c.error_rate = 0.2;
+        c.schema_error_rate = 0.1;
+        c.schema_error_style = mcp_fixture::config::SchemaErrorStyle::Result;
+    })
+    .await;
+    let router = start_router(&stable, &canary, 50, &[]).await;
+    let target = format!("http://{}", router.addr);
+    for (transport, era) in [
+        (AgentTransport::StreamableHttp, AgentEra::Handshake),
+        (AgentTransport::Sse, AgentEra::Handshake),
+        (AgentTransport::StreamableHttp, AgentEra::Stateless),
+    ] {
+        let report = agents::run(load(target.clone(), transport, era, 3.0)).await.unwrap();
+        println!("{transport:?} {era:?}: {}", report.summary());
+    }
+    let routed = router.router.metrics.render(&router.router.sessions);
+    for (revision, server) in [("stable", &stable), ("canary", &canary)] {
+        let own = fixture_metrics(server).await;
+        let calls = sample_sum(&own, "mcp_tool_call_duration_seconds_count", &[]);
+        let failed = sample_sum(&own, "mcp_tool_call_errors_total", &[("error_type", "internal")]);
+        let schema = sample_sum(&own, "mcp_tool_call_errors_total", &[("error_type", "schema_validation")]);
+        let r = |m: &str, l: &[(&str, &str)]| {
+            let mut labels = vec![("revision", revision)];
+            labels.extend_from_slice(l);
+            sample_sum(&routed, m, &labels)
+        };
+        let seen = (
+            r("mcp_router_tool_calls_total", &[]),
+            r("mcp_router_tool_call_errors_total", &[("error_type", "tool")]),
+            r("mcp_router_tool_call_errors_total", &[("error_type", "schema_validation")]),
+        );
+        println!("{revision}: server counted (calls, failed, schema) = {:?}, router {seen:?}", (calls, failed, schema));
+        assert!(calls > 50.0, "{revision}: too few calls to compare: {calls}");
+        assert_eq!(seen, (calls, failed, schema), "{revision}: the router's counts are the server's");
+        assert_eq!(r("mcp_router_tool_call_errors_total", &[]), failed + schema, "{revision}: no other error seen");
+        assert_eq!(
+            r("mcp_router_tool_call_duration_seconds_count", &[]),
+            calls,
+            "{revision}: every call here went through one router replica, so every one was timed"
+        );
+    }
+    assert!(sample_sum(&routed, "mcp_router_tool_call_errors_total", &[("revision", "canary")]) > 0.0);
+    assert!(sample_sum(&routed, "mcp_router_session_duration_seconds_count", &[]) > 0.0, "sessions ended and were timed");
+}
+
+/// A rollback with sessions open on the canary: new sessions go to stable at once; a streamed
+/// call in flight on the canary finishes (on Streamable HTTP and on a legacy session's stream);
+/// each canary session's next request is 404 and its client re-initializes on stable; the
+/// router then carries nothing on the canary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_evacuates_the_canarys_sessions_at_their_next_request() {
+    use mcp_fixture::client::{ClientError, Era, LegacySseClient, StreamableClient};
+    let (stable, canary) = (fixture("v1").await, fixture("v2").await);
+    let router = start_router(&stable, &canary, 100, &[]).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", router.addr);
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let mut c = StreamableClient::new(http.clone(), format!("{base}/mcp"), Era::Handshake);
+        assert_eq!(c.connect().await.unwrap().server_version.as_deref(), Some("v2"));
+        sessions.push(c);
+    }
+    let (mut legacy, reply) = LegacySseClient::connect(http.clone(), &base).await.unwrap();
+    assert_eq!(reply.server_version.as_deref(), Some("v2"));
+    let mut streaming = sessions.pop().unwrap();
+    let streamed = tokio::spawn(async move {
+        let reply = streaming.call_tool("export_report", json!({"seconds": 1.5}), true).await;
+        (streaming, reply)
+    });
+    let legacy_streamed = tokio::spawn(async move {
+        let reply = legacy.call_tool("export_report", json!({"seconds": 1.5}), true).await;
+        (legacy, reply)
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let evacuated = ["canary".to_owned()].into();
+    router.router.set_table(standalone::table_with(&router.args, 0, &evacuated).unwrap());
+
+    // Calls in flight finish on the revision that took them.
+    let (mut streaming, reply) = streamed.await.unwrap();
+    let reply = reply.expect("the streamed call in flight finished");
+    assert_eq!(reply.server_version.as_deref(), Some("v2"));
+    assert!(reply.progress_events > 0, "it streamed");
+    let (mut legacy, reply) = legacy_streamed.await.unwrap();
+    reply.expect("the legacy call in flight was answered on its stream before the stream ended");
+    // Then every canary session's next request is 404, and it starts again on stable.
+    sessions.push(streaming);
+    for c in &mut sessions {
+        let next = c.call_tool("search_documents", json!({"query": "x"}), false).await;
+        assert!(matches!(next, Err(ClientError::SessionLost)), "{next:?}");
+        assert_eq!(c.connect().await.unwrap().server_version.as_deref(), Some("v1"));
+        let again = c.call_tool("search_documents", json!({"query": "x"}), false).await.unwrap();
+        assert_eq!(again.server_version.as_deref(), Some("v1"));
+    }
+    let next = legacy.call_tool("search_documents", json!({"query": "x"}), false).await;
+    assert!(matches!(next, Err(ClientError::SessionLost | ClientError::StreamCut)), "{next:?}");
+    let (_, reply) = LegacySseClient::connect(http.clone(), &base).await.unwrap();
+    assert_eq!(reply.server_version.as_deref(), Some("v1"));
+    // Nothing is left on the canary: the legacy stream was ended between events.
+    let mut idle = false;
+    for _ in 0..50 {
+        idle = router.router.sessions.by_revision().get("canary").is_none_or(|l| l.is_idle());
+        if idle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(idle, "canary load left: {:?}", router.router.sessions.by_revision());
+    let routed = router.router.metrics.render(&router.router.sessions);
+    assert!(
+        sample_sum(&routed, "mcp_router_session_duration_seconds_count", &[("revision", "canary")]) >= 4.0,
+        "the evacuated sessions ended, and were timed: {routed}"
+    );
+}
+
+/// The same rollback under agent load, on both transports, with streamed calls: no call fails
+/// and no stream is cut; sessions on the canary are re-initialized on stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evacuation_under_load_fails_no_call_and_cuts_no_stream() {
+    let (stable, canary) = (fixture("v1").await, fixture("v2").await);
+    for transport in [AgentTransport::StreamableHttp, AgentTransport::Sse] {
+        let router = start_router(&stable, &canary, 50, &[]).await;
+        let mut config = load(format!("http://{}", router.addr), transport, AgentEra::Handshake, 5.0);
+        config.session_min = 3.0;
+        config.session_max = 6.0;
+        config.stream_share = 0.3;
+        config.stream_seconds = 1.0;
+        let traffic = tokio::spawn(agents::run(config));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let on_canary = router.router.sessions.by_revision().get("canary").map_or(0, |l| l.sessions);
+        let evacuated = ["canary".to_owned()].into();
+        router.router.set_table(standalone::table_with(&router.args, 0, &evacuated).unwrap());
+        let report = traffic.await.unwrap().unwrap();
+        println!("{transport:?}: {on_canary} sessions on the canary at the rollback; {}", report.summary());
+        assert!(on_canary > 0, "sessions were open on the canary at the rollback");
+        assert_eq!(failed(&report), 0, "{}", report.summary());
+        assert_eq!(report.streams_cut, 0, "{}", report.summary());
+        assert!(report.reinitializations >= 1, "canary sessions started again: {}", report.summary());
+        let left = router.router.sessions.by_revision().get("canary").cloned().unwrap_or_default();
+        assert!(left.is_idle(), "{left:?}");
+    }
+}

@@ -1,12 +1,15 @@
-//! What the router reads of a request body: the JSON-RPC method (an `initialize` opens a
-//! session) and, for `tools/call`, the tool's name (tool-scoped canaries). Nothing else of the
-//! body is interpreted; the bytes are forwarded unchanged.
+//! What the router reads of JSON-RPC: of a request, the method (an `initialize` opens a
+//! session), its id and, for `tools/call`, the tool's name (tool-scoped canaries, per-tool
+//! metrics); of a response, which request it answers and how the call ended. Nothing is
+//! rewritten: the bytes are forwarded unchanged.
 
 use serde::Deserialize;
+use serde_json::Value;
 
 #[derive(Deserialize)]
 struct Message {
     method: Option<String>,
+    id: Option<Value>,
     params: Option<Params>,
 }
 
@@ -15,11 +18,13 @@ struct Params {
     name: Option<String>,
 }
 
-/// One request's method and, for a tool call, its tool.
+/// One request's method, id and, for a tool call, its tool.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sniffed {
     pub method: Option<String>,
     pub tool: Option<String>,
+    /// The ids of the tool calls in the body (one, or several in a batch), as [`id_key`]s.
+    pub tool_calls: Vec<(String, String)>,
 }
 
 impl Sniffed {
@@ -28,21 +33,117 @@ impl Sniffed {
     }
 }
 
-/// Reads a JSON-RPC message or batch (its first message decides; a batch cannot carry
-/// `initialize`). Not JSON, or no method (a response the client sends back): nothing sniffed.
-pub fn sniff(body: &[u8]) -> Sniffed {
-    let first: Option<Message> = match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => serde_json::from_slice::<Vec<Message>>(body).ok().and_then(|v| v.into_iter().next()),
-        Some(b'{') => serde_json::from_slice(body).ok(),
+/// A JSON-RPC id as a key: its JSON text (`1` and `"1"` are different ids).
+pub fn id_key(id: &Value) -> Option<String> {
+    match id {
+        Value::String(_) | Value::Number(_) => Some(id.to_string()),
         _ => None,
+    }
+}
+
+/// Reads a JSON-RPC message or batch (its first message decides where it goes; a batch cannot
+/// carry `initialize`). Not JSON, or no method (a response the client sends back): nothing.
+pub fn sniff(body: &[u8]) -> Sniffed {
+    let messages: Vec<Message> = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(body).unwrap_or_default(),
+        Some(b'{') => serde_json::from_slice(body).map(|m| vec![m]).unwrap_or_default(),
+        _ => Vec::new(),
     };
-    let Some(m) = first else { return Sniffed::default() };
-    let tool = (m.method.as_deref() == Some("tools/call")).then(|| m.params.and_then(|p| p.name)).flatten();
-    Sniffed { method: m.method, tool }
+    let mut tool_calls = Vec::new();
+    for m in &messages {
+        if m.method.as_deref() == Some("tools/call")
+            && let (Some(id), Some(name)) = (m.id.as_ref().and_then(id_key), m.params.as_ref().and_then(|p| p.name.as_ref()))
+        {
+            tool_calls.push((id, name.clone()));
+        }
+    }
+    let Some(first) = messages.into_iter().next() else { return Sniffed::default() };
+    let tool = (first.method.as_deref() == Some("tools/call")).then(|| first.params.and_then(|p| p.name)).flatten();
+    Sniffed { method: first.method, tool, tool_calls }
+}
+
+/// How a tool call ended, as its response says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// A JSON-RPC error response (other than invalid params).
+    RpcError,
+    /// A result with `isError: true` (the tool ran and failed).
+    ToolError,
+    /// The arguments did not match the tool's input schema: a JSON-RPC -32602, or (from the
+    /// 2025-11-25 revision, SEP-1303) an `isError` result reporting input validation.
+    SchemaValidation,
+}
+
+impl Outcome {
+    /// The `error_type` label of a failed call; `None` for a success.
+    pub fn error_type(self) -> Option<&'static str> {
+        match self {
+            Self::Ok => None,
+            Self::RpcError => Some("jsonrpc"),
+            Self::ToolError => Some("tool"),
+            Self::SchemaValidation => Some("schema_validation"),
+        }
+    }
+}
+
+/// JSON-RPC "invalid params": what servers before SEP-1303 answer a call whose arguments do
+/// not match the schema.
+const INVALID_PARAMS: i64 = -32602;
+
+/// SEP-1303 leaves an input-validation result's wording to the server. These are what the
+/// official SDKs write (TypeScript "Input validation error", Python "validation error", Go
+/// "validating \"arguments\"", the -32602 code quoted by the ones that wrap the old error), and
+/// what hand-written servers commonly say; matched case-insensitively on the first text block.
+const VALIDATION_WORDING: [&str; 6] = [
+    "input validation",
+    "validation error",
+    "validating \"arguments\"",
+    "invalid arguments",
+    "invalid params",
+    "-32602",
+];
+
+/// The responses in a JSON-RPC message or batch: (id, outcome) for each.
+pub fn responses(message: &Value) -> Vec<(String, Outcome)> {
+    match message {
+        Value::Array(batch) => batch.iter().filter_map(response).collect(),
+        Value::Object(_) => response(message).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn response(message: &Value) -> Option<(String, Outcome)> {
+    let id = id_key(message.get("id")?)?;
+    if message.get("method").is_some() {
+        return None; // a request from the server, not a response
+    }
+    if let Some(error) = message.get("error") {
+        let outcome = if error.get("code").and_then(Value::as_i64) == Some(INVALID_PARAMS) {
+            Outcome::SchemaValidation
+        } else {
+            Outcome::RpcError
+        };
+        return Some((id, outcome));
+    }
+    let result = message.get("result")?;
+    if result.get("isError").and_then(Value::as_bool) != Some(true) {
+        return Some((id, Outcome::Ok));
+    }
+    let text = result
+        .get("content")
+        .and_then(Value::as_array)
+        .and_then(|blocks| blocks.iter().find_map(|b| b.get("text").and_then(Value::as_str)))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let schema = VALIDATION_WORDING.iter().any(|w| text.contains(w));
+    Some((id, if schema { Outcome::SchemaValidation } else { Outcome::ToolError }))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -55,13 +156,46 @@ mod tests {
             br#" {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"search","arguments":{}}}"#,
         );
         assert_eq!((call.method.as_deref(), call.tool.as_deref()), (Some("tools/call"), Some("search")));
-        let batch = sniff(br#"[{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":3,"method":"ping"}]"#);
+        assert_eq!(call.tool_calls, vec![("2".to_owned(), "search".to_owned())]);
+        let batch = sniff(br#"[{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"x"}}]"#);
         assert_eq!(batch.method.as_deref(), Some("notifications/initialized"));
+        assert_eq!(batch.tool_calls, vec![("\"a\"".to_owned(), "x".to_owned())]);
         let prompt = sniff(br#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"x"}}"#);
         assert_eq!(prompt.tool, None, "only tool calls name a tool");
+        assert!(prompt.tool_calls.is_empty());
         for junk in [&b""[..], b"null", b"{", b"[]", b"\xff\xfe", br#"{"jsonrpc":"2.0","id":1,"result":{}}"#]
         {
             assert_eq!(sniff(junk), Sniffed::default());
+        }
+    }
+
+    #[test]
+    fn responses_say_how_each_call_ended() {
+        let ok = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "hi"}]}});
+        assert_eq!(responses(&ok), vec![("1".to_owned(), Outcome::Ok)]);
+        let failed = json!({"jsonrpc": "2.0", "id": "x", "result": {"isError": true,
+            "content": [{"type": "text", "text": "search failed (fault injected)"}]}});
+        assert_eq!(responses(&failed), vec![("\"x\"".to_owned(), Outcome::ToolError)]);
+        let rpc = json!({"jsonrpc": "2.0", "id": 2, "error": {"code": -32603, "message": "boom"}});
+        assert_eq!(responses(&rpc), vec![("2".to_owned(), Outcome::RpcError)]);
+        let invalid = json!({"jsonrpc": "2.0", "id": 3, "error": {"code": -32602, "message": "bad"}});
+        assert_eq!(responses(&invalid)[0].1, Outcome::SchemaValidation);
+        // SEP-1303 results, as the SDKs word them.
+        for text in [
+            "MCP error -32602: Input validation error: Invalid arguments for tool search",
+            "1 validation error for searchArguments",
+            "validating \"arguments\": missing properties: [\"query\"]",
+            "get_document: invalid arguments for get_document (fault injected)",
+        ] {
+            let r = json!({"id": 4, "result": {"isError": true, "content": [{"type": "text", "text": text}]}});
+            assert_eq!(responses(&r)[0].1, Outcome::SchemaValidation, "{text}");
+        }
+        let batch = json!([ok, rpc, {"jsonrpc": "2.0", "method": "notifications/progress"}]);
+        assert_eq!(responses(&batch).len(), 2, "notifications are not responses");
+        let server_request = json!({"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage"});
+        assert!(responses(&server_request).is_empty());
+        for junk in [json!(null), json!(3), json!({"id": null, "result": {}}), json!({"id": {}, "result": {}})] {
+            assert!(responses(&junk).is_empty(), "{junk}");
         }
     }
 }

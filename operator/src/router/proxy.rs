@@ -1,50 +1,54 @@
 //! The proxy: hyper (HTTP/1.1 and h2c, through hyper-util's auto builder) in front of the
 //! backends. A request is read whole only when it is a POST (a JSON-RPC message, bounded by
-//! `max_body`: the method decides where it goes); responses stream through frame by frame, so
-//! an SSE stream is never buffered and a slow client slows its backend (backpressure).
+//! `max_body`: the method decides where it goes); responses stream through frame by frame
+//! ([`relay`]), so an SSE stream is never buffered and a slow client slows its backend
+//! (backpressure).
 //!
 //! Where a request goes:
 //! - it carries a session token (`Mcp-Session-Id`, or the legacy `sessionId` query): to the pod
-//!   sealed in it, in rotation or not; a token that does not open, or names a backend this
-//!   router does not know (a pod gone), gets 404 — the spec's signal to start a new session —
-//!   and never another pod;
+//!   sealed in it, in rotation or not; a token that does not open, names a backend this router
+//!   does not know (a pod gone) or one that refuses the connection, or belongs to an evacuated
+//!   revision, gets 404 — the spec's signal to start a new session — and never another pod;
 //! - an `initialize`, or a legacy `GET …/sse`: a new session, to a revision by weight and the pod
 //!   of it with the fewest open sessions; the backend's session id goes back sealed;
 //! - anything else (the stateless 2026-07-28 era): a revision by weight for this request (a
 //!   tool with a route of its own by that route's weight), the pod with the fewest sessions.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     convert::Infallible,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use futures::{StreamExt, stream};
-use http_body_util::{BodyExt, BodyStream, Full, Limited, StreamBody, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::UnsyncBoxBody};
 use hyper::{
     Request, Response, StatusCode,
-    body::{Frame, Incoming},
+    body::Incoming,
     header::{self, HeaderMap, HeaderName, HeaderValue},
 };
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
+use tokio::sync::watch;
 use tracing::debug;
 
 use super::{
     balance::{Balancer, RevisionTarget},
     jsonrpc,
     metrics::RouterMetrics,
-    sessions::Sessions,
+    relay::{self, Call, Relay},
+    sessions::{self, Sessions},
     sse,
     token::{Keys, MAX_SESSION_ID_LEN, Pin},
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
+/// Send, not Sync: a relayed body holds the stream it reads from, which hyper needs only to
+/// send between threads.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "x-server-version";
@@ -59,6 +63,13 @@ pub struct Table {
     /// Tools whose stateless calls go to `canary` at a weight of their own.
     pub tool_routes: BTreeMap<String, u32>,
     pub canary: Option<String>,
+    /// Revisions rolled back: their sessions end at their next request (404, and the client
+    /// starts a new one where the weights say), their GET streams between two events once no
+    /// call awaits an answer on them; calls in flight finish.
+    pub evacuated: BTreeSet<String>,
+    /// Which configuration this table was built from (the operator's, in Kubernetes), reported
+    /// back so the operator knows what is in force.
+    pub version: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +90,11 @@ impl Table {
         }
         Some(out)
     }
+
+    /// The weight new work of `revision` gets (0 when it takes none).
+    pub fn weight_of(&self, revision: &str) -> u32 {
+        self.revisions.iter().find(|t| t.revision == revision).map_or(0, |t| t.weight)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -96,8 +112,9 @@ impl Default for Limits {
 }
 
 pub struct Router {
-    table: RwLock<Arc<Table>>,
-    keys: Keys,
+    table: watch::Sender<Arc<Table>>,
+    /// Swapped when the key Secret changes (a rotation), never locked across a request.
+    keys: std::sync::RwLock<Arc<Keys>>,
     pub sessions: Sessions,
     new_sessions: Mutex<Balancer>,
     requests: Mutex<Balancer>,
@@ -125,7 +142,7 @@ struct Target {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     /// A new Streamable HTTP session (`initialize`).
     Initialize,
     /// A new legacy HTTP+SSE session (`GET …/sse`).
@@ -141,8 +158,8 @@ impl Router {
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Self {
-            table: RwLock::new(Arc::new(table)),
-            keys,
+            table: watch::Sender::new(Arc::new(table)),
+            keys: std::sync::RwLock::new(Arc::new(keys)),
             sessions,
             new_sessions: Mutex::default(),
             requests: Mutex::default(),
@@ -154,18 +171,54 @@ impl Router {
         }
     }
 
-    pub fn table(&self) -> Arc<Table> {
-        self.table.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    pub fn keys(&self) -> Arc<Keys> {
+        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
+    /// New keys (a rotation): tokens are sealed with the new current key from now on.
+    pub fn set_keys(&self, keys: Keys) {
+        *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+    }
+
+    pub fn table(&self) -> Arc<Table> {
+        self.table.borrow().clone()
+    }
+
+    /// Notified on every table change (evacuated streams end on it).
+    pub(super) fn table_changes(&self) -> watch::Receiver<Arc<Table>> {
+        self.table.subscribe()
+    }
+
+    /// Puts a new table in force. Sessions of a revision evacuated by it end now (their next
+    /// request is answered 404).
     pub fn set_table(&self, table: Table) {
-        *self.table.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
+        let newly: BTreeSet<String> =
+            table.evacuated.difference(&self.table.borrow().evacuated).cloned().collect();
+        if !newly.is_empty() {
+            for ended in self.sessions.close_revisions(&newly) {
+                self.metrics.session_ended(&ended.revision, ended.seconds);
+            }
+        }
+        self.table.send_replace(Arc::new(table));
+    }
+
+    /// Forgets sessions idle past the timeout (called periodically).
+    pub fn expire_sessions(&self) {
+        for ended in self.sessions.expire(Instant::now()) {
+            self.metrics.session_ended(&ended.revision, ended.seconds);
+        }
+    }
+
+    pub(super) fn end_session(&self, pin: &Pin) {
+        if let Some(ended) = self.sessions.close(pin) {
+            self.metrics.session_ended(&ended.revision, ended.seconds);
+        }
     }
 
     /// hyper's service: never an error; every failure is an HTTP answer.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
-        let response = match self.route(req).await {
+        let response = match self.route(req, started).await {
             Ok(r) => r,
             Err(answer) => answer.into_response(),
         };
@@ -173,7 +226,11 @@ impl Router {
         Ok(response)
     }
 
-    async fn route(self: &Arc<Self>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Answer> {
+    async fn route(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        started: Instant,
+    ) -> Result<Response<ProxyBody>, Answer> {
         let (parts, body) = req.into_parts();
         let body = if parts.method == hyper::Method::POST {
             Limited::new(body, self.limits.max_body)
@@ -186,6 +243,7 @@ impl Router {
         };
         let query_session =
             parts.uri.query().and_then(|q| sse::session_in_query(q).map(|(_, v)| v.to_owned()));
+        let legacy_post = parts.method == hyper::Method::POST && query_session.is_some();
         let token = parts
             .headers
             .get(SESSION_HEADER)
@@ -202,12 +260,28 @@ impl Router {
         } else {
             Kind::Other
         };
-        let table = self.table();
+        let calls: Vec<Call> = sniffed
+            .tool_calls
+            .into_iter()
+            .map(|(id, tool)| Call { id, tool, started })
+            .collect();
         let target = match &token {
-            Some(token) => self.pinned(&table, token)?,
-            None => self.choose(&table, kind, sniffed.tool.as_deref())?,
+            Some(token) => {
+                let pin = self.keys().open(token).ok_or(Answer::SessionNotFound("unknown session"))?;
+                // Legacy calls are answered on their session's stream: awaited there from
+                // before the evacuation check, so a stream ended by an evacuation never
+                // leaves behind a call it was still to answer.
+                if legacy_post {
+                    self.sessions.calls_posted(&pin, calls.iter().map(Call::pending), Instant::now());
+                }
+                let pinned = self.pinned(&self.table(), pin.clone(), token);
+                if pinned.is_err() && legacy_post {
+                    self.forget_calls(&pin, &calls);
+                }
+                pinned?
+            }
+            None => self.choose(&self.table(), kind, sniffed.tool.as_deref())?,
         };
-
         let uri = backend_uri(&target, &parts.uri)?;
         let mut request =
             Request::builder().method(parts.method.clone()).uri(uri).version(hyper::Version::HTTP_11);
@@ -222,15 +296,59 @@ impl Router {
                 .insert(SESSION_HEADER, HeaderValue::from_str(&pin.session).map_err(|_| Answer::BadRequest)?);
         }
         let request = request.body(Full::new(body)).map_err(|_| Answer::BadRequest)?;
-        let response = self.client.request(request).await.map_err(|e| {
-            debug!(backend = %target.backend, error = %e, "backend request failed");
-            Answer::BadGateway
-        })?;
-        Ok(self.respond(&parts.method, kind, target, response))
+        // In flight from now until its response has finished (a GET stream is counted as a
+        // stream, not as work in flight).
+        let flight = (parts.method != hyper::Method::GET)
+            .then(|| relay::InFlight::new(self.clone(), &target.backend, &target.revision));
+        let response = match self.client.request(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                debug!(backend = %target.backend, error = %e, "backend request failed");
+                for call in &calls {
+                    self.metrics.call(&target.revision, &call.tool, Some("backend"), None);
+                }
+                if let Some(pin) = &target.pin {
+                    if legacy_post {
+                        self.forget_calls(pin, &calls);
+                    }
+                    // A pinned session whose pod refuses connections is gone with it.
+                    if e.is_connect() {
+                        self.end_session(pin);
+                        return Err(Answer::SessionNotFound("its pod does not answer"));
+                    }
+                }
+                return Err(Answer::BadGateway);
+            }
+        };
+        // Legacy calls are answered on their session's stream, not in this response; a call
+        // the backend refused will not be answered at all.
+        let calls = match &target.pin {
+            Some(pin) if legacy_post => {
+                if !response.status().is_success() {
+                    self.forget_calls(pin, &calls);
+                    for call in &calls {
+                        self.metrics.call(&target.revision, &call.tool, Some("http"), Some(call.started.elapsed()));
+                    }
+                }
+                Vec::new()
+            }
+            _ => calls,
+        };
+        Ok(self.respond(&parts.method, kind, target, response, calls, flight))
     }
 
-    fn pinned(&self, table: &Table, token: &str) -> Result<Target, Answer> {
-        let pin = self.keys.open(token).ok_or(Answer::SessionNotFound("unknown session"))?;
+    /// Legacy calls posted on a session that will not be answered after all.
+    fn forget_calls(&self, pin: &Pin, calls: &[Call]) {
+        for call in calls {
+            self.sessions.call_answered(pin, &call.id);
+        }
+    }
+
+    fn pinned(&self, table: &Table, pin: Pin, token: &str) -> Result<Target, Answer> {
+        if table.evacuated.contains(&pin.revision) {
+            self.end_session(&pin);
+            return Err(Answer::SessionNotFound("its revision was rolled back"));
+        }
         let addr = table.backends.get(&pin.backend).ok_or(Answer::SessionNotFound("its pod is gone"))?;
         Ok(Target {
             backend: pin.backend.clone(),
@@ -274,6 +392,8 @@ impl Router {
         kind: Kind,
         target: Target,
         response: Response<Incoming>,
+        mut calls: Vec<Call>,
+        flight: Option<relay::InFlight>,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
         let status = parts.status;
@@ -293,8 +413,9 @@ impl Router {
                         backend: target.backend.clone(),
                         revision: target.revision.clone(),
                         session: id,
+                        opened: sessions::unix_now(),
                     };
-                    if let Ok(v) = HeaderValue::from_str(&self.keys.seal(&pin)) {
+                    if let Ok(v) = HeaderValue::from_str(&self.keys().seal(&pin)) {
                         parts.headers.insert(SESSION_HEADER, v);
                     }
                     self.sessions.touch(&pin, now);
@@ -307,7 +428,7 @@ impl Router {
                 let ended = status == StatusCode::NOT_FOUND
                     || (method == hyper::Method::DELETE && status.is_success());
                 if ended {
-                    self.sessions.close(pin);
+                    self.end_session(pin);
                 } else {
                     self.sessions.touch(pin, now);
                 }
@@ -320,113 +441,30 @@ impl Router {
             }
             _ => {}
         }
-        let streaming = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if streaming {
-            self.sessions.stream_started(&target.backend, &target.revision);
-        }
-        let guard = Guard {
-            router: self.clone(),
-            backend: target.backend.clone(),
-            revision: target.revision.clone(),
-            stream: streaming,
-            session: None,
-        };
-        let frames = BodyStream::new(body).map(|f| f.map_err(BoxError::from));
-        let body: ProxyBody = if kind == Kind::LegacyOpen && status.is_success() {
-            BoxBody::new(StreamBody::new(self.legacy_stream(frames, guard)))
-        } else {
-            BoxBody::new(StreamBody::new(frames.map(move |f| {
-                let _ = &guard; // lives as long as the body
-                f
-            })))
-        };
-        Response::from_parts(parts, body)
-    }
-
-    /// A legacy SSE stream: its endpoint event rewritten to carry a sealed token, then every
-    /// frame as it comes. The session it opens lasts as long as the stream (the guard ends it).
-    fn legacy_stream(
-        self: &Arc<Self>,
-        frames: impl futures::Stream<Item = Result<Frame<Bytes>, BoxError>> + Send + 'static,
-        guard: Guard,
-    ) -> impl futures::Stream<Item = Result<Frame<Bytes>, BoxError>> + Send + 'static {
-        let router = self.clone();
-        let start = (Box::pin(frames), Vec::new(), false, guard);
-        stream::unfold(Some(start), move |state| {
-            let router = router.clone();
-            async move {
-                let (mut frames, mut buffer, rewritten, mut guard) = state?;
-                if rewritten {
-                    let next = frames.next().await?;
-                    return Some((next, Some((frames, buffer, true, guard))));
-                }
-                loop {
-                    let frame = match frames.next().await? {
-                        Ok(frame) => frame,
-                        Err(e) => return Some((Err(e), None)),
-                    };
-                    let Ok(data) = frame.into_data() else { continue };
-                    buffer.extend_from_slice(&data);
-                    let mut opened = None;
-                    let rewrite = sse::rewrite_endpoint(&buffer, |session| {
-                        if session.len() > MAX_SESSION_ID_LEN {
-                            return None;
-                        }
-                        let pin = Pin {
-                            backend: guard.backend.clone(),
-                            revision: guard.revision.clone(),
-                            session: session.to_owned(),
-                        };
-                        let token = router.keys.seal(&pin);
-                        opened = Some(pin);
-                        Some(token)
-                    });
-                    match rewrite {
-                        sse::Rewrite::NeedMore => {}
-                        sse::Rewrite::Invalid => {
-                            return Some((Err(BoxError::from("not a legacy MCP event stream")), None));
-                        }
-                        sse::Rewrite::Done(out) => {
-                            if let Some(pin) = opened {
-                                router.sessions.touch(&pin, Instant::now());
-                                router.metrics.session_opened(&pin.revision);
-                                guard.session = Some(pin);
-                            }
-                            buffer.clear();
-                            return Some((
-                                Ok(Frame::data(Bytes::from(out))),
-                                Some((frames, buffer, true, guard)),
-                            ));
-                        }
-                    }
-                }
+        // A call the backend refused at the HTTP level is answered by no JSON-RPC response.
+        if !status.is_success() {
+            for call in calls.drain(..) {
+                self.metrics.call(&target.revision, &call.tool, Some("http"), Some(call.started.elapsed()));
             }
-        })
-    }
-}
-
-/// Ends what a response holds (an open stream, a legacy session) when its body is dropped:
-/// finished, failed or the client gone.
-struct Guard {
-    router: Arc<Router>,
-    backend: String,
-    revision: String,
-    stream: bool,
-    session: Option<Pin>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if self.stream {
-            self.router.sessions.stream_ended(&self.backend, &self.revision);
         }
-        if let Some(pin) = &self.session {
-            self.router.sessions.close(pin);
-        }
+        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let streaming = content_type.starts_with("text/event-stream");
+        let json = content_type.starts_with("application/json");
+        let is_get = method == hyper::Method::GET;
+        let relay = Relay::new(relay::Setup {
+            router: self.clone(),
+            backend: target.backend,
+            revision: target.revision,
+            streaming,
+            json,
+            calls,
+            legacy_open: kind == Kind::LegacyOpen && status.is_success(),
+            // A session's GET stream (Streamable HTTP) is ended when its revision is evacuated.
+            evacuable_session: if is_get { target.pin } else { None },
+            flight,
+        });
+        let body: ProxyBody = UnsyncBoxBody::new(StreamBody::new(relay.into_stream(body)));
+        Response::from_parts(parts, body)
     }
 }
 
@@ -458,7 +496,7 @@ impl Answer {
         let body =
             serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
         let mut response =
-            Response::new(BoxBody::new(Full::new(Bytes::from(body.to_string())).map_err(|e| match e {})));
+            Response::new(UnsyncBoxBody::new(Full::new(Bytes::from(body.to_string())).map_err(|e| match e {})));
         *response.status_mut() = status;
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response

@@ -1,19 +1,24 @@
 //! Standalone mode, for a topology without Kubernetes: two backends (stable and canary, each
-//! the base URL of one MCP server), a canary weight changed live on the admin port
-//! (`PUT /weight` with the percentage as body), `/metrics` and `/sessions` there too.
+//! the base URL of one MCP server), changed live on the admin port — `PUT /weight` with the
+//! canary's percentage as body, `PUT /evacuate` with `canary` (a rollback: its sessions end at
+//! their next request and start again on stable) or nothing — or by SIGHUP, which re-reads
+//! `--weight-file`. `/metrics`, `/state`, `/healthz` and `/readyz` are there too.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
-
-use axum::{
-    Router as Admin,
-    extract::State,
-    http::StatusCode,
-    routing::{get, put},
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
 };
+
+use axum::{Router as Admin, extract::State, http::StatusCode, routing::put};
 use clap::Args;
 use tokio::net::TcpListener;
+use tracing::{info, warn};
 
 use super::{
+    admin::{self, AdminState},
     balance::RevisionTarget,
     proxy::{BackendAddr, Limits, Router, Table},
     sessions::Sessions,
@@ -33,9 +38,13 @@ pub struct StandaloneArgs {
     /// Share of new sessions (and stateless requests) the canary gets, 0-100.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub canary_weight: u32,
-    /// `/metrics`, `/sessions` and `PUT /weight`.
+    /// The admin port: `/metrics`, `/state`, `PUT /weight`, `PUT /evacuate`.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// A file holding the canary weight, re-read on SIGHUP (written by whatever runs the
+    /// rollout, for setups without an admin port).
+    #[arg(long)]
+    pub weight_file: Option<PathBuf>,
     /// File holding the 32-byte session key (raw); without it a random key lives as long as
     /// the process, and sessions do not survive a restart.
     #[arg(long)]
@@ -56,7 +65,7 @@ pub struct StandaloneArgs {
     pub max_body: usize,
 }
 
-fn humantime_secs(s: &str) -> Result<Duration, String> {
+pub fn humantime_secs(s: &str) -> Result<Duration, String> {
     let d: crate::api::HumanDuration =
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| format!("{s}: {e}"))?;
     Ok(d.as_std())
@@ -89,6 +98,15 @@ fn authority(url: &str) -> Result<String, StandaloneError> {
 
 /// The routing table of two backends at a canary weight.
 pub fn table(args: &StandaloneArgs, canary_weight: u32) -> Result<Table, StandaloneError> {
+    table_with(args, canary_weight, &BTreeSet::new())
+}
+
+/// The routing table of two backends at a canary weight, with revisions evacuated.
+pub fn table_with(
+    args: &StandaloneArgs,
+    canary_weight: u32,
+    evacuated: &BTreeSet<String>,
+) -> Result<Table, StandaloneError> {
     let mut table = Table::default();
     let mut add = |name: &str, url: &str, weight: u32| -> Result<(), StandaloneError> {
         table.backends.insert(name.into(), BackendAddr { authority: authority(url)?, revision: name.into() });
@@ -104,6 +122,7 @@ pub fn table(args: &StandaloneArgs, canary_weight: u32) -> Result<Table, Standal
         None => add("stable", &args.stable, 100)?,
     }
     table.tool_routes = args.tool_routes.iter().cloned().collect();
+    table.evacuated = evacuated.clone();
     Ok(table)
 }
 
@@ -130,47 +149,81 @@ pub fn router(args: &StandaloneArgs) -> Result<Arc<Router>, StandaloneError> {
     )))
 }
 
-struct AdminState {
+/// What the admin port may change: the canary's weight and the evacuated revisions.
+struct Live {
     router: Arc<Router>,
     args: StandaloneArgs,
+    now: Mutex<(u32, BTreeSet<String>)>,
 }
 
-/// The admin port: `/metrics`, `/sessions` (open sessions and streams per revision, JSON) and
-/// `PUT /weight`.
+impl Live {
+    fn apply(&self, weight: Option<u32>, evacuated: Option<BTreeSet<String>>) -> Result<String, String> {
+        let mut now = self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let weight = weight.unwrap_or(now.0);
+        if weight > 100 || (weight > 0 && self.args.canary.is_none()) {
+            return Err("a percentage 0-100, with a canary backend".into());
+        }
+        let evacuated = evacuated.unwrap_or_else(|| now.1.clone());
+        if let Some(unknown) = evacuated.iter().find(|r| *r != "stable" && *r != "canary") {
+            return Err(format!("{unknown}: only stable or canary can be evacuated"));
+        }
+        let table = table_with(&self.args, weight, &evacuated).map_err(|e| e.to_string())?;
+        self.router.set_table(table);
+        *now = (weight, evacuated.clone());
+        Ok(format!("canary weight {weight}, evacuated {evacuated:?}"))
+    }
+}
+
+/// The admin port: the common routes, `PUT /weight` and `PUT /evacuate`.
 pub fn admin(router: Arc<Router>, args: StandaloneArgs) -> Admin {
-    let state = Arc::new(AdminState { router, args });
-    Admin::new()
-        .route(
-            "/metrics",
-            get(
-                |State(s): State<Arc<AdminState>>| async move { s.router.metrics.render(&s.router.sessions) },
-            ),
-        )
-        .route(
-            "/sessions",
-            get(
-                |State(s): State<Arc<AdminState>>| async move { axum::Json(s.router.sessions.by_revision()) },
-            ),
-        )
+    let common = admin::routes(AdminState::new(router.clone(), true));
+    let live = Arc::new(Live { router, now: Mutex::new((args.canary_weight, BTreeSet::new())), args });
+    let answer = |r: Result<String, String>| match r {
+        Ok(m) => (StatusCode::OK, m),
+        Err(m) => (StatusCode::BAD_REQUEST, m),
+    };
+    let changes = Admin::new()
         .route(
             "/weight",
-            put(|State(s): State<Arc<AdminState>>, body: String| async move {
-                let Ok(weight) = body.trim().parse::<u32>() else {
-                    return (StatusCode::BAD_REQUEST, "a percentage 0-100".to_owned());
-                };
-                if weight > 100 || s.args.canary.is_none() {
-                    return (StatusCode::BAD_REQUEST, "a percentage 0-100, with a canary backend".to_owned());
-                }
-                match table(&s.args, weight) {
-                    Ok(t) => {
-                        s.router.set_table(t);
-                        (StatusCode::OK, format!("canary weight {weight}"))
-                    }
-                    Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            put(move |State(l): State<Arc<Live>>, body: String| async move {
+                match body.trim().parse::<u32>() {
+                    Ok(weight) => answer(l.apply(Some(weight), None)),
+                    Err(_) => answer(Err("a percentage 0-100".into())),
                 }
             }),
         )
-        .with_state(state)
+        .route(
+            "/evacuate",
+            put(move |State(l): State<Arc<Live>>, body: String| async move {
+                let revisions = body.split([',', ' ', '\n']).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                answer(l.apply(None, Some(revisions)))
+            }),
+        )
+        .with_state(live.clone());
+    spawn_sighup(live);
+    common.merge(changes)
+}
+
+/// SIGHUP re-reads `--weight-file`.
+fn spawn_sighup(live: Arc<Live>) {
+    let Some(path) = live.args.weight_file.clone() else { return };
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            warn!("no SIGHUP handler: the weight file is not watched");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let read = std::fs::read_to_string(&path).map_err(|e| e.to_string());
+            let result = read.and_then(|text| {
+                let weight = text.trim().parse::<u32>().map_err(|_| format!("{}: not a percentage", path.display()))?;
+                live.apply(Some(weight), None)
+            });
+            match result {
+                Ok(m) => info!("SIGHUP: {m}"),
+                Err(e) => warn!("SIGHUP: {e}"),
+            }
+        }
+    });
 }
 
 /// Runs the router (and its admin port) until `shutdown`; prints `listening on ADDR` (and
@@ -192,7 +245,7 @@ pub async fn run(
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            expiring.sessions.expire(std::time::Instant::now());
+            expiring.expire_sessions();
         }
     });
     super::server::serve(listener, router, shutdown, args.grace).await;

@@ -21,7 +21,7 @@ const PREFIX: &str = "mr1.";
 /// Where a session lives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pin {
-    /// The backend (pod address `ip:port`, or a standalone backend's name).
+    /// The backend (a pod's name, or a standalone backend's name).
     #[serde(rename = "p")]
     pub backend: String,
     #[serde(rename = "r")]
@@ -29,6 +29,10 @@ pub struct Pin {
     /// The backend's own session id.
     #[serde(rename = "s")]
     pub session: String,
+    /// When the session was opened (unix seconds; 0 when unknown): whichever replica sees it
+    /// end measures its whole duration.
+    #[serde(rename = "t", default)]
+    pub opened: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -123,7 +127,12 @@ mod tests {
     use super::*;
 
     fn pin() -> Pin {
-        Pin { backend: "10.244.0.7:8080".into(), revision: "5f2c1a9e0b".into(), session: "abc-123".into() }
+        Pin {
+            backend: "docs-5f2c1a9e0b-7d9f8".into(),
+            revision: "5f2c1a9e0b".into(),
+            session: "abc-123".into(),
+            opened: 1_790_000_000,
+        }
     }
 
     #[test]
