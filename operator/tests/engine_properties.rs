@@ -1,7 +1,8 @@
 //! Property tests of the rollout engine: random specs, random worlds (pods that get ready at
 //! random speed, probes and analyses with random outcomes, crashes, template changes, manual
-//! requests, operator restarts) and random time steps. After every decision the invariants
-//! the rest of the operator relies on must hold.
+//! requests, operator restarts, MCP session router replicas that lag or have just started)
+//! and random time steps. After every decision the invariants the rest of the operator relies
+//! on must hold.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
@@ -10,7 +11,8 @@ use mcp_rollout::{
     api::{McpRolloutSpec, McpRolloutStatus, Verdict, revision_of},
     engine::{
         ActiveSessions, AnalysisReport, CheckResult, Decision, Input, Observed, Plan, ProbeReport,
-        RevisionObserved, Role, SessionDuration, Stage, TRANSITIONS, decide, replicas_for, stage_of,
+        RevisionObserved, Role, RouterLoad, SessionDuration, Stage, TRANSITIONS, decide, replicas_for,
+        stage_of,
     },
 };
 use proptest::prelude::*;
@@ -41,6 +43,14 @@ enum Op {
     ToggleStrategy,
     /// Someone (or an autoscaler) changes spec.replicas, at any moment.
     Replicas(i32),
+    /// The MCP session router's replicas report: the plan's weights and evacuations in force
+    /// (unless `lagging`: still the ones before), `load` sessions and calls in flight on each
+    /// draining revision; `young`: a replica has not run its idle timeout yet.
+    RouterReports {
+        lagging: bool,
+        young: bool,
+        load: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -61,6 +71,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Restart),
         1 => Just(Op::ToggleStrategy),
         1 => (1i32..7).prop_map(Op::Replicas),
+        3 => (prop::bool::weighted(0.3), prop::bool::weighted(0.3), 0u8..3)
+            .prop_map(|(lagging, young, load)| Op::RouterReports { lagging, young, load }),
     ]
 }
 
@@ -92,21 +104,35 @@ fn spec() -> impl Strategy<Value = (McpRolloutSpec, McpRolloutSpec)> {
             json!({"blueGreen": bg})
         },
     );
-    (1i32..7, canary, blue_green, any::<bool>(), any::<bool>(), 1i32..4, any::<bool>()).prop_map(
-        |(replicas, canary, blue_green, canary_first, analysis, failure_limit, paused)| {
+    let routing = (prop::bool::weighted(0.35), any::<bool>());
+    (1i32..7, canary, blue_green, any::<bool>(), any::<bool>(), 1i32..4, any::<bool>(), routing).prop_map(
+        |(
+            replicas,
+            canary,
+            blue_green,
+            canary_first,
+            analysis,
+            failure_limit,
+            paused,
+            (routed, evacuate),
+        )| {
             let (strategy, other) = if canary_first { (canary, blue_green) } else { (blue_green, canary) };
             let mut spec = json!({
                 "replicas": replicas,
                 "template": {"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v0"}]}},
                 "strategy": strategy,
                 "probe": {"interval": "15s", "timeout": "5s", "failureLimit": failure_limit},
-                "drain": {"min": "30s", "max": "200s"},
+                "drain": {"min": "30s", "max": "200s",
+                          "onRollback": if evacuate { "Evacuate" } else { "Drain" }},
                 "progressDeadline": "5m",
                 "paused": paused && replicas == 3,
             });
             if analysis {
                 spec["analysis"] = json!({"prometheus": {"address": "http://prom:9090"}, "interval": "20s",
                                           "failureLimit": 2});
+            }
+            if routed {
+                spec["trafficRouting"] = json!({"mcpRouter": {}});
             }
             let mut alternate = spec.clone();
             alternate["strategy"] = other;
@@ -227,6 +253,51 @@ impl Sim {
                 self.spec.replicas = *n;
                 self.alternate.replicas = *n;
             }
+            Op::RouterReports { lagging, young, load } => {
+                let mut router = self.observed.router.take().unwrap_or_default();
+                router.complete = true;
+                router.sessions_known = !young;
+                if !lagging {
+                    let weights: std::collections::BTreeMap<String, i32> =
+                        self.plan.revisions.iter().map(|r| (r.revision.clone(), r.weight)).collect();
+                    router.min_weight.clone_from(&weights);
+                    router.max_weight = weights;
+                    router.evacuated = self
+                        .status
+                        .drains
+                        .iter()
+                        .filter(|d| d.evacuate)
+                        .map(|d| d.revision.clone())
+                        .collect();
+                    router.drains = self
+                        .status
+                        .drains
+                        .iter()
+                        .map(|d| (d.revision.clone(), d.started_at.0.as_second()))
+                        .collect();
+                    // Serving: the pods in rotation as the plan has them, those leaving excepted.
+                    router.serving_pods = self
+                        .plan
+                        .revisions
+                        .iter()
+                        .filter(|r| r.weight > 0)
+                        .flat_map(|r| {
+                            let leaving = r.leaving.clone();
+                            (0..r.in_rotation)
+                                .map(move |i| format!("{}-{i}", r.revision))
+                                .filter(move |p| !leaving.contains(p))
+                        })
+                        .collect();
+                }
+                let n = i64::from(*load);
+                router.revisions = self
+                    .status
+                    .drains
+                    .iter()
+                    .map(|d| (d.revision.clone(), RouterLoad { sessions: n, streams: 0, in_flight: n }))
+                    .collect();
+                self.observed.router = Some(router);
+            }
             Op::Restart => {
                 let json = serde_json::to_value(&self.status).unwrap();
                 let read_back: McpRolloutStatus = serde_json::from_value(json).unwrap();
@@ -309,6 +380,22 @@ fn check(
             seen.pods,
             seen.in_endpoints
         );
+    }
+    // With the router, a revision's drain never ends while a replica may still send it new
+    // work (it answered with a weight for it, or did not answer), unless it serves again.
+    let routed = spec.traffic_routing.as_ref().is_some_and(|t| t.mcp_router.is_some());
+    for d in before.drains.iter().filter(|d| d.pods.is_empty()) {
+        let ended = !st.drains.iter().any(|n| n.revision == d.revision);
+        let serving = plan.revision(&d.revision).is_some_and(|r| r.weight > 0);
+        if routed && ended && !serving {
+            let router = observed.router.clone().unwrap_or_default();
+            assert!(
+                router.out_of_rotation(&d.revision)
+                    && router.knows_drain(&d.revision, d.started_at.0.as_second()),
+                "revision {} left while a router replica may still route to it: {router:?}",
+                d.revision
+            );
+        }
     }
     // Every draining revision in status is kept alive by the plan.
     for d in st.drains.iter().filter(|d| d.drained_at.is_none()) {

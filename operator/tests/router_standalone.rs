@@ -292,10 +292,17 @@ async fn the_routers_call_metrics_match_what_the_servers_count() {
             r("mcp_router_tool_call_errors_total", &[("error_type", "tool")]),
             r("mcp_router_tool_call_errors_total", &[("error_type", "schema_validation")]),
         );
-        println!("{revision}: server counted (calls, failed, schema) = {:?}, router {seen:?}", (calls, failed, schema));
+        println!(
+            "{revision}: server counted (calls, failed, schema) = {:?}, router {seen:?}",
+            (calls, failed, schema)
+        );
         assert!(calls > 50.0, "{revision}: too few calls to compare: {calls}");
         assert_eq!(seen, (calls, failed, schema), "{revision}: the router's counts are the server's");
-        assert_eq!(r("mcp_router_tool_call_errors_total", &[]), failed + schema, "{revision}: no other error seen");
+        assert_eq!(
+            r("mcp_router_tool_call_errors_total", &[]),
+            failed + schema,
+            "{revision}: no other error seen"
+        );
         assert_eq!(
             r("mcp_router_tool_call_duration_seconds_count", &[]),
             calls,
@@ -303,7 +310,10 @@ async fn the_routers_call_metrics_match_what_the_servers_count() {
         );
     }
     assert!(sample_sum(&routed, "mcp_router_tool_call_errors_total", &[("revision", "canary")]) > 0.0);
-    assert!(sample_sum(&routed, "mcp_router_session_duration_seconds_count", &[]) > 0.0, "sessions ended and were timed");
+    assert!(
+        sample_sum(&routed, "mcp_router_session_duration_seconds_count", &[]) > 0.0,
+        "sessions ended and were timed"
+    );
 }
 
 /// A rollback with sessions open on the canary: new sessions go to stable at once; a streamed
@@ -339,7 +349,7 @@ async fn a_rollback_evacuates_the_canarys_sessions_at_their_next_request() {
     router.router.set_table(standalone::table_with(&router.args, 0, &evacuated).unwrap());
 
     // Calls in flight finish on the revision that took them.
-    let (mut streaming, reply) = streamed.await.unwrap();
+    let (streaming, reply) = streamed.await.unwrap();
     let reply = reply.expect("the streamed call in flight finished");
     assert_eq!(reply.server_version.as_deref(), Some("v2"));
     assert!(reply.progress_events > 0, "it streamed");

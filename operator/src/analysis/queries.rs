@@ -1,9 +1,10 @@
-//! The PromQL the analysis runs: the default metric contract and per-rollout overrides, with
-//! `{{variable}}` templates.
+//! The PromQL the analysis runs: the default metric contract (the servers' own metrics, or with
+//! `source: Router` what the MCP session router measured from the traffic) and per-rollout
+//! overrides, with `{{variable}}` templates.
 
 use std::collections::BTreeMap;
 
-use crate::api::QueryOverrides;
+use crate::api::{AnalysisSpec, MetricsSource, QueryOverrides};
 
 /// Tool calls per second of a revision (every outcome).
 pub const REQUEST_RATE: &str =
@@ -30,6 +31,25 @@ pub const ACTIVE_SESSIONS: &str = r#"sum(mcp_active_sessions{version="{{revision
 pub const ACTIVE_SESSIONS_SAMPLED_AT: &str =
     r#"min(timestamp(mcp_active_sessions{version="{{revision}}",pod=~"{{pods}}"}))"#;
 
+/// The router's measurements (`mcp_router_*`, by `revision`), for servers with no metrics of
+/// their own: the same questions asked of what the router saw pass.
+pub mod router {
+    pub const REQUEST_RATE: &str =
+        r#"sum(rate(mcp_router_tool_calls_total{revision="{{revision}}"}[{{interval}}]))"#;
+    pub const ERROR_RATE: &str =
+        r#"sum(rate(mcp_router_tool_call_errors_total{revision="{{revision}}"}[{{interval}}]))"#;
+    pub const LATENCY: &str = r#"histogram_quantile({{quantile}}, sum by (le) (rate(mcp_router_tool_call_duration_seconds_bucket{revision="{{revision}}"}[{{interval}}])))"#;
+    pub const SCHEMA_ERRORS: &str = r#"sum(rate(mcp_router_tool_call_errors_total{revision="{{revision}}",error_type="schema_validation"}[{{interval}}]))"#;
+    pub const SESSION_DURATION: &str = r#"histogram_quantile({{quantile}}, sum by (le) (increase(mcp_router_session_duration_seconds_bucket{revision=~"{{revision}}"}[{{lookback}}])))"#;
+    pub const SESSION_COUNT: &str =
+        r#"sum(increase(mcp_router_session_duration_seconds_count{revision=~"{{revision}}"}[{{lookback}}]))"#;
+    /// The router counts by revision, not by pod: a drain of some pods reads the router's
+    /// live per-pod counts instead (its `/state`).
+    pub const ACTIVE_SESSIONS: &str = r#"sum(mcp_router_open_sessions{revision="{{revision}}"})"#;
+    pub const ACTIVE_SESSIONS_SAMPLED_AT: &str =
+        r#"min(timestamp(mcp_router_open_sessions{revision="{{revision}}"}))"#;
+}
+
 /// The queries in force for one rollout: the defaults, with its overrides.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Queries {
@@ -46,21 +66,60 @@ pub struct Queries {
 }
 
 impl Queries {
+    /// The servers' metric contract, with overrides.
     pub fn new(overrides: &QueryOverrides) -> Self {
+        Self::from_source(MetricsSource::Server, overrides)
+    }
+
+    /// The queries of an analysis spec: its source's defaults, with its overrides.
+    pub fn for_spec(spec: &AnalysisSpec) -> Self {
+        Self::from_source(spec.source, &spec.queries)
+    }
+
+    fn from_source(source: MetricsSource, overrides: &QueryOverrides) -> Self {
+        let defaults = match source {
+            MetricsSource::Server => [
+                REQUEST_RATE,
+                ERROR_RATE,
+                LATENCY,
+                SCHEMA_ERRORS,
+                SESSION_DURATION,
+                SESSION_COUNT,
+                ACTIVE_SESSIONS,
+                ACTIVE_SESSIONS_SAMPLED_AT,
+            ],
+            MetricsSource::Router => [
+                router::REQUEST_RATE,
+                router::ERROR_RATE,
+                router::LATENCY,
+                router::SCHEMA_ERRORS,
+                router::SESSION_DURATION,
+                router::SESSION_COUNT,
+                router::ACTIVE_SESSIONS,
+                router::ACTIVE_SESSIONS_SAMPLED_AT,
+            ],
+        };
+        let [
+            request_rate,
+            error_rate,
+            latency,
+            schema_errors,
+            session_duration,
+            session_count,
+            active,
+            sampled_at,
+        ] = defaults;
         let pick = |o: &Option<String>, default: &str| o.clone().unwrap_or_else(|| default.to_owned());
         Self {
-            request_rate: pick(&overrides.request_rate, REQUEST_RATE),
-            error_rate: pick(&overrides.error_rate, ERROR_RATE),
-            latency: pick(&overrides.latency, LATENCY),
-            schema_errors: pick(&overrides.schema_errors, SCHEMA_ERRORS),
-            session_duration: pick(&overrides.session_duration, SESSION_DURATION),
+            request_rate: pick(&overrides.request_rate, request_rate),
+            error_rate: pick(&overrides.error_rate, error_rate),
+            latency: pick(&overrides.latency, latency),
+            schema_errors: pick(&overrides.schema_errors, schema_errors),
+            session_duration: pick(&overrides.session_duration, session_duration),
             // No override of its own: an overridden duration query has no count to pair with.
-            session_count: SESSION_COUNT.to_owned(),
-            active_sessions: pick(&overrides.active_sessions, ACTIVE_SESSIONS),
-            active_sessions_sampled_at: overrides
-                .active_sessions
-                .is_none()
-                .then(|| ACTIVE_SESSIONS_SAMPLED_AT.to_owned()),
+            session_count: session_count.to_owned(),
+            active_sessions: pick(&overrides.active_sessions, active),
+            active_sessions_sampled_at: overrides.active_sessions.is_none().then(|| sampled_at.to_owned()),
         }
     }
 }
@@ -111,6 +170,21 @@ mod tests {
             r#"sum(rate(mcp_tool_call_duration_seconds_count{version="abc"}[60s]))"#
         );
         assert_eq!(render("x{{ revision }}y{{other}}z{{", &vars), "xabcy{{other}}z{{");
+    }
+
+    #[test]
+    fn the_router_source_reads_the_routers_measurements() {
+        let spec: AnalysisSpec = serde_json::from_value(serde_json::json!({
+            "prometheus": {"address": "http://p:9090"}, "source": "Router",
+            "queries": {"latency": "my_latency"}
+        }))
+        .unwrap();
+        let queries = Queries::for_spec(&spec);
+        assert_eq!(queries.error_rate, router::ERROR_RATE);
+        assert!(queries.session_duration.contains("mcp_router_session_duration_seconds_bucket"));
+        assert_eq!(queries.latency, "my_latency", "overrides still win");
+        let server = AnalysisSpec { source: MetricsSource::Server, ..spec };
+        assert_eq!(Queries::for_spec(&server).error_rate, ERROR_RATE);
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub mod labels {
     pub const ROLLOUT: &str = "mcprollout.dev/rollout";
     /// Revision (template hash) a pod or Deployment belongs to.
     pub const REVISION: &str = "mcprollout.dev/revision";
+    /// Name of the McpRollout whose MCP session router a pod or Deployment is.
+    pub const ROUTER: &str = "mcprollout.dev/router";
 }
 
 /// Pod readiness gate the operator sets to take a pod in or out of rotation without stopping

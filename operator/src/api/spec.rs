@@ -48,6 +48,9 @@ use super::{HumanDuration, McpRolloutStatus, protocol};
 #[x_kube(validation = Rule::new(
     "!has(self.selector) || !has(self.selector.matchLabels) || (has(self.template.metadata) && has(self.template.metadata.labels) && self.selector.matchLabels.all(k, k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k]))"
 ).message("selector.matchLabels must all appear, with the same values, in template.metadata.labels"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.analysis) || !has(self.analysis.source) || self.analysis.source != 'Router' || (has(self.trafficRouting) && has(self.trafficRouting.mcpRouter))"
+).message("analysis.source Router reads the MCP session router's metrics: set trafficRouting.mcpRouter"))]
 #[serde(rename_all = "camelCase")]
 pub struct McpRolloutSpec {
     /// Number of pods serving traffic when the rollout is steady. During a canary the pods are
@@ -326,12 +329,104 @@ fn default_post_promotion_window() -> HumanDuration {
 
 /// Traffic routing between revisions.
 #[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("!has(self.gatewayAPI) || !has(self.mcpRouter)")
+    .message("trafficRouting takes one of gatewayAPI and mcpRouter"))]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficRouting {
     /// Weight traffic through a Gateway API HTTPRoute instead of by replica ratio. The operator
     /// sets only the weights of the stable and canary backendRefs in the named route.
     #[serde(default, rename = "gatewayAPI", skip_serializing_if = "Option::is_none")]
     pub gateway_api: Option<GatewayApiRouting>,
+
+    /// Route through the MCP session router, which the operator runs for this rollout: new
+    /// sessions (and stateless requests) split exactly by weight, every session kept on the
+    /// pod that holds it, a rolled-back revision's sessions moved at their next request, and
+    /// drains that end when the router carries nothing more on the revision. The rollout's
+    /// Service then selects the router's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_router: Option<McpRouterSpec>,
+}
+
+/// The MCP session router the operator runs in front of the rollout's revisions.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct McpRouterSpec {
+    /// Router pods. Sessions survive the loss of one (their tokens name their pod, not a
+    /// router), so two are enough for availability.
+    #[serde(default = "default_router_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub replicas: i32,
+
+    /// The router's image; defaults to the operator's own (it carries `mcp-rollout-router`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub image: Option<String>,
+
+    /// Resources of the router container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+
+    /// A session with no request for this long no longer counts as open (for drains).
+    #[serde(default = "default_router_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+
+    /// Tools whose stateless (2026-07-28) calls go to the canary at a weight of their own,
+    /// whatever the step's weight: read-only tools first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["tool".into()]))]
+    pub tool_routes: Vec<ToolRoute>,
+
+    /// Secret with the session-token key (`current`, 32 bytes, and `previous` during a
+    /// rotation). Without it the operator creates `<rollout>-router-key` with a random key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub session_key_secret: Option<String>,
+}
+
+fn default_router_replicas() -> i32 {
+    2
+}
+
+fn default_router_idle_timeout() -> HumanDuration {
+    HumanDuration::from_secs(600)
+}
+
+/// A tool routed to the canary at its own weight.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolRoute {
+    /// The tool's name, as in `tools/call`.
+    #[schemars(length(min = 1, max = 128))]
+    pub tool: String,
+    /// Percentage of the tool's stateless calls sent to the canary while one runs.
+    #[schemars(range(min = 0, max = 100))]
+    pub weight: i32,
+}
+
+/// Where the analysis' default queries read tool calls and sessions from.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MetricsSource {
+    /// The servers' own metrics (`mcp_tool_call_*`, `mcp_session_*`; README: metric contract).
+    #[default]
+    Server,
+    /// What the MCP session router measured from the traffic (`mcp_router_*`): for servers
+    /// with no metrics of their own. Needs `trafficRouting.mcpRouter`.
+    Router,
+}
+
+/// What happens to a revision's sessions when a rollback takes its traffic away.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnRollback {
+    /// End them at a request boundary, as the runbook's forced reconnect does, so agents come
+    /// back to the restored version and fetch its tools again: with the router, each session's
+    /// next request is answered 404 and the client starts a new session on stable; without it,
+    /// the revision's pods are deleted once out of rotation and finish their in-flight calls
+    /// in their termination grace period.
+    #[default]
+    Evacuate,
+    /// Let them run out, as a promotion's drain does.
+    Drain,
 }
 
 /// Gateway API routing.
@@ -588,6 +683,11 @@ pub struct AnalysisSpec {
     /// PromQL overrides for the built-in queries, for servers that instrument differently.
     #[serde(default)]
     pub queries: QueryOverrides,
+
+    /// Whose metrics the built-in queries read: the servers' (`Server`) or the MCP session
+    /// router's (`Router`, measured from the traffic; needs `trafficRouting.mcpRouter`).
+    #[serde(default)]
+    pub source: MetricsSource,
 }
 
 fn default_analysis_interval() -> HumanDuration {
@@ -879,6 +979,11 @@ pub struct DrainSpec {
     /// streams.
     #[serde(default = "default_true")]
     pub early_finish: bool,
+
+    /// A rolled-back revision's sessions: `Evacuate` (moved to stable at a request boundary)
+    /// or `Drain` (left to run out).
+    #[serde(default)]
+    pub on_rollback: OnRollback,
 }
 
 fn default_drain_quantile() -> f64 {
@@ -902,6 +1007,7 @@ impl Default for DrainSpec {
             min: default_drain_min(),
             max: default_drain_max(),
             early_finish: true,
+            on_rollback: OnRollback::Evacuate,
         }
     }
 }

@@ -283,6 +283,11 @@ pub struct DrainStatus {
     /// entry stays (blocking another drain of the same pods) until they are gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drained_at: Option<Time>,
+
+    /// The revision was rolled back and its sessions are evacuated (`drain.onRollback`), not
+    /// left to run out: the drain ends once nothing is in flight on it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub evacuate: bool,
 }
 
 /// How the drain window relates to what was measured.

@@ -63,6 +63,10 @@ struct RunArgs {
     /// Seconds a Lease holds without renewal.
     #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15, global = true)]
     lease_duration: u64,
+    /// Image of the MCP session router for rollouts that name none (the chart passes the
+    /// operator's own image, which carries the router).
+    #[arg(long, env = "ROUTER_IMAGE", default_value = concat!("ghcr.io/mcp-rollout/mcp-rollout-operator:", env!("CARGO_PKG_VERSION")), global = true)]
+    router_image: String,
     /// Log as JSON lines.
     #[arg(long, env = "LOG_JSON", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", global = true)]
     log_json: bool,
@@ -150,7 +154,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     if !args.leader_elect {
         info!("leader election off: this replica reconciles");
-        controller::run(client, scope, identity, metrics, leader::stopped(stop)).await;
+        controller::run(client, scope, identity, args.router_image.clone(), metrics, leader::stopped(stop))
+            .await;
         return Ok(());
     }
     let config = LeaseConfig {
@@ -161,7 +166,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         grace: Duration::from_secs((args.lease_duration / 3).max(1)),
     };
     leader::run_as_leader(client.clone(), config, metrics.clone(), stop, |until| {
-        controller::run(client.clone(), scope.clone(), identity.clone(), metrics.clone(), until)
+        controller::run(
+            client.clone(),
+            scope.clone(),
+            identity.clone(),
+            args.router_image.clone(),
+            metrics.clone(),
+            until,
+        )
     })
     .await?;
     Ok(())

@@ -342,6 +342,7 @@ mod tests {
             sessions_sampled_at: None,
             first_sample_at: None,
             drained_at: None,
+            evacuate: false,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod disruption;
 pub mod error;
 pub mod gateway;
 pub mod leader;
+pub mod mcp_router;
 pub mod metrics;
 pub mod names;
 pub mod observe;
@@ -48,6 +49,9 @@ pub struct Context {
     pub metrics: Arc<metrics::Metrics>,
     pub router: traffic::PlainServiceRouter,
     pub gateway: gateway::GatewayRouter,
+    pub mcp_router: mcp_router::McpRouterRouting,
+    /// For the MCP session router replicas' `/state`.
+    pub http: reqwest::Client,
 }
 
 /// The client configuration: the given kubeconfig file, or else `KUBECONFIG`, `~/.kube/config`
@@ -81,10 +85,13 @@ where
 }
 
 /// Runs the controller until `shutdown` resolves; in-flight reconciles finish first.
+/// `router_image`: the MCP session router's image when a rollout names none (the operator's
+/// own image carries the router).
 pub async fn run(
     client: Client,
     scope: Scope,
     identity: String,
+    router_image: String,
     metrics: Arc<metrics::Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -97,6 +104,8 @@ pub async fn run(
         metrics,
         router: traffic::PlainServiceRouter::new(client.clone()),
         gateway: gateway::GatewayRouter::new(client.clone()),
+        mcp_router: mcp_router::McpRouterRouting::new(client.clone(), router_image),
+        http: reqwest::Client::new(),
     });
     let owned = watcher::Config::default().labels(labels::ROLLOUT);
     Controller::new(api::<McpRollout>(&client, &scope), watcher::Config::default())
@@ -106,6 +115,16 @@ pub async fn run(
             let rollout = pod.labels().get(labels::ROLLOUT)?.clone();
             Some(ObjectRef::new(&rollout).within(&pod.namespace()?))
         })
+        // The MCP session router's pods: a replica becoming ready (or leaving) changes what
+        // is in force.
+        .watches(
+            api::<Pod>(&client, &scope),
+            watcher::Config::default().labels(labels::ROUTER),
+            |pod: Pod| {
+                let rollout = pod.labels().get(labels::ROUTER)?.clone();
+                Some(ObjectRef::new(&rollout).within(&pod.namespace()?))
+            },
+        )
         .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, context)

@@ -17,6 +17,17 @@ pub fn drain_budget(rollout: &str, revision: &str) -> String {
     format!("{rollout}-{revision}-drain")
 }
 
+/// The MCP session router's Deployment, ServiceAccount, Role, RoleBinding, budget and
+/// ConfigMap.
+pub fn router(rollout: &str) -> String {
+    format!("{rollout}-router")
+}
+
+/// The Secret with the router's session key, when the operator makes it.
+pub fn router_key(rollout: &str) -> String {
+    format!("{rollout}-router-key")
+}
+
 /// Service over every in-rotation pod: the replica-ratio router.
 pub fn service(rollout: &str) -> String {
     rollout.to_owned()

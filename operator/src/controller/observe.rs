@@ -24,6 +24,11 @@ pub fn containers_ready(pod: &Pod) -> bool {
     condition_true(pod, "ContainersReady")
 }
 
+/// The pod is Ready (its containers and every readiness gate).
+pub fn pod_ready(pod: &Pod) -> bool {
+    condition_true(pod, "Ready")
+}
+
 /// The operator's rotation gate is True.
 pub fn in_rotation(pod: &Pod) -> bool {
     condition_true(pod, IN_ROTATION_GATE)

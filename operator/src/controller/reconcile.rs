@@ -17,7 +17,7 @@ use std::{
 use jiff::Timestamp;
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{Pod, Secret, Service},
+    core::v1::{ConfigMap, Pod, Secret, Service},
     discovery::v1::EndpointSlice,
     policy::v1::PodDisruptionBudget,
 };
@@ -33,7 +33,7 @@ use tracing::{info, warn};
 use super::{
     Context, disruption,
     error::Error,
-    gateway,
+    gateway, mcp_router,
     metrics::{ReasonLabels, RolloutLabels},
     names::{self, FIELD_MANAGER},
     observe,
@@ -97,6 +97,8 @@ struct World {
     /// PodDisruptionBudgets carrying this rollout's label (those of draining revisions).
     budgets: Vec<PodDisruptionBudget>,
     route: Option<serde_json::Value>,
+    /// The MCP session router's configuration as last written, if it routes the traffic.
+    router_config: Option<crate::router::config::RoutingConfig>,
     secrets: Secrets,
     observed: Observed,
 }
@@ -247,6 +249,24 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
             Err(p) => problems.push(Problem::new(p.reason, p.message)),
         }
     }
+    let (router, router_config) =
+        if rollout.spec.traffic_routing.as_ref().is_some_and(|t| t.mcp_router.is_some()) {
+            // Listed, not read by name: the operator needs no `get` on ConfigMaps.
+            let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+            let config = maps
+                .list(&ListParams::default().labels(&format!("{}={name}", labels::ROUTER)))
+                .await?
+                .items
+                .into_iter()
+                .find(|m| {
+                    m.metadata.name.as_deref() == Some(names::router(&name).as_str())
+                        && controlled_by(&m.metadata, rollout)
+                })
+                .and_then(|m| mcp_router::config_of(&m));
+            (Some(mcp_router::observe(&ctx.client, &ctx.http, rollout).await?), config)
+        } else {
+            (None, None)
+        };
     problems.extend(ctx.workers.write_problems(&key, FAILED_WRITES_TO_STALL));
     let observed = Observed {
         revisions: observe::revisions(&pods, &known, &endpoints),
@@ -257,8 +277,21 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
         request: rollout.annotations().get(REQUEST_ANNOTATION).cloned(),
         problems,
         route_weight,
+        router,
     };
-    Ok(World { namespace, name, key, owned, pods, services, budgets, route, secrets, observed })
+    Ok(World {
+        namespace,
+        name,
+        key,
+        owned,
+        pods,
+        services,
+        budgets,
+        route,
+        router_config,
+        secrets,
+        observed,
+    })
 }
 
 /// Takes in an orphaned Deployment of this rollout (our labels and name, no controller at all:
@@ -369,7 +402,7 @@ fn start_jobs(ctx: &Context, rollout: &McpRollout, world: &World, decision: &Dec
             AnalysisJob {
                 prometheus: prometheus.clone(),
                 spec: spec.clone(),
-                queries: Queries::new(&spec.queries),
+                queries: Queries::for_spec(spec),
                 subject: Subject {
                     namespace: world.namespace.clone(),
                     rollout: world.name.clone(),
@@ -389,7 +422,7 @@ fn start_jobs(ctx: &Context, rollout: &McpRollout, world: &World, decision: &Dec
             MeasureJob {
                 prometheus,
                 drain: rollout.spec.drain.clone(),
-                queries: Queries::new(&spec.queries),
+                queries: Queries::for_spec(spec),
                 revisions,
                 draining: status.drains.iter().map(|d| (d.revision.clone(), d.pods.clone())).collect(),
                 every: spec.interval.as_std(),
@@ -473,9 +506,14 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
         pods: &world.pods,
         services: &world.services,
         route: world.route.as_ref(),
+        status,
+        router_config: world.router_config.as_ref(),
     };
-    let routed = if rollout.spec.traffic_routing.as_ref().is_some_and(|t| t.gateway_api.is_some()) {
+    let routing = rollout.spec.traffic_routing.as_ref();
+    let routed = if routing.is_some_and(|t| t.gateway_api.is_some()) {
         ctx.gateway.route(&request).await?
+    } else if routing.is_some_and(|t| t.mcp_router.is_some()) {
+        ctx.mcp_router.route(&request).await?
     } else {
         ctx.router.route(&request).await?
     };

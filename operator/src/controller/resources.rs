@@ -101,9 +101,10 @@ pub struct Tracks {
     pub canary: Option<String>,
 }
 
-/// The three Services: `<rollout>` over every in-rotation pod, `<rollout>-stable` and
-/// `<rollout>-canary` over one revision each (the canary's falls back to the stable revision
-/// when nothing is being rolled out, as routers expect a backend behind both).
+/// The three Services: `<rollout>` over every in-rotation pod — or, with the MCP session
+/// router, over the router's pods — and `<rollout>-stable` and `<rollout>-canary` over one
+/// revision each (the canary's falls back to the stable revision when nothing is being rolled
+/// out, as routers expect a backend behind both).
 pub fn services(rollout: &McpRollout, tracks: &Tracks) -> Vec<Service> {
     let name = rollout.metadata.name.clone().unwrap_or_default();
     let stable = tracks.stable.clone().or_else(|| tracks.canary.clone());
@@ -115,8 +116,23 @@ pub fn services(rollout: &McpRollout, tracks: &Tracks) -> Vec<Service> {
         selector.insert(labels::REVISION.to_owned(), revision.unwrap_or_else(|| "none".into()));
         selector
     };
+    let front = if rollout.spec.traffic_routing.as_ref().is_some_and(|t| t.mcp_router.is_some()) {
+        let mut front = service(rollout, names::service(&name), super::mcp_router::pod_labels(&name));
+        if let Some(spec) = front.spec.as_mut() {
+            if let Some(port) = spec.ports.as_mut().and_then(|p| p.first_mut()) {
+                port.target_port = Some(IntOrString::String("mcp".into()));
+            }
+            // One client's connections to one router replica: a legacy session's POSTs then
+            // pass the replica that carries its stream, which reads their answers. Any replica
+            // routes any session (the token says where), so losing one moves its clients only.
+            spec.session_affinity = Some("ClientIP".into());
+        }
+        front
+    } else {
+        service(rollout, names::service(&name), all.clone())
+    };
     vec![
-        service(rollout, names::service(&name), all.clone()),
+        front,
         service(rollout, names::stable_service(&name), one(stable)),
         service(rollout, names::canary_service(&name), one(canary)),
     ]

@@ -35,6 +35,11 @@ pub struct RouteRequest<'a> {
     pub services: &'a [Service],
     /// Its Gateway API HTTPRoute as read in this reconcile, if it routes through one.
     pub route: Option<&'a serde_json::Value>,
+    /// The status just decided (which revisions a rollback evacuates).
+    pub status: &'a crate::api::McpRolloutStatus,
+    /// The MCP session router's configuration as read in this reconcile, if it routes through
+    /// one.
+    pub router_config: Option<&'a crate::router::config::RoutingConfig>,
 }
 
 /// What a router changed, for logs and events.
@@ -168,10 +173,13 @@ pub fn service_up_to_date(current: &Service, wanted: &Service) -> bool {
             .any(|c| c.uid == o.uid && c.controller == o.controller)
     });
     let (Some(current_spec), Some(wanted_spec)) = (&current.spec, &wanted.spec) else { return false };
+    let affinity = wanted_spec.session_affinity.is_none()
+        || current_spec.session_affinity == wanted_spec.session_affinity;
     owners
         && subset(&wanted.metadata.labels, &current.metadata.labels)
         && current_spec.selector == wanted_spec.selector
         && current_spec.ports == wanted_spec.ports
+        && affinity
 }
 
 /// Sets the rotation gate of every pod whose membership changes.

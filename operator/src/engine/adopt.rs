@@ -43,7 +43,7 @@ impl Engine<'_> {
             ),
         ));
         for (revision, pods) in others {
-            self.start_drain(&revision, pods);
+            self.start_drain(&revision, pods, false);
         }
     }
 }

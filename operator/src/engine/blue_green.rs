@@ -50,7 +50,7 @@ impl<'a> Engine<'a> {
         self.st.promotion_requested = false;
         let stable = self.st.stable_revision.clone().unwrap_or_default();
         let total = self.total();
-        self.start_drain(&stable, total);
+        self.start_drain(&stable, total, false);
         self.st.promoted_at = Some(time(self.now));
         self.set_stage(Stage::PostPromotion);
         self.st.desired_weight = 100;

@@ -114,6 +114,24 @@ impl<'a> Engine<'a> {
         self.spec.replicas.max(1)
     }
 
+    /// Whether the MCP session router carries the rollout's traffic.
+    pub(super) fn mcp_router(&self) -> bool {
+        self.spec.traffic_routing.as_ref().is_some_and(|t| t.mcp_router.is_some())
+    }
+
+    /// Whether a drained revision may still get new connections or requests: its pods in the
+    /// rollout Service's endpoints, or (with the router) a router replica that weights it, has
+    /// not yet the configuration of its drain, or was not heard from.
+    pub(super) fn still_routed(&self, drain: &DrainStatus) -> bool {
+        if self.mcp_router() {
+            let started = secs(&drain.started_at);
+            return !self.observed.router.as_ref().is_some_and(|r| {
+                r.knows_drain(&drain.revision, started) && r.out_of_rotation(&drain.revision)
+            });
+        }
+        self.observed.revision(&drain.revision).is_some_and(|o| o.in_endpoints > 0)
+    }
+
     /// The canary step the rollout is at (0 when it has none).
     pub(super) fn step_index(&self) -> usize {
         self.st.current_step_index.unwrap_or(0).max(0) as usize

@@ -47,7 +47,8 @@ pub fn window(spec: &DrainSpec, measured: Option<SessionDuration>) -> (i64, Opti
 }
 
 impl Engine<'_> {
-    pub(super) fn start_drain(&mut self, revision: &str, replicas: i32) {
+    /// `evacuate`: a rollback moves its sessions away rather than letting them run out.
+    pub(super) fn start_drain(&mut self, revision: &str, replicas: i32, evacuate: bool) {
         // Every pod the revision runs stays for the drain: sized down now, the ReplicaSet
         // would pick by its own ranking which of them to cut, sessions or not.
         let running = self.observed.revision(revision).map_or(0, |o| o.pods);
@@ -58,14 +59,24 @@ impl Engine<'_> {
             return;
         }
         let (window, measured, clamp) = window(&self.spec.drain, self.observed.session_duration);
-        self.events.push(Event::normal(
-            "DrainStarted",
+        let message = if evacuate {
+            let how = if self.mcp_router() {
+                "each session's next request starts it again on stable"
+            } else {
+                "its pods end once out of rotation, finishing their in-flight calls as they terminate"
+            };
+            format!("revision {revision} left traffic; evacuating its sessions ({how})")
+        } else {
             format!(
                 "revision {revision} left traffic; draining for up to {window}s (measured {}, clamp {clamp:?})",
                 measured.map_or("nothing".into(), |m| format!("{m:.1}s"))
-            ),
-        ));
+            )
+        };
+        self.events.push(Event::normal("DrainStarted", message));
         self.push_drain(revision, Vec::new(), replicas, (window, measured, clamp));
+        if evacuate && let Some(d) = self.st.drains.iter_mut().find(|d| d.revision == revision) {
+            d.evacuate = true;
+        }
     }
 
     /// Records a drain starting now (of the whole revision when `pods` is empty), in the
@@ -90,6 +101,7 @@ impl Engine<'_> {
             sessions_sampled_at: None,
             first_sample_at: None,
             drained_at: None,
+            evacuate: false,
         });
         self.st.drains.sort_by(|a, b| a.revision.cmp(&b.revision));
     }
@@ -147,6 +159,10 @@ impl Engine<'_> {
         let early_finish = self.spec.drain.early_finish;
         let max = self.spec.drain.max.as_secs() as i64;
         let now = self.now;
+        let mcp_router = self.mcp_router();
+        let routed: Vec<String> =
+            self.st.drains.iter().filter(|d| self.still_routed(d)).map(|d| d.revision.clone()).collect();
+        let all_routers = self.observed.router.as_ref().filter(|_| mcp_router);
         let mut finished = Vec::new();
         self.st.drains.retain_mut(|d| {
             let is_flip_back = hold_flip_back && stable.as_deref() == Some(d.revision.as_str());
@@ -167,36 +183,77 @@ impl Engine<'_> {
             if is_flip_back {
                 return true;
             }
-            // Never removed while the Service still sends it connections (a rotation change
-            // the API server refused): deleting it then would cut them.
-            if d.pods.is_empty() && self.observed.revision(&d.revision).is_some_and(|o| o.in_endpoints > 0) {
+            // Never removed while it may still get new work (a rotation change the API server
+            // refused, a router replica not yet on the new weights): deleting it then would
+            // cut that work.
+            if d.pods.is_empty() && routed.contains(&d.revision) {
                 return true;
             }
             let started = secs(&d.started_at);
+            // The router's figures, once every replica has this drain's configuration.
+            let router = all_routers.filter(|r| r.knows_drain(&d.revision, started));
             let settled = settled_count(d);
             let window_over = now >= started + d.window_seconds;
             let max_over = now >= started + max.max(d.window_seconds);
-            let why = match settled {
-                Some(0) if early_finish || window_over => "no open sessions or streams".to_owned(),
-                _ if max_over => match settled.or(d.active_sessions) {
-                    Some(n) => format!("drain.max of {max}s reached with {n} session(s) or stream(s) open"),
-                    None => format!("drain.max of {max}s reached; open sessions were not observed"),
-                },
-                _ => return true,
+            // (why it ended, whether drain.max cut it short)
+            let (why, forced) = if d.evacuate && d.pods.is_empty() {
+                match router {
+                    // Observed out of rotation after the decision that took it out (the
+                    // observation of the same decision predates the change).
+                    None if !mcp_router && now > started => (
+                        "evacuated: out of rotation; its pods finish their in-flight calls as they terminate"
+                            .to_owned(),
+                        false,
+                    ),
+                    Some(r)
+                        if r.complete
+                            && r.evacuated.contains(&d.revision)
+                            && r.load(&d.revision, &[]).nothing_in_flight() =>
+                    {
+                        ("evacuated: the router carries no call or stream on it".to_owned(), false)
+                    }
+                    _ if max_over => (format!("drain.max of {max}s reached while evacuating"), true),
+                    _ => return true,
+                }
+            } else {
+                // The router's live counts, once it has seen every session still open.
+                let router_idle = router.is_some_and(|r| {
+                    r.sessions_known
+                        && (d.pods.is_empty() || r.pods_out_of_rotation(&d.pods))
+                        && r.load(&d.revision, &d.pods).is_idle()
+                });
+                match settled {
+                    _ if router_idle && (early_finish || window_over) => {
+                        ("the router carries no session, stream or request on it".to_owned(), false)
+                    }
+                    Some(0) if early_finish || window_over => {
+                        ("no open sessions or streams".to_owned(), false)
+                    }
+                    _ if max_over => match settled.or(d.active_sessions) {
+                        Some(n) => (
+                            format!("drain.max of {max}s reached with {n} session(s) or stream(s) open"),
+                            true,
+                        ),
+                        None => {
+                            (format!("drain.max of {max}s reached; open sessions were not observed"), true)
+                        }
+                    },
+                    _ => return true,
+                }
             };
             let what = if d.pods.is_empty() {
                 format!("revision {}", d.revision)
             } else {
                 format!("{} pod(s) of revision {} ({})", d.pods.len(), d.revision, d.pods.join(", "))
             };
-            finished.push((what, why, max_over && settled != Some(0)));
+            finished.push((what, forced, why));
             if d.pods.is_empty() {
                 return false;
             }
             d.drained_at = Some(time(now));
             true
         });
-        for (revision, why, forced) in finished {
+        for (revision, forced, why) in finished {
             let message = format!("{revision} drained ({why})");
             if forced {
                 self.events.push(Event::warning("DrainFinished", message));

@@ -1,6 +1,8 @@
 //! What the engine is told: the spec, the status it wrote last time, and what was observed.
 //! Nothing here is fetched by the engine; the reconciler gathers it.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use jiff::Timestamp;
 
 use crate::api::{McpRolloutSpec, McpRolloutStatus, Verdict};
@@ -38,6 +40,90 @@ pub struct Observed {
     /// The canary's share of the route's weights when a Gateway API HTTPRoute weights the
     /// traffic: what the gateway does now. `None` with the plain-Service router.
     pub route_weight: Option<i32>,
+    /// What the MCP session router's replicas report, when it routes the traffic.
+    pub router: Option<RouterObserved>,
+}
+
+/// What the MCP session router's replicas have in force and carry, as they reported it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouterObserved {
+    /// Every ready router replica answered (and at least one is ready): the figures below
+    /// cover all the traffic.
+    pub complete: bool,
+    /// Complete, and every replica has run for at least its idle timeout, so its session
+    /// counts include every session still open (it has seen each one's latest request).
+    pub sessions_known: bool,
+    /// The smallest and largest weight of new work per revision over the replicas: a weight is
+    /// in force when both agree, and a revision takes no new work when its largest is 0.
+    pub min_weight: BTreeMap<String, i32>,
+    pub max_weight: BTreeMap<String, i32>,
+    /// Revisions every replica has evacuated.
+    pub evacuated: BTreeSet<String>,
+    /// Pods some replica still sends new work to.
+    pub serving_pods: BTreeSet<String>,
+    /// Drains (revision, start in unix seconds) every replica's configuration knows of: their
+    /// figures were taken after the drain began.
+    pub drains: BTreeSet<(String, i64)>,
+    /// Load per revision and per pod, summed over the replicas.
+    pub revisions: BTreeMap<String, RouterLoad>,
+    pub pods: BTreeMap<String, RouterLoad>,
+}
+
+/// Sessions, streams and requests in flight, as the router counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouterLoad {
+    pub sessions: i64,
+    pub streams: i64,
+    pub in_flight: i64,
+}
+
+impl RouterLoad {
+    pub fn is_idle(&self) -> bool {
+        self.sessions == 0 && self.streams == 0 && self.in_flight == 0
+    }
+
+    /// Nothing in flight (sessions aside): what an evacuated revision waits for.
+    pub fn nothing_in_flight(&self) -> bool {
+        self.streams == 0 && self.in_flight == 0
+    }
+
+    pub fn add(&mut self, other: &Self) {
+        self.sessions += other.sessions;
+        self.streams += other.streams;
+        self.in_flight += other.in_flight;
+    }
+}
+
+impl RouterObserved {
+    /// Whether no replica sends `revision` new work any more.
+    pub fn out_of_rotation(&self, revision: &str) -> bool {
+        self.complete && self.max_weight.get(revision).copied().unwrap_or(0) == 0
+    }
+
+    /// Whether every replica has the configuration written after the drain of `revision`
+    /// that began at `started_at` (unix seconds): only then do its figures speak for it.
+    pub fn knows_drain(&self, revision: &str, started_at: i64) -> bool {
+        self.complete && self.drains.contains(&(revision.to_owned(), started_at))
+    }
+
+    /// Whether no replica sends any of `pods` new work any more.
+    pub fn pods_out_of_rotation(&self, pods: &[String]) -> bool {
+        self.complete && !pods.iter().any(|p| self.serving_pods.contains(p))
+    }
+
+    /// The load of a revision, or of some of its pods.
+    pub fn load(&self, revision: &str, pods: &[String]) -> RouterLoad {
+        if pods.is_empty() {
+            return self.revisions.get(revision).copied().unwrap_or_default();
+        }
+        let mut sum = RouterLoad::default();
+        for pod in pods {
+            if let Some(l) = self.pods.get(pod) {
+                sum.add(l);
+            }
+        }
+        sum
+    }
 }
 
 /// Why the rollout cannot go on until something outside it changes.

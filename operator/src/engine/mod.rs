@@ -42,6 +42,8 @@ mod prelude;
 mod problems;
 mod progress;
 mod requests;
+#[cfg(test)]
+mod router_tests;
 mod template;
 #[cfg(test)]
 mod tests;

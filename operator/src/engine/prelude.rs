@@ -13,6 +13,6 @@ pub(super) use super::{
     stage_of,
 };
 pub(super) use crate::api::{
-    BlueGreenStrategy, CanaryStep, CheckStatus, DrainStatus, McpRolloutSpec, McpRolloutStatus, Phase,
-    ProbeStatus, RollbackReason, RollbackStatus, StrategyRef, Verdict,
+    BlueGreenStrategy, CanaryStep, CheckStatus, DrainStatus, McpRolloutSpec, McpRolloutStatus, OnRollback,
+    Phase, ProbeStatus, RollbackReason, RollbackStatus, StrategyRef, Verdict,
 };

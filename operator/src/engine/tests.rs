@@ -159,7 +159,7 @@ impl World {
 }
 
 /// A rollout whose first revision is stable, then a new template applied.
-fn with_stable_then(strategy: serde_json::Value, analysis: bool) -> (World, String, String) {
+pub(super) fn with_stable_then(strategy: serde_json::Value, analysis: bool) -> (World, String, String) {
     let mut w = World::new(spec(strategy, "mcp-fixture:v1"));
     if analysis {
         w.spec.analysis = Some(

@@ -34,9 +34,10 @@ pub fn pod_ratio_weight(total: i32, weight: i32) -> i32 {
 }
 
 impl Engine<'_> {
-    /// Whether the rollout routes through a Gateway API HTTPRoute (exact weights).
+    /// Whether the rollout routes through a Gateway API HTTPRoute or the MCP session router
+    /// (exact weights).
     pub(super) fn exact_weights(&self) -> bool {
-        self.spec.traffic_routing.as_ref().is_some_and(|t| t.gateway_api.is_some())
+        self.spec.traffic_routing.as_ref().is_some_and(|t| t.gateway_api.is_some()) || self.mcp_router()
     }
 
     /// The effective weight `weight` gives once in force, with this rollout's router.
@@ -48,12 +49,17 @@ impl Engine<'_> {
         }
     }
 
-    /// The canary's observed share of traffic: the route's weights, or the share of the
-    /// Service's ready endpoints that are canary pods.
+    /// The canary's observed share of traffic: the weight every router replica has in force
+    /// (the smallest of theirs; 0 before any answered), the route's weights, or the share of
+    /// the Service's ready endpoints that are canary pods.
     pub(super) fn effective_weight(&self) -> i32 {
         let Some(canary) = &self.st.canary_revision else {
             return 0;
         };
+        if self.mcp_router() {
+            let router = self.observed.router.as_ref().filter(|r| r.complete);
+            return router.and_then(|r| r.min_weight.get(canary)).copied().unwrap_or(0);
+        }
         if let Some(weight) = self.observed.route_weight {
             return weight;
         }

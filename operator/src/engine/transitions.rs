@@ -18,7 +18,9 @@ impl<'a> Engine<'a> {
             self.flip_back();
         }
         if had_traffic {
-            self.start_drain(canary, replicas);
+            // The runbook's forced reconnect, unless the spec asks to let sessions run out.
+            let evacuate = self.spec.drain.on_rollback == OnRollback::Evacuate;
+            self.start_drain(canary, replicas, evacuate);
         }
         self.reset_rollout_fields();
         self.events.push(Event::warning(
@@ -39,7 +41,7 @@ impl<'a> Engine<'a> {
         }
         if self.st.desired_weight > 0 {
             let replicas = self.canary_replicas_now();
-            self.start_drain(canary, replicas);
+            self.start_drain(canary, replicas, false);
         }
         self.reset_rollout_fields();
         self.set_stage(Stage::Steady);
@@ -52,7 +54,7 @@ impl<'a> Engine<'a> {
         };
         if let Some(old) = self.st.stable_revision.clone() {
             let total = self.total();
-            self.start_drain(&old, total);
+            self.start_drain(&old, total, false);
         }
         self.st.stable_revision = Some(revision.clone());
         self.reset_rollout_fields();

@@ -31,6 +31,12 @@ pub struct RouterState {
     /// Weight of new work per revision.
     pub weights: BTreeMap<String, u32>,
     pub evacuated: Vec<String>,
+    /// Pods that take new work now (serving, of a revision with weight).
+    #[serde(default)]
+    pub serving: Vec<String>,
+    /// The operator's drains the configuration in force knows of.
+    #[serde(default)]
+    pub drains: Vec<super::config::DrainKey>,
     pub revisions: BTreeMap<String, Load>,
     pub backends: BTreeMap<String, Load>,
 }
@@ -59,6 +65,15 @@ impl AdminState {
             idle_timeout_seconds: self.router.sessions.idle_timeout().as_secs(),
             weights: table.revisions.iter().map(|t| (t.revision.clone(), t.weight)).collect(),
             evacuated: table.evacuated.iter().cloned().collect(),
+            serving: table
+                .revisions
+                .iter()
+                .filter(|t| t.weight > 0)
+                .flat_map(|t| t.backends.iter().cloned())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            drains: table.drains.iter().cloned().collect(),
             revisions,
             backends,
         }
@@ -70,12 +85,16 @@ pub fn routes(state: Arc<AdminState>) -> Admin {
     Admin::new()
         .route(
             "/metrics",
-            get(|State(s): State<Arc<AdminState>>| async move { s.router.metrics.render(&s.router.sessions) }),
+            get(
+                |State(s): State<Arc<AdminState>>| async move { s.router.metrics.render(&s.router.sessions) },
+            ),
         )
         .route("/state", get(|State(s): State<Arc<AdminState>>| async move { axum::Json(s.state()) }))
         .route(
             "/sessions",
-            get(|State(s): State<Arc<AdminState>>| async move { axum::Json(s.router.sessions.by_revision()) }),
+            get(
+                |State(s): State<Arc<AdminState>>| async move { axum::Json(s.router.sessions.by_revision()) },
+            ),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route(

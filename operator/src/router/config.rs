@@ -39,6 +39,18 @@ pub struct RoutingConfig {
     /// Revisions rolled back: their sessions end at their next request.
     #[serde(default)]
     pub evacuated: BTreeSet<String>,
+    /// The drains under way, reported back as in force: a router's counts speak for a drain
+    /// only once it has the configuration written after that drain began.
+    #[serde(default)]
+    pub drains: BTreeSet<DrainKey>,
+}
+
+/// One drain: the revision and when it began (unix seconds).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainKey {
+    pub revision: String,
+    pub started_at: i64,
 }
 
 impl RoutingConfig {
@@ -71,11 +83,7 @@ pub fn pod_view(pod: &Pod) -> Option<PodView> {
     let revision = pod.metadata.labels.as_ref()?.get(labels::REVISION)?.clone();
     let status = pod.status.as_ref()?;
     let ip = status.pod_ip.clone().filter(|ip| !ip.is_empty())?;
-    let ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
     let serving = ready && pod.metadata.deletion_timestamp.is_none();
     let ports = pod
         .spec
@@ -101,15 +109,17 @@ pub fn table(config: &RoutingConfig, pods: &[PodView]) -> Table {
         tool_routes: config.tool_routes.clone(),
         canary: config.canary.clone(),
         evacuated: config.evacuated.clone(),
+        drains: config.drains.clone(),
         version: config.version.clone(),
         ..Table::default()
     };
     for pod in pods {
         let Some(port) = port_of(pod, &config.target_port) else { continue };
         let host = if pod.ip.contains(':') { format!("[{}]", pod.ip) } else { pod.ip.clone() };
-        table
-            .backends
-            .insert(pod.name.clone(), BackendAddr { authority: format!("{host}:{port}"), revision: pod.revision.clone() });
+        table.backends.insert(
+            pod.name.clone(),
+            BackendAddr { authority: format!("{host}:{port}"), revision: pod.revision.clone() },
+        );
     }
     for (revision, weight) in &config.weights {
         let backends = pods
@@ -165,7 +175,8 @@ mod tests {
 
     #[test]
     fn the_version_follows_the_content() {
-        let a = RoutingConfig { weights: BTreeMap::from([("r1".to_owned(), 100)]), ..RoutingConfig::default() };
+        let a =
+            RoutingConfig { weights: BTreeMap::from([("r1".to_owned(), 100)]), ..RoutingConfig::default() };
         let b = RoutingConfig { weights: BTreeMap::from([("r1".to_owned(), 95)]), ..a.clone() };
         assert_eq!(a.clone().versioned().version, a.clone().versioned().versioned().version);
         assert_ne!(a.versioned().version, b.versioned().version);

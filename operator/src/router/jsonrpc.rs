@@ -52,13 +52,15 @@ pub fn sniff(body: &[u8]) -> Sniffed {
     let mut tool_calls = Vec::new();
     for m in &messages {
         if m.method.as_deref() == Some("tools/call")
-            && let (Some(id), Some(name)) = (m.id.as_ref().and_then(id_key), m.params.as_ref().and_then(|p| p.name.as_ref()))
+            && let (Some(id), Some(name)) =
+                (m.id.as_ref().and_then(id_key), m.params.as_ref().and_then(|p| p.name.as_ref()))
         {
             tool_calls.push((id, name.clone()));
         }
     }
     let Some(first) = messages.into_iter().next() else { return Sniffed::default() };
-    let tool = (first.method.as_deref() == Some("tools/call")).then(|| first.params.and_then(|p| p.name)).flatten();
+    let tool =
+        (first.method.as_deref() == Some("tools/call")).then(|| first.params.and_then(|p| p.name)).flatten();
     Sniffed { method: first.method, tool, tool_calls }
 }
 
@@ -187,14 +189,17 @@ mod tests {
             "validating \"arguments\": missing properties: [\"query\"]",
             "get_document: invalid arguments for get_document (fault injected)",
         ] {
-            let r = json!({"id": 4, "result": {"isError": true, "content": [{"type": "text", "text": text}]}});
+            let r =
+                json!({"id": 4, "result": {"isError": true, "content": [{"type": "text", "text": text}]}});
             assert_eq!(responses(&r)[0].1, Outcome::SchemaValidation, "{text}");
         }
         let batch = json!([ok, rpc, {"jsonrpc": "2.0", "method": "notifications/progress"}]);
         assert_eq!(responses(&batch).len(), 2, "notifications are not responses");
         let server_request = json!({"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage"});
         assert!(responses(&server_request).is_empty());
-        for junk in [json!(null), json!(3), json!({"id": null, "result": {}}), json!({"id": {}, "result": {}})] {
+        for junk in
+            [json!(null), json!(3), json!({"id": null, "result": {}}), json!({"id": {}, "result": {}})]
+        {
             assert!(responses(&junk).is_empty(), "{junk}");
         }
     }

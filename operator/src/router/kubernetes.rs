@@ -87,7 +87,10 @@ pub fn read_keys(dir: &Path) -> Result<Keys, KeyFileError> {
 /// How often the key files are read again (a Secret volume is refreshed by the kubelet).
 const KEY_RELOAD: Duration = Duration::from_secs(30);
 
-pub async fn run(args: KubernetesArgs, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
+pub async fn run(
+    args: KubernetesArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let keys = read_keys(&args.key_dir)?;
     let router = Arc::new(Router::new(
         // Nothing routes until the first configuration is in force (503, not ready).
@@ -136,7 +139,10 @@ async fn watch_and_route(client: Client, args: KubernetesArgs, router: Arc<Route
     let (maps, maps_writer) = reflector::store();
     let pod_events = reflector(
         pods_writer,
-        watcher(pods_api, watcher::Config::default().labels(&format!("{}={}", labels::ROLLOUT, args.rollout))),
+        watcher(
+            pods_api,
+            watcher::Config::default().labels(&format!("{}={}", labels::ROLLOUT, args.rollout)),
+        ),
     )
     .default_backoff()
     .touched_objects()

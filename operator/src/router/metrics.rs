@@ -5,11 +5,7 @@
 //! (sampled at scrape time from the session table) open sessions, streams and requests in
 //! flight per revision — what the analysis (`source: router`) and the drain read.
 
-use std::{
-    collections::BTreeSet,
-    sync::Mutex,
-    time::Duration,
-};
+use std::{collections::BTreeSet, sync::Mutex, time::Duration};
 
 use hyper::{Response, header::HeaderName};
 use prometheus_client::{
@@ -199,14 +195,19 @@ impl RouterMetrics {
     pub fn call(&self, revision: &str, tool: &str, error_type: Option<&str>, latency: Option<Duration>) {
         let tool = self.tool_label(tool);
         let outcome = if error_type.is_some() { "error" } else { "ok" };
-        let labels = CallLabels { revision: revision.to_owned(), tool: tool.clone(), outcome: outcome.into() };
+        let labels =
+            CallLabels { revision: revision.to_owned(), tool: tool.clone(), outcome: outcome.into() };
         self.calls.get_or_create(&labels).inc();
         if let Some(latency) = latency {
             self.call_latency.get_or_create(&labels).observe(latency.as_secs_f64());
         }
         if let Some(error_type) = error_type {
             self.errors
-                .get_or_create(&ErrorLabels { revision: revision.to_owned(), tool, error_type: error_type.into() })
+                .get_or_create(&ErrorLabels {
+                    revision: revision.to_owned(),
+                    tool,
+                    error_type: error_type.into(),
+                })
                 .inc();
         }
     }

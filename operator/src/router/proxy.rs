@@ -70,6 +70,8 @@ pub struct Table {
     /// Which configuration this table was built from (the operator's, in Kubernetes), reported
     /// back so the operator knows what is in force.
     pub version: String,
+    /// The operator's drains this table was built knowing of (reported back).
+    pub drains: BTreeSet<super::config::DrainKey>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -260,11 +262,8 @@ impl Router {
         } else {
             Kind::Other
         };
-        let calls: Vec<Call> = sniffed
-            .tool_calls
-            .into_iter()
-            .map(|(id, tool)| Call { id, tool, started })
-            .collect();
+        let calls: Vec<Call> =
+            sniffed.tool_calls.into_iter().map(|(id, tool)| Call { id, tool, started }).collect();
         let target = match &token {
             Some(token) => {
                 let pin = self.keys().open(token).ok_or(Answer::SessionNotFound("unknown session"))?;
@@ -327,7 +326,12 @@ impl Router {
                 if !response.status().is_success() {
                     self.forget_calls(pin, &calls);
                     for call in &calls {
-                        self.metrics.call(&target.revision, &call.tool, Some("http"), Some(call.started.elapsed()));
+                        self.metrics.call(
+                            &target.revision,
+                            &call.tool,
+                            Some("http"),
+                            Some(call.started.elapsed()),
+                        );
                     }
                 }
                 Vec::new()
@@ -447,7 +451,8 @@ impl Router {
                 self.metrics.call(&target.revision, &call.tool, Some("http"), Some(call.started.elapsed()));
             }
         }
-        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let content_type =
+            parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let streaming = content_type.starts_with("text/event-stream");
         let json = content_type.starts_with("application/json");
         let is_get = method == hyper::Method::GET;
@@ -495,8 +500,9 @@ impl Answer {
         };
         let body =
             serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
-        let mut response =
-            Response::new(UnsyncBoxBody::new(Full::new(Bytes::from(body.to_string())).map_err(|e| match e {})));
+        let mut response = Response::new(UnsyncBoxBody::new(
+            Full::new(Bytes::from(body.to_string())).map_err(|e| match e {}),
+        ));
         *response.status_mut() = status;
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response

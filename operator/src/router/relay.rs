@@ -23,8 +23,8 @@ use tokio::sync::watch;
 use super::{
     jsonrpc,
     metrics::UNKNOWN_TOOL,
-    sessions::PendingCall,
     proxy::{BoxError, Router, Table},
+    sessions::PendingCall,
     sse::{self, EventReader, MAX_EVENT},
     token::{MAX_SESSION_ID_LEN, Pin},
 };
@@ -89,7 +89,10 @@ pub struct Setup {
 enum Reading {
     Nothing,
     /// A JSON body, kept up to [`MAX_EVENT`] bytes to be read at its end.
-    Json { body: Vec<u8>, overflow: bool },
+    Json {
+        body: Vec<u8>,
+        overflow: bool,
+    },
     Events(EventReader),
 }
 
@@ -118,8 +121,17 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(setup: Setup) -> Self {
-        let Setup { router, backend, revision, streaming, json, calls, legacy_open, evacuable_session, flight } =
-            setup;
+        let Setup {
+            router,
+            backend,
+            revision,
+            streaming,
+            json,
+            calls,
+            legacy_open,
+            evacuable_session,
+            flight,
+        } = setup;
         let reading = if streaming {
             Reading::Events(EventReader::default())
         } else if json && !calls.is_empty() {
@@ -149,7 +161,10 @@ impl Relay {
     }
 
     /// The response body, relayed.
-    pub fn into_stream(self, body: Incoming) -> impl Stream<Item = Result<Frame<Bytes>, BoxError>> + Send + 'static {
+    pub fn into_stream(
+        self,
+        body: Incoming,
+    ) -> impl Stream<Item = Result<Frame<Bytes>, BoxError>> + Send + 'static {
         let frames = BodyStream::new(body).boxed();
         stream::unfold((self, frames), |(mut relay, mut frames)| async move {
             let item = relay.next(&mut frames).await?;
@@ -282,13 +297,21 @@ impl Relay {
         for (id, outcome) in jsonrpc::responses(message) {
             if let Some(at) = self.calls.iter().position(|c| c.id == id) {
                 let call = self.calls.swap_remove(at);
-                self.router.metrics.answered(&self.revision, &call.tool, outcome, Some(call.started.elapsed()));
+                self.router.metrics.answered(
+                    &self.revision,
+                    &call.tool,
+                    outcome,
+                    Some(call.started.elapsed()),
+                );
             } else if let Some(pin) = &self.session {
                 // A legacy answer on its session's stream.
                 match self.router.sessions.call_answered(pin, &id) {
-                    Some(call) => {
-                        self.router.metrics.answered(&self.revision, &call.tool, outcome, Some(call.started.elapsed()))
-                    }
+                    Some(call) => self.router.metrics.answered(
+                        &self.revision,
+                        &call.tool,
+                        outcome,
+                        Some(call.started.elapsed()),
+                    ),
                     // Posted through another replica: counted when it is a tool result, untimed.
                     None if looks_like_tool_result(message, &id) => {
                         self.router.metrics.answered(&self.revision, UNKNOWN_TOOL, outcome, None);

@@ -138,8 +138,10 @@ impl Sessions {
     /// end measures all of it. `None` when it was not open here.
     pub fn close(&self, pin: &Pin) -> Option<Ended> {
         let entry = self.lock().sessions.remove(&key(pin))?;
-        (!entry.ended)
-            .then(|| Ended { revision: entry.revision, seconds: seconds_since(entry.opened_unix, unix_now()) })
+        (!entry.ended).then(|| Ended {
+            revision: entry.revision,
+            seconds: seconds_since(entry.opened_unix, unix_now()),
+        })
     }
 
     /// Forgets sessions idle past the timeout; each lasted until its last request.
@@ -153,7 +155,10 @@ impl Sessions {
                 return true;
             }
             let last_unix = now_unix.saturating_sub(quiet.as_secs());
-            ended.push(Ended { revision: e.revision.clone(), seconds: seconds_since(e.opened_unix, last_unix) });
+            ended.push(Ended {
+                revision: e.revision.clone(),
+                seconds: seconds_since(e.opened_unix, last_unix),
+            });
             false
         });
         ended
@@ -168,7 +173,10 @@ impl Sessions {
             if !revisions.contains(&e.revision) || e.ended {
                 return true;
             }
-            ended.push(Ended { revision: e.revision.clone(), seconds: seconds_since(e.opened_unix, now_unix) });
+            ended.push(Ended {
+                revision: e.revision.clone(),
+                seconds: seconds_since(e.opened_unix, now_unix),
+            });
             e.ended = true;
             !e.pending.is_empty()
         });
@@ -252,7 +260,8 @@ impl Sessions {
             backends.entry(e.backend.clone()).or_default().in_flight += pending;
         }
         for ((backend, revision), c) in &inner.counts {
-            for load in [revisions.entry(revision.clone()).or_default(), backends.entry(backend.clone()).or_default()]
+            for load in
+                [revisions.entry(revision.clone()).or_default(), backends.entry(backend.clone()).or_default()]
             {
                 load.streams += c.streams;
                 load.in_flight += c.in_flight;

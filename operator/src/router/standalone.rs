@@ -195,7 +195,8 @@ pub fn admin(router: Arc<Router>, args: StandaloneArgs) -> Admin {
         .route(
             "/evacuate",
             put(move |State(l): State<Arc<Live>>, body: String| async move {
-                let revisions = body.split([',', ' ', '\n']).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                let revisions =
+                    body.split([',', ' ', '\n']).filter(|s| !s.is_empty()).map(str::to_owned).collect();
                 answer(l.apply(None, Some(revisions)))
             }),
         )
@@ -215,7 +216,10 @@ fn spawn_sighup(live: Arc<Live>) {
         while hup.recv().await.is_some() {
             let read = std::fs::read_to_string(&path).map_err(|e| e.to_string());
             let result = read.and_then(|text| {
-                let weight = text.trim().parse::<u32>().map_err(|_| format!("{}: not a percentage", path.display()))?;
+                let weight = text
+                    .trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("{}: not a percentage", path.display()))?;
                 live.apply(Some(weight), None)
             });
             match result {
