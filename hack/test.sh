@@ -40,7 +40,7 @@ echo "test: e2e scenarios on the cluster ($E2E_KUBECONFIG)" >&2
 # Scenarios get a namespace each and share the cluster two at a time; the ones that disturb
 # what every scenario shares (the operator, Prometheus, the cluster's own components) run alone.
 cargo test --locked -p e2e --test blue_green --test canary --test chart --test gateway --test gitops \
-  --test manual --test safety -- --test-threads=2
+  --test manual --test router --test safety -- --test-threads=2
 cargo test --locked -p e2e --test operations --test resilience --test cluster_restarts -- --test-threads=1
 
 .venv/bin/python hack/validate-crds.py

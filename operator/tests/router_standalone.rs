@@ -14,6 +14,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use mcp_fixture::{
     agents::{self, AgentEra, AgentTransport, AgentsConfig, Report},
+    metrics::sample_sum,
     server::Fixture,
 };
 use mcp_rollout::router::{
@@ -232,20 +233,6 @@ async fn a_tool_route_sends_only_that_tools_stateless_calls_to_the_canary() {
         let other = client.call_tool("get_document", json!({"id": "doc-1"}), false).await.unwrap();
         assert_eq!(other.server_version.as_deref(), Some("v1"), "every other call stays on stable");
     }
-}
-
-/// The sum of a metric's samples whose labels include every `(name, value)` given.
-fn sample_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (name, rest) = series.split_once('{').unwrap_or((series, ""));
-            (name == metric && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-        })
-        .sum()
 }
 
 async fn fixture_metrics(fixture: &Fixture) -> String {

@@ -101,6 +101,11 @@ pub struct FixtureConfig {
     #[arg(long, env = "FIXTURE_SLOW_START_SECONDS", default_value_t = 0)]
     pub slow_start_seconds: u64,
 
+    /// Serve `/metrics`. Off: a server with no instrumentation at all (404), as many are; the
+    /// MCP session router's measurements are then all there is to gate on.
+    #[arg(long, env = "FIXTURE_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+
     /// Seed for the fault dice, for reproducible runs.
     #[arg(long, env = "FIXTURE_SEED")]
     pub seed: Option<u64>,
@@ -135,6 +140,7 @@ impl FixtureConfig {
             crash_after_calls: None,
             fail_initialize: false,
             slow_start_seconds: 0,
+            metrics: true,
             seed: Some(1),
         }
     }

@@ -157,6 +157,21 @@ impl Drop for SessionGuard {
     }
 }
 
+/// The sum of a metric's samples, in the Prometheus text format, whose labels include every
+/// `(name, value)` given: how tests read a server's or a router's `/metrics`.
+pub fn sample_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, rest) = series.split_once('{').unwrap_or((series, ""));
+            (name == metric && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +195,14 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+    }
+
+    #[test]
+    fn samples_are_summed_by_name_and_labels() {
+        let text = "# HELP x y\nx_total{a=\"1\",b=\"2\"} 3\nx_total{a=\"1\",b=\"3\"} 4\nx_total_other 9\nx_total 5\n";
+        assert_eq!(sample_sum(text, "x_total", &[]), 12.0);
+        assert_eq!(sample_sum(text, "x_total", &[("a", "1")]), 7.0);
+        assert_eq!(sample_sum(text, "x_total", &[("b", "3")]), 4.0);
+        assert_eq!(sample_sum(text, "missing", &[]), 0.0);
     }
 }

@@ -91,12 +91,15 @@ impl Fixture {
         );
         let version = HeaderValue::from_str(&shared.config.server_version)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-        let router = Router::new()
+        let mut router = Router::new()
             .nest_service(MCP_PATH, mcp)
             .route(SSE_PATH, get(open_legacy))
             .route(MESSAGES_PATH, post(legacy_sse::post).with_state(state.sessions.clone()))
-            .route("/metrics", get(metrics))
-            .route("/healthz", get(healthz))
+            .route("/healthz", get(healthz));
+        if shared.config.metrics {
+            router = router.route("/metrics", get(metrics));
+        }
+        let router = router
             .layer(middleware::from_fn_with_state(state.clone(), refuse_new_sessions_when_draining))
             .layer(middleware::map_response(move |mut response: Response| {
                 let version = version.clone();

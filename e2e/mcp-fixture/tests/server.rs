@@ -336,3 +336,13 @@ async fn shutdown_refuses_new_sessions_and_finishes_the_open_stream() {
     let done = response_with_id(&body, 9);
     assert!(done["result"]["content"][0]["text"].as_str().unwrap().contains("report of 2s ready"), "{done}");
 }
+
+#[tokio::test]
+async fn a_fixture_without_metrics_serves_mcp_and_no_metrics() {
+    let fixture = start(|c| c.metrics = false).await;
+    let response = reqwest::get(format!("{}/metrics", fixture.url())).await.unwrap();
+    assert_eq!(response.status(), 404, "no instrumentation at all");
+    let session = Session::open(&fixture, "2025-11-25").await;
+    let r = session.call(7, "get_document", json!({"id": "doc-1"})).await;
+    assert!(r["result"]["content"].is_array(), "{r}");
+}

@@ -130,21 +130,28 @@ impl RealCluster {
     /// containerd (`hack/cluster.sh kill-container`); elsewhere its pod is deleted with grace 0.
     pub async fn kill_operator(&self, client: &Client) -> String {
         let leader = self.leader(client).await.expect("an operator holds the Lease");
+        self.kill_container(client, &self.operator_namespace, &leader, "operator").await;
+        leader
+    }
+
+    /// SIGKILL of one container through containerd (`hack/cluster.sh kill-container`): no
+    /// graceful shutdown; the kubelet restarts it in the same pod. Elsewhere the pod is
+    /// deleted with grace 0.
+    pub async fn kill_container(&self, client: &Client, namespace: &str, pod: &str, container: &str) {
         match &self.local_dir {
             Some(dir) => {
                 let status = Command::new(crate::workspace().join("hack/cluster.sh"))
                     .env("MCP_CLUSTER_DIR", dir)
-                    .args(["kill-container", &self.operator_namespace, &leader, "operator"])
+                    .args(["kill-container", namespace, pod, container])
                     .status()
                     .unwrap();
                 assert!(status.success(), "hack/cluster.sh kill-container failed");
             }
             None => {
-                let pods = self.operator_pods(client);
-                let _ = pods.delete(&leader, &DeleteParams::default().grace_period(0)).await;
+                let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+                let _ = pods.delete(pod, &DeleteParams::default().grace_period(0)).await;
             }
         }
-        leader
     }
 
     /// Deletes the leading operator's pod gracefully (SIGTERM): it releases its Lease.

@@ -13,6 +13,7 @@
 
 pub mod cluster;
 pub mod kstatus;
+pub mod router;
 
 use std::{
     future::Future,

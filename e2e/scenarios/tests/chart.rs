@@ -1,8 +1,10 @@
 //! RBAC proven on the real API server: the operator runs as the Helm chart's pods under the
 //! chart's ServiceAccount with RBAC enforced (`--authorization-mode=Node,RBAC`). After a canary
-//! (with a probe token Secret), a Gateway API rollout and its deletion, the API server's audit
-//! log must show no request of that ServiceAccount denied, and every verb the installed roles
-//! grant must have been used, or be listed here with the reason it was not.
+//! (with a probe token Secret), a Gateway API rollout and its deletion, and a rollout through
+//! the MCP session router, the API server's audit log must show no request of that
+//! ServiceAccount denied, and every verb the installed roles grant must have been used, or be
+//! listed here with the reason it was not. The router's own ServiceAccount is held to the same
+//! bar with the Role the operator gives it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -24,10 +26,16 @@ use mcp_fixture::agents::AgentEra;
 use serde_json::{Value, json};
 
 /// Rules the operator has a code path for that this scenario does not reach, and why.
-const NOT_EXERCISED: &[(&str, &str)] = &[(
-    "patch events.k8s.io/events",
-    "kube-runtime's Recorder patches an event's series when the same event repeats; none repeats here",
-)];
+const NOT_EXERCISED: &[(&str, &str)] = &[
+    (
+        "patch events.k8s.io/events",
+        "kube-runtime's Recorder patches an event's series when the same event repeats; none repeats here",
+    ),
+    (
+        "watch core/configmaps",
+        "held only so the operator may grant it to each rollout's router (a Role grants no more than its creator holds)",
+    ),
+];
 
 /// One request as the audit log records it.
 #[derive(Debug)]
@@ -175,8 +183,18 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
     routed["spec"].as_object_mut().unwrap().remove("analysis");
     bed.apply(&routed).await;
 
+    // A rollout through the MCP session router: its ConfigMap, key Secret, ServiceAccount, Role
+    // and RoleBinding.
+    let mut through_router = fixture_rollout("via-router", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    through_router["spec"]["replicas"] = json!(1);
+    through_router["spec"]["trafficRouting"] = json!({"mcpRouter": {"replicas": 1}});
+    through_router["spec"].as_object_mut().unwrap().remove("analysis");
+    bed.apply(&through_router).await;
+
     bed.wait_healthy("docs").await;
     bed.wait_healthy("routed").await;
+    bed.wait_healthy("via-router").await;
+    bed.wait_router("via-router", 1).await;
     let traffic = bed
         .agents("docs", |c| {
             c.duration = 120.0;
@@ -210,9 +228,26 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
     .await;
 
     let namespace = bed.real.operator_namespace.clone();
-    let user = format!("system:serviceaccount:{namespace}:mcp-rollout");
     let log = std::fs::read_to_string(dir.join("logs/audit.log")).expect("the local cluster's audit log");
-    let all = audited(&log, &user);
+    check_service_account(&bed, &log, &namespace, "mcp-rollout", started, NOT_EXERCISED, 50).await;
+    // The router's: it lists and watches its rollout's pods and its one ConfigMap, nothing else.
+    check_service_account(&bed, &log, &bed.namespace, "via-router-router", started, &[], 2).await;
+}
+
+/// Checks one ServiceAccount's requests in the audit log: none denied by RBAC over the whole
+/// run, and every verb its roles grant used (over its whole life in the log), or listed in
+/// `not_exercised` with why.
+async fn check_service_account(
+    bed: &Bed,
+    log: &str,
+    namespace: &str,
+    account: &str,
+    started: jiff::Timestamp,
+    not_exercised: &[(&str, &str)],
+    min_requests: usize,
+) {
+    let user = format!("system:serviceaccount:{namespace}:{account}");
+    let all = audited(log, &user);
     let denied: BTreeMap<String, usize> =
         all.iter().filter(|r| r.forbidden).fold(BTreeMap::new(), |mut m, r| {
             *m.entry(r.describe()).or_default() += 1;
@@ -220,14 +255,14 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
         });
     assert!(denied.is_empty(), "requests of {user} RBAC denied: {denied:#?}");
     let requests: Vec<&Audited> = all.iter().filter(|r| r.at.is_some_and(|at| at >= started)).collect();
-    assert!(requests.len() > 50, "only {} requests as {user} in the audit log", requests.len());
+    assert!(requests.len() > min_requests, "only {} requests as {user} in the audit log", requests.len());
 
-    let grants = grants(&bed.client, &namespace, "mcp-rollout").await;
+    let grants = grants(&bed.client, namespace, account).await;
     assert!(!grants.is_empty(), "no RBAC bound to {user}");
     let mut made: BTreeMap<String, usize> = BTreeMap::new();
     let mut used: BTreeSet<(usize, String)> = BTreeSet::new();
-    // Usage over the operator's whole life in the log: its watches and its Lease were opened
-    // when it started, before this scenario.
+    // Usage over the account's whole life in the log: the operator's watches and its Lease
+    // were opened when it started, before this scenario.
     for request in &all {
         if request.at.is_some_and(|at| at >= started) {
             *made.entry(request.describe()).or_default() += 1;
@@ -243,7 +278,7 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
             }
         }
     }
-    println!("requests by the operator since the scenario began ({} in all):", requests.len());
+    println!("requests by {user} since the scenario began ({} in all):", requests.len());
     for (what, count) in &made {
         println!("  {count:>6}  {what}");
     }
@@ -262,17 +297,17 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
     println!("granted verbs never used ({}):", unused.len());
     for (role, rule) in &unused {
         let why =
-            NOT_EXERCISED.iter().find(|(r, _)| r == rule).map_or("UNUSED: shrink the role", |(_, why)| why);
+            not_exercised.iter().find(|(r, _)| r == rule).map_or("UNUSED: shrink the role", |(_, why)| why);
         println!("  {role}: {rule}  ({why})");
     }
     let unexplained: Vec<&(String, String)> =
-        unused.iter().filter(|(_, u)| !NOT_EXERCISED.iter().any(|(r, _)| r == u)).collect();
+        unused.iter().filter(|(_, u)| !not_exercised.iter().any(|(r, _)| r == u)).collect();
     assert!(
         unexplained.is_empty(),
-        "the chart grants more than the operator used; shrink it: {unexplained:#?}"
+        "{user} is granted more than it used; shrink its role: {unexplained:#?}"
     );
     println!(
-        "chart on the local cluster, RBAC enforced: {} requests by {user} in this scenario, none denied \
+        "RBAC enforced on the local cluster: {} requests by {user} in this scenario, none denied \
          over the whole run ({} audited); {} rules; {} verb(s) not exercised",
         requests.len(),
         all.len(),

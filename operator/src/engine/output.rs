@@ -51,7 +51,7 @@ impl<'a> Engine<'a> {
             (Stage::Canary, Some(s), Some(c)) => {
                 let next = self.next_canary_target();
                 let replicas = replicas_for(total, next.max(weight)).max(1);
-                let canary_pods = replicas_for(total, weight);
+                let canary_pods = replicas_for(total, weight).max(self.tool_routed_pods(c));
                 // Pod ratios are the plain-Service router's weights; a route weights exactly,
                 // with every pod of both revisions behind its own Service.
                 let stable_pods = if self.exact_weights() {
@@ -98,6 +98,15 @@ impl<'a> Engine<'a> {
             }
         }
         plan
+    }
+
+    /// Canary pods in rotation for the router's tool routes alone (a step at weight 0 with
+    /// tools routed to the canary): one, once a probe of it passed in this rollout.
+    fn tool_routed_pods(&self, canary: &str) -> i32 {
+        let routes = self.spec.traffic_routing.as_ref().and_then(|t| t.mcp_router.as_ref());
+        let started = self.st.rollout_started_at.as_ref().map_or(i64::MIN, secs);
+        let routed = routes.is_some_and(|r| r.tool_routes.iter().any(|t| t.weight > 0));
+        i32::from(routed && self.passing_probe(canary, 1, started))
     }
 
     pub(super) fn phase(&self, stage: Stage) -> (Phase, String, String) {

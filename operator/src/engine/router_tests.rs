@@ -157,3 +157,25 @@ fn with_the_router_a_drain_ends_on_its_live_counts_once_it_has_seen_every_sessio
             .any(|e| e.reason == "DrainFinished" && e.message.contains("the router carries no session"))
     );
 }
+
+#[test]
+fn a_tool_route_puts_a_probed_canary_in_rotation_at_weight_zero() {
+    let (mut w, stable, canary) =
+        with_stable_then(json!({"canary": {"steps": [{"setWeight": 0}, {"pause": {}}]}}), false);
+    w.spec.traffic_routing = Some(
+        serde_json::from_value(json!({"mcpRouter": {"toolRoutes": [{"tool": "search", "weight": 100}]}}))
+            .unwrap(),
+    );
+    router_reports(&mut w, &[(&stable, 100)], &[], true);
+    w.tick(1);
+    w.pods_follow_plan();
+    let c = w.plan().revision(&canary).unwrap();
+    assert_eq!((c.weight, c.in_rotation), (0, 0), "not probed yet: out of rotation");
+    w.round(1);
+    let c = w.plan().revision(&canary).unwrap();
+    assert_eq!((c.weight, c.in_rotation), (0, 1), "probed: its tool's calls may reach it");
+    // Without tool routes a canary at weight 0 stays out of rotation.
+    w.spec.traffic_routing = Some(serde_json::from_value(json!({"mcpRouter": {}})).unwrap());
+    w.round(1);
+    assert_eq!(w.plan().revision(&canary).unwrap().in_rotation, 0);
+}
