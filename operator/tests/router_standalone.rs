@@ -44,7 +44,7 @@ async fn fixture(version: &str) -> Fixture {
     support::fixture(|c| c.server_version = version.into()).await
 }
 
-async fn start_router(stable: &Fixture, canary: &Fixture, weight: u32, extra: &[&str]) -> Running {
+fn standalone_args(stable: &Fixture, canary: &Fixture, weight: u32, extra: &[&str]) -> StandaloneArgs {
     use clap::Parser;
     #[derive(Parser)]
     struct Cli {
@@ -58,8 +58,16 @@ async fn start_router(stable: &Fixture, canary: &Fixture, weight: u32, extra: &[
         format!("--canary-weight={weight}"),
     ];
     argv.extend(extra.iter().map(|s| (*s).to_owned()));
-    let args = Cli::parse_from(argv).args;
+    Cli::parse_from(argv).args
+}
+
+async fn start_router(stable: &Fixture, canary: &Fixture, weight: u32, extra: &[&str]) -> Running {
+    let args = standalone_args(stable, canary, weight, extra);
     let router = standalone::router(&args).unwrap();
+    serve(router, args).await
+}
+
+async fn serve(router: Arc<Router>, args: StandaloneArgs) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel();
@@ -398,4 +406,53 @@ async fn an_evacuation_under_load_fails_no_call_and_cuts_no_stream() {
         let left = router.router.sessions.by_revision().get("canary").cloned().unwrap_or_default();
         assert!(left.is_idle(), "{left:?}");
     }
+}
+
+/// A router with no table yet (a Kubernetes-mode replica before its watches have synced)
+/// cannot know where a session lives: it answers 503 with Retry-After, for pinned and new
+/// sessions alike — never 404, which would end a live session — and routes once a table is in
+/// force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_with_no_table_yet_answers_retry_never_session_not_found() {
+    use mcp_rollout::router::{
+        proxy::Limits,
+        sessions::Sessions,
+        token::{Keys, Pin},
+    };
+    let (stable, canary) = (fixture("v1").await, fixture("v2").await);
+    let args = standalone_args(&stable, &canary, 0, &[]);
+    let key = [5u8; 32];
+    let router = Arc::new(Router::unsynced(
+        Keys::new(&key, None).unwrap(),
+        Sessions::new(Duration::from_secs(60), 100),
+        Limits::default(),
+    ));
+    let running = serve(router.clone(), args.clone()).await;
+    let url = format!("http://{}/mcp", running.addr);
+    let http = reqwest::Client::new();
+    let mut client = mcp_fixture::client::StreamableClient::new(
+        http.clone(),
+        url.clone(),
+        mcp_fixture::client::Era::Handshake,
+    );
+    let pinned = Keys::new(&key, None).unwrap().seal(&Pin {
+        backend: "stable".into(),
+        revision: "stable".into(),
+        session: "s-1".into(),
+        opened: 0,
+    });
+    let call = || {
+        http.post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", pinned.clone())
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .send()
+    };
+    let early = call().await.unwrap();
+    assert_eq!(early.status(), 503, "a pinned session before any table");
+    assert_eq!(early.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert!(client.connect().await.is_err(), "no new session before any table");
+    router.set_table(standalone::table(&args, 0).unwrap());
+    assert_ne!(call().await.unwrap().status(), 503, "routed to its backend once a table is in force");
+    assert_eq!(client.connect().await.unwrap().server_version.as_deref(), Some("v1"));
 }

@@ -169,7 +169,8 @@ pub fn sample_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
                 .then(|| value.parse::<f64>().ok())
                 .flatten()
         })
-        .sum()
+        .sum::<f64>()
+        + 0.0 // an empty sum is -0.0
 }
 
 #[cfg(test)]

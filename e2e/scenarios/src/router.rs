@@ -28,9 +28,9 @@ pub fn routed_rollout(name: &str, image: &str, env: &[(&str, &str)], prometheus:
     rollout["spec"]["replicas"] = json!(3);
     rollout["spec"]["trafficRouting"] = json!({"mcpRouter": {"replicas": 2, "idleTimeout": "15s"}});
     rollout["spec"]["strategy"]["canary"]["steps"] = json!([
-        {"setWeight": 5}, {"pause": {"duration": "10s"}},
-        {"setWeight": 25}, {"pause": {"duration": "10s"}},
-        {"setWeight": 50}, {"pause": {"duration": "10s"}},
+        {"setWeight": 5}, {"pause": {"duration": "15s"}},
+        {"setWeight": 25}, {"pause": {"duration": "15s"}},
+        {"setWeight": 50}, {"pause": {"duration": "15s"}},
         {"setWeight": 100}
     ]);
     rollout["spec"]["drain"] = json!({"min": "3s", "max": "40s"});

@@ -302,10 +302,7 @@ async fn check_service_account(
     }
     let unexplained: Vec<&(String, String)> =
         unused.iter().filter(|(_, u)| !not_exercised.iter().any(|(r, _)| r == u)).collect();
-    assert!(
-        unexplained.is_empty(),
-        "{user} is granted more than it used; shrink its role: {unexplained:#?}"
-    );
+    assert!(unexplained.is_empty(), "{user} is granted more than it used; shrink its role: {unexplained:#?}");
     println!(
         "RBAC enforced on the local cluster: {} requests by {user} in this scenario, none denied \
          over the whole run ({} audited); {} rules; {} verb(s) not exercised",

@@ -47,7 +47,15 @@ async fn wait_done(bed: &Bed, name: &str, revision: &str, within: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_the_router_a_canary_and_a_flip_lose_no_session_and_split_new_sessions_by_weight() {
     let bed = Bed::start().await;
-    let v1 = routed_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    // The plugin promotes each step: built before the rollout starts.
+    let _ = e2e::bin_dir();
+    let mut v1 = routed_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    // Each step holds until the test has counted enough new sessions at its weight, however
+    // busy the machine (a timed soak saw 90 at 5% with three scenarios beside it).
+    v1["spec"]["strategy"]["canary"]["steps"] = json!([
+        {"setWeight": 5}, {"pause": {}}, {"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}},
+        {"setWeight": 100}
+    ]);
     let mut plain = v1.clone();
     plain["metadata"]["name"] = json!("plain");
     plain["spec"].as_object_mut().unwrap().remove("trafficRouting");
@@ -61,7 +69,7 @@ async fn through_the_router_a_canary_and_a_flip_lose_no_session_and_split_new_se
     let v3 = blue_green(&with_image(&v2, "mcp-fixture:v2-compatible", &[("FIXTURE_SEED", "3")]), "3s", "10s");
     let r3 = revision_of(&v3);
     let (recorder, split) = record_split(&bed, "docs", &r2);
-    let seconds = 200.0;
+    let seconds = 240.0;
     let streamable = bed.agents("docs", |c| short_sessions(c, AgentTransport::StreamableHttp, seconds)).await;
     let legacy = bed.agents("docs", |c| short_sessions(c, AgentTransport::Sse, seconds)).await;
     let through_plain =
@@ -72,6 +80,21 @@ async fn through_the_router_a_canary_and_a_flip_lose_no_session_and_split_new_se
     bed.apply(&v2).await;
     let mut plain_v2 = with_image(&plain, "mcp-fixture:v2-compatible", &[]);
     bed.apply(&plain_v2).await;
+    for weight in [5, 25, 50] {
+        bed.wait("docs", "the canary paused at its step", Duration::from_secs(120), |r| {
+            r.status.as_ref().is_some_and(|s| s.desired_weight == weight && s.effective_weight == weight)
+        })
+        .await;
+        e2e::eventually("enough new sessions at this weight", Duration::from_secs(180), || async {
+            split.lock().unwrap().by_weight.get(&weight.unsigned_abs()).is_some_and(|(_, all)| *all >= 150.0)
+        })
+        .await;
+        let (ok, out) = bed.cli(&["promote", "docs"]).await;
+        assert!(ok, "promote: {out}");
+        // The twin behind the plain Service follows as it can: it only shows what the same
+        // traffic loses there.
+        let _ = bed.cli(&["promote", "plain"]).await;
+    }
     wait_done(&bed, "docs", &r2, Duration::from_secs(180)).await;
     let canary_secs = started.elapsed().as_secs_f64();
     recorder.abort();
@@ -89,12 +112,13 @@ async fn through_the_router_a_canary_and_a_flip_lose_no_session_and_split_new_se
         (streamable.await.unwrap(), legacy.await.unwrap(), through_plain.await.unwrap());
 
     let split = split.lock().unwrap().clone();
+    println!("new sessions by canary weight in force (canary, all): {:?}", split.by_weight);
     let mut shares = Vec::new();
     for weight in [5, 25, 50] {
         let (share, sessions) =
             split.share(weight).unwrap_or_else(|| panic!("no sessions seen at {weight}%: {split:?}"));
         shares.push(format!("{weight}%: {share:.1}% of {sessions}"));
-        assert!(sessions >= 100.0, "too few new sessions at {weight}% to judge the split: {sessions}");
+        assert!(sessions >= 150.0, "too few new sessions at {weight}% to judge the split: {sessions}");
         assert!(
             (share - f64::from(weight)).abs() <= 2.0,
             "{share:.1}% of new sessions on the canary at {weight}%"
@@ -166,7 +190,12 @@ async fn an_automatic_rollback_through_the_router_evacuates_the_canarys_sessions
     };
     let rollback_at = Instant::now();
     let rollback = rolled_back.status.unwrap().rollback.unwrap();
-    assert_eq!(rollback.reason, RollbackReason::AnalysisFailed, "{rollback:?}");
+    // Whichever automatic trigger saw the failures first: the error-rate check, or the probe's
+    // tool call meeting the injected faults three times running.
+    assert!(
+        matches!(rollback.reason, RollbackReason::AnalysisFailed | RollbackReason::ProbeFailed),
+        "{rollback:?}"
+    );
     bed.wait("docs", "the canary evacuated", Duration::from_secs(60), |r| {
         r.status.as_ref().is_some_and(|s| s.drains.is_empty())
     })
@@ -192,8 +221,9 @@ async fn an_automatic_rollback_through_the_router_evacuates_the_canarys_sessions
         "sessions were open on the canary at the rollback ({on_canary}), and moved ({lost})"
     );
     println!(
-        "router rollback: {on_canary} session(s) open on the canary before it; evacuated (canary removed) {evacuated_secs:.1} s \
-         after the rollback; {lost} session(s) started again on stable; 0 streams cut"
+        "router rollback ({:?}): {on_canary} session(s) open on the canary before it; evacuated (canary removed) \
+         {evacuated_secs:.1} s after the rollback; {lost} session(s) started again on stable; 0 streams cut",
+        rollback.reason
     );
 }
 

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 use super::{
     admin::{self, AdminState},
     config::{self, CONFIG_KEY, RoutingConfig},
-    proxy::{Limits, Router, Table},
+    proxy::{Limits, Router},
     sessions::Sessions,
     token::Keys,
 };
@@ -92,14 +92,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let keys = read_keys(&args.key_dir)?;
-    let router = Arc::new(Router::new(
-        // Nothing routes until the first configuration is in force (503, not ready).
-        Table::default(),
+    // Nothing routes until the first table is in force (503, not ready).
+    let router = Arc::new(Router::unsynced(
         keys,
         Sessions::new(args.idle_timeout, 1_000_000),
         Limits { max_body: args.max_body, ..Limits::default() },
     ));
-    let admin_state = AdminState::new(router.clone(), false);
+    let admin_state = AdminState::new(router.clone());
     let listener = TcpListener::bind(args.listen).await?;
     let admin_listener = TcpListener::bind(args.admin_listen).await?;
     info!(listen = %listener.local_addr()?, admin = %admin_listener.local_addr()?, rollout = %args.rollout, "router starting");
@@ -107,7 +106,7 @@ pub async fn run(
     tokio::spawn(async move { axum::serve(admin_listener, app).await });
 
     let client = Client::try_default().await?;
-    tokio::spawn(watch_and_route(client, args.clone(), router.clone(), admin_state));
+    tokio::spawn(watch_and_route(client, args.clone(), router.clone()));
     tokio::spawn(reload_keys(args.key_dir.clone(), router.clone()));
     let expiring = router.clone();
     tokio::spawn(async move {
@@ -131,12 +130,16 @@ async fn reload_keys(dir: PathBuf, router: Arc<Router>) {
 }
 
 /// Keeps the table in step with the pods and the configuration, for as long as the process runs.
-async fn watch_and_route(client: Client, args: KubernetesArgs, router: Arc<Router>, admin: Arc<AdminState>) {
+async fn watch_and_route(client: Client, args: KubernetesArgs, router: Arc<Router>) {
     let config_map = args.config_map.clone().unwrap_or_else(|| format!("{}-router", args.rollout));
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &args.namespace);
     let maps_api: Api<ConfigMap> = Api::namespaced(client, &args.namespace);
     let (pods, pods_writer) = reflector::store();
     let (maps, maps_writer) = reflector::store();
+    // Every watcher event, the initial listing included: a reflector commits its initial list
+    // to the store only at `InitDone` (found on the cluster: a restarted router built its table
+    // on the first listed object, before the pods were in the store, and declared itself ready
+    // with no backend until some pod changed: 404 for pinned sessions, 503 for new ones).
     let pod_events = reflector(
         pods_writer,
         watcher(
@@ -145,39 +148,55 @@ async fn watch_and_route(client: Client, args: KubernetesArgs, router: Arc<Route
         ),
     )
     .default_backoff()
-    .touched_objects()
-    .map_ok(|_| ())
+    .map_ok(|e| (Source::Pods, matches!(e, watcher::Event::InitDone)))
     .boxed();
     let map_events = reflector(
         maps_writer,
         watcher(maps_api, watcher::Config::default().fields(&format!("metadata.name={config_map}"))),
     )
     .default_backoff()
-    .touched_objects()
-    .map_ok(|_| ())
+    .map_ok(|e| (Source::Config, matches!(e, watcher::Event::InitDone)))
     .boxed();
     let mut events = futures::stream::select(pod_events, map_events);
     let mut last_error = None;
+    let (mut pods_synced, mut config_synced) = (false, false);
     while let Some(event) = events.next().await {
-        if let Err(e) = event {
-            let message = e.to_string();
-            if last_error.as_ref() != Some(&message) {
-                warn!(error = %message, "watch failed; retrying");
+        let (source, init_done) = match event {
+            Ok(e) => e,
+            Err(e) => {
+                let message = e.to_string();
+                if last_error.as_ref() != Some(&message) {
+                    warn!(error = %message, "watch failed; retrying");
+                }
+                last_error = Some(message);
+                continue;
             }
-            last_error = Some(message);
+        };
+        last_error = None;
+        match source {
+            Source::Pods => pods_synced |= init_done,
+            Source::Config => config_synced |= init_done,
+        }
+        // Nothing is routed, and the replica is not ready, before both were listed whole.
+        if !(pods_synced && config_synced) {
             continue;
         }
-        last_error = None;
         // Deletions are seen too: the stores are read whole each time.
         let Some(config) = maps.state().first().and_then(|m| parse(m)) else { continue };
         let views: Vec<config::PodView> = pods.state().iter().filter_map(|p| config::pod_view(p)).collect();
         let table = config::table(&config, &views);
-        if *router.table() != table {
+        if *router.table() != table || !router.is_ready() {
             info!(version = %table.version, backends = table.backends.len(), "routing table in force");
             router.set_table(table);
         }
-        admin.set_ready();
     }
+}
+
+/// Which watch an event came from.
+#[derive(Clone, Copy)]
+enum Source {
+    Pods,
+    Config,
 }
 
 fn parse(map: &ConfigMap) -> Option<RoutingConfig> {

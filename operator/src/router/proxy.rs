@@ -126,6 +126,10 @@ pub struct Router {
     client: Client<HttpConnector, Full<Bytes>>,
     limits: Limits,
     pub metrics: RouterMetrics,
+    /// A table is in force. Until then every request is answered 503 (retry): a router that
+    /// has not yet listed its rollout's pods cannot say a session's pod is gone (seen on the
+    /// cluster: a restarted router, still in the endpoints for a moment, answered 404).
+    ready: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -170,7 +174,21 @@ impl Router {
             client,
             limits,
             metrics: RouterMetrics::default(),
+            ready: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// A router with no table yet (Kubernetes mode, before its watches have synced): it
+    /// answers 503 until [`Router::set_table`] puts the first one in force.
+    pub fn unsynced(keys: Keys, sessions: Sessions, limits: Limits) -> Self {
+        let router = Self::new(Table::default(), keys, sessions, limits);
+        router.ready.store(false, std::sync::atomic::Ordering::SeqCst);
+        router
+    }
+
+    /// Whether a table is in force.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn keys(&self) -> Arc<Keys> {
@@ -202,6 +220,7 @@ impl Router {
             }
         }
         self.table.send_replace(Arc::new(table));
+        self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Forgets sessions idle past the timeout (called periodically).
@@ -233,6 +252,9 @@ impl Router {
         req: Request<Incoming>,
         started: Instant,
     ) -> Result<Response<ProxyBody>, Answer> {
+        if !self.is_ready() {
+            return Err(Answer::Starting);
+        }
         let (parts, body) = req.into_parts();
         let body = if parts.method == hyper::Method::POST {
             Limited::new(body, self.limits.max_body)
@@ -477,6 +499,8 @@ impl Router {
 #[derive(Debug)]
 enum Answer {
     SessionNotFound(&'static str),
+    /// No table in force yet.
+    Starting,
     NoBackend,
     BadGateway,
     BadRequest,
@@ -491,6 +515,7 @@ impl Answer {
             Self::SessionNotFound(why) => {
                 (StatusCode::NOT_FOUND, -32001, format!("Session not found ({why})"))
             }
+            Self::Starting => (StatusCode::SERVICE_UNAVAILABLE, -32603, "the router is starting".to_owned()),
             Self::NoBackend => (StatusCode::SERVICE_UNAVAILABLE, -32603, "no backend in rotation".to_owned()),
             Self::BadGateway => (StatusCode::BAD_GATEWAY, -32603, "the backend did not answer".to_owned()),
             Self::BadRequest => (StatusCode::BAD_REQUEST, -32600, "bad request".to_owned()),
@@ -505,6 +530,9 @@ impl Answer {
         ));
         *response.status_mut() = status;
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }

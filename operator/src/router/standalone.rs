@@ -176,7 +176,7 @@ impl Live {
 
 /// The admin port: the common routes, `PUT /weight` and `PUT /evacuate`.
 pub fn admin(router: Arc<Router>, args: StandaloneArgs) -> Admin {
-    let common = admin::routes(AdminState::new(router.clone(), true));
+    let common = admin::routes(AdminState::new(router.clone()));
     let live = Arc::new(Live { router, now: Mutex::new((args.canary_weight, BTreeSet::new())), args });
     let answer = |r: Result<String, String>| match r {
         Ok(m) => (StatusCode::OK, m),

@@ -1,0 +1,19 @@
+//! JSON-RPC reading: any request body is sniffed, and any message read as responses, without
+//! panicking; a tool call sniffed is one the body names.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mcp_rollout::router::jsonrpc;
+
+fuzz_target!(|data: &[u8]| {
+    let sniffed = jsonrpc::sniff(data);
+    if sniffed.tool.is_some() {
+        assert_eq!(sniffed.method.as_deref(), Some("tools/call"));
+    }
+    if let Ok(message) = serde_json::from_slice::<serde_json::Value>(data) {
+        for (id, outcome) in jsonrpc::responses(&message) {
+            assert!(!id.is_empty());
+            let _ = outcome.error_type();
+        }
+    }
+});
