@@ -75,9 +75,21 @@ impl RealCluster {
     }
 
     pub async fn client(&self) -> Client {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+        Client::try_from(self.config().await).unwrap()
+    }
+
+    /// A client that does not retry 429, 503 and 504 answers, as kube's does by default: to
+    /// see the API server's own answer (an eviction a budget refuses is retried until the pod
+    /// is gone otherwise — a retry that lands once it is terminating even "succeeds").
+    pub async fn client_without_retries(&self) -> Client {
+        let mut config = self.config().await;
+        config.default_retry = false;
         Client::try_from(config).unwrap()
+    }
+
+    async fn config(&self) -> Config {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap()
     }
 
     /// A namespace of the scenario's own, so scenarios share the cluster side by side.

@@ -65,11 +65,6 @@ async fn budgets(bed: &Bed) -> Vec<String> {
 /// Leaving pods are out of the Service's endpoints, marked (label, deletion cost) and guarded:
 /// an eviction of one is refused (429) while it drains.
 async fn check_leaving(bed: &Bed, rollout: &str, revision: &str, leaving: &[String]) {
-    e2e::eventually("the leaving pods out of the endpoints", Duration::from_secs(30), || async {
-        let endpoints = bed.ready_endpoints(rollout).await;
-        leaving.iter().all(|p| !endpoints.contains(p))
-    })
-    .await;
     let pods: Api<Pod> = Api::namespaced(bed.client.clone(), &bed.namespace);
     e2e::eventually("the leaving pods marked", Duration::from_secs(20), || async {
         let mut all = true;
@@ -86,17 +81,24 @@ async fn check_leaving(bed: &Bed, rollout: &str, revision: &str, leaving: &[Stri
         budgets(bed).await.contains(&budget)
     })
     .await;
-    // A pod already terminating is deleted on eviction without a look at any budget (the API
-    // server's canIgnorePDB): only a running draining pod says whether the budget holds. (An
-    // earlier version of this check picked a pod of a drain that had ended — terminating — and
-    // saw 201.)
+    // At once, while the drain surely runs (its window is 20 s at least; the ReplicaSet may
+    // remove the pod once it has ended), and with no client-side retry: kube's client retries
+    // a 429 until the pod is gone, and a retry landing once it is terminating "succeeds" (the
+    // API server evicts terminating pods without a look at any budget) — the 201 an earlier
+    // version of this check saw. The audit log of that run shows every eviction refused.
     let pod = pods.get(&leaving[0]).await.unwrap();
     assert!(pod.metadata.deletion_timestamp.is_none(), "{} is already terminating", leaving[0]);
+    let once: Api<Pod> = Api::namespaced(bed.real.client_without_retries().await, &bed.namespace);
     // Refused whether or not the disruption controller has computed the budget yet.
-    match pods.evict(&leaving[0], &EvictParams::default()).await {
+    match once.evict(&leaving[0], &EvictParams::default()).await {
         Err(kube::Error::Api(e)) if e.code == 429 => {}
         other => panic!("evicting draining pod {} was not refused: {other:?}", leaving[0]),
     }
+    e2e::eventually("the leaving pods out of the endpoints", Duration::from_secs(30), || async {
+        let endpoints = bed.ready_endpoints(rollout).await;
+        leaving.iter().all(|p| !endpoints.contains(p))
+    })
+    .await;
 }
 
 /// `replicas` lowered mid-canary (4 → 3) and again while the old revision drains (3 → 2), with
