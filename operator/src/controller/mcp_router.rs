@@ -48,7 +48,7 @@ use super::{
 };
 use crate::{
     api::{McpRollout, McpRolloutStatus, McpRouterSpec, labels},
-    engine::{RevisionPlan, RouterLoad, RouterObserved},
+    engine::{DrainId, RevisionPlan, RouterLoad, RouterObserved},
     router::{
         admin::RouterState,
         config::{CONFIG_KEY, DrainKey, RoutingConfig},
@@ -124,7 +124,11 @@ pub fn routing_config(
         drains: status
             .drains
             .iter()
-            .map(|d| DrainKey { revision: d.revision.clone(), started_at: d.started_at.0.as_second() })
+            .map(|d| DrainKey {
+                revision: d.revision.clone(),
+                started_at: d.started_at.0.as_second(),
+                pods: d.pods.clone(),
+            })
             .collect(),
     }
     .versioned()
@@ -413,7 +417,7 @@ pub fn observed(states: &[Option<RouterState>], now: u64) -> RouterObserved {
             .drains
             .iter()
             .filter(|d| answered.iter().all(|s| s.drains.contains(d)))
-            .map(|d| (d.revision.clone(), d.started_at))
+            .map(|d| DrainId { revision: d.revision.clone(), started_at: d.started_at, pods: d.pods.clone() })
             .collect();
     }
     let sum = |into: &mut BTreeMap<String, RouterLoad>, from: &BTreeMap<String, Load>| {
@@ -668,7 +672,7 @@ mod tests {
             weights: weights.iter().map(|(r, w)| ((*r).to_owned(), *w)).collect(),
             evacuated: vec!["c1".into()],
             serving: vec!["p".into()],
-            drains: vec![DrainKey { revision: "c1".into(), started_at: 900 }],
+            drains: vec![DrainKey { revision: "c1".into(), started_at: 900, pods: vec![] }],
             revisions: BTreeMap::from([(
                 "c2".to_owned(),
                 Load { sessions: canary_sessions, streams: 1, in_flight: 0 },
@@ -691,7 +695,13 @@ mod tests {
         assert_eq!(o.revisions["c2"], RouterLoad { sessions: 3, streams: 2, in_flight: 0 });
         assert_eq!(o.evacuated, BTreeSet::from(["c1".to_owned()]));
         assert!(!o.pods_out_of_rotation(&["p".to_owned()]) && o.pods_out_of_rotation(&["q".to_owned()]));
-        assert!(o.knows_drain("c1", 900) && !o.knows_drain("c1", 901));
+        let drain = |started_at, pods: &[&str]| DrainId {
+            revision: "c1".into(),
+            started_at,
+            pods: pods.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        assert!(o.drains.contains(&drain(900, &[])));
+        assert!(!o.drains.contains(&drain(901, &[])) && !o.drains.contains(&drain(900, &["p"])));
         let missing = observed(&[Some(a.clone()), None], now);
         assert!(!missing.complete && !missing.out_of_rotation("s1"));
         let none = observed(&[], now);

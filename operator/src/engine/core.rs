@@ -124,10 +124,11 @@ impl<'a> Engine<'a> {
     /// not yet the configuration of its drain, or was not heard from.
     pub(super) fn still_routed(&self, drain: &DrainStatus) -> bool {
         if self.mcp_router() {
-            let started = secs(&drain.started_at);
-            return !self.observed.router.as_ref().is_some_and(|r| {
-                r.knows_drain(&drain.revision, started) && r.out_of_rotation(&drain.revision)
-            });
+            return !self
+                .observed
+                .router
+                .as_ref()
+                .is_some_and(|r| r.knows_drain(drain) && r.out_of_rotation(&drain.revision));
         }
         self.observed.revision(&drain.revision).is_some_and(|o| o.in_endpoints > 0)
     }

@@ -191,7 +191,7 @@ impl Engine<'_> {
             }
             let started = secs(&d.started_at);
             // The router's figures, once every replica has this drain's configuration.
-            let router = all_routers.filter(|r| r.knows_drain(&d.revision, started));
+            let router = all_routers.filter(|r| r.knows_drain(d));
             let settled = settled_count(d);
             let window_over = now >= started + d.window_seconds;
             let max_over = now >= started + max.max(d.window_seconds);

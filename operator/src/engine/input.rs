@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
-use crate::api::{McpRolloutSpec, McpRolloutStatus, Verdict};
+use crate::api::{DrainStatus, McpRolloutSpec, McpRolloutStatus, Verdict};
 
 /// One call's input.
 #[derive(Clone, Debug)]
@@ -61,12 +61,32 @@ pub struct RouterObserved {
     pub evacuated: BTreeSet<String>,
     /// Pods some replica still sends new work to.
     pub serving_pods: BTreeSet<String>,
-    /// Drains (revision, start in unix seconds) every replica's configuration knows of: their
-    /// figures were taken after the drain began.
-    pub drains: BTreeSet<(String, i64)>,
+    /// Drains every replica's configuration knows of: their figures were taken after the drain
+    /// began.
+    pub drains: BTreeSet<DrainId>,
     /// Load per revision and per pod, summed over the replicas.
     pub revisions: BTreeMap<String, RouterLoad>,
     pub pods: BTreeMap<String, RouterLoad>,
+}
+
+/// What tells one drain from another: its revision, when it began (unix seconds) and its pods.
+/// The pods matter: two drains of one revision may begin within the same second (replicas cut
+/// twice in a row), and a router that knows the first does not yet know the second.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DrainId {
+    pub revision: String,
+    pub started_at: i64,
+    pub pods: Vec<String>,
+}
+
+impl DrainId {
+    pub fn of(drain: &DrainStatus) -> Self {
+        Self {
+            revision: drain.revision.clone(),
+            started_at: drain.started_at.0.as_second(),
+            pods: drain.pods.clone(),
+        }
+    }
 }
 
 /// Sessions, streams and requests in flight, as the router counts them.
@@ -100,10 +120,10 @@ impl RouterObserved {
         self.complete && self.max_weight.get(revision).copied().unwrap_or(0) == 0
     }
 
-    /// Whether every replica has the configuration written after the drain of `revision`
-    /// that began at `started_at` (unix seconds): only then do its figures speak for it.
-    pub fn knows_drain(&self, revision: &str, started_at: i64) -> bool {
-        self.complete && self.drains.contains(&(revision.to_owned(), started_at))
+    /// Whether every replica has the configuration written after `drain` began: only then do
+    /// its figures speak for it.
+    pub fn knows_drain(&self, drain: &DrainStatus) -> bool {
+        self.complete && self.drains.contains(&DrainId::of(drain))
     }
 
     /// Whether no replica sends any of `pods` new work any more.

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::json;
 
 use super::{
+    DrainId,
     prelude::*,
     tests::{World, with_stable_then},
 };
@@ -21,7 +22,7 @@ fn routed(w: &mut World) {
 fn router_reports(w: &mut World, weights: &[(&str, i32)], evacuated: &[&str], sessions_known: bool) {
     let weights: BTreeMap<String, i32> = weights.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect();
     let loads = w.observed.router.take().map(|r| r.revisions).unwrap_or_default();
-    let drains = w.status.drains.iter().map(|d| (d.revision.clone(), d.started_at.0.as_second())).collect();
+    let drains = w.status.drains.iter().map(DrainId::of).collect();
     w.observed.router = Some(RouterObserved {
         complete: true,
         sessions_known,

@@ -45,12 +45,14 @@ pub struct RoutingConfig {
     pub drains: BTreeSet<DrainKey>,
 }
 
-/// One drain: the revision and when it began (unix seconds).
+/// One drain: the revision, when it began (unix seconds) and, for a drain of some pods, which.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DrainKey {
     pub revision: String,
     pub started_at: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
 }
 
 impl RoutingConfig {
