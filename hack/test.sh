@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command (README, CI): every Rust test in the workspace; then the e2e
-# scenarios on a real Kubernetes cluster — the one E2E_KUBECONFIG names, or else a local one
+# The project's test command (README, CI): every Rust test in the workspace and a bounded fuzz
+# run of the session router's parsers (hack/fuzz.sh); then the e2e scenarios on a real
+# Kubernetes cluster — the one E2E_KUBECONFIG names, or else a local one
 # this script starts (hack/cluster.sh: kube-apiserver, kubelet, containerd, ... built from their
 # Go modules), with the operator installed by `helm install`; then the offline checks of crds/
 # and examples/ with Kubernetes' own schemas, and of the Helm chart with Helm's own engine.
@@ -16,6 +17,8 @@ hack/install-test-deps.sh >/dev/null
 
 echo "test: unit and integration tests" >&2
 cargo test --workspace --locked --exclude e2e
+echo "test: fuzzing the session router's parsers (bounded)" >&2
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} hack/fuzz.sh
 echo "test: Go (e2e/cluster): gofmt, go vet" >&2
 (cd e2e/cluster && test -z "$(gofmt -l .)" && go vet ./...) || { echo "test: gofmt/go vet failed" >&2; exit 1; }
 

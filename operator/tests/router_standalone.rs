@@ -435,12 +435,10 @@ async fn a_router_with_no_table_yet_answers_retry_never_session_not_found() {
         url.clone(),
         mcp_fixture::client::Era::Handshake,
     );
-    let pinned = Keys::new(&key, None).unwrap().seal(&Pin {
-        backend: "stable".into(),
-        revision: "stable".into(),
-        session: "s-1".into(),
-        opened: 0,
-    });
+    let pinned = Keys::new(&key, None)
+        .unwrap()
+        .seal(&Pin { backend: "stable".into(), revision: "stable".into(), session: "s-1".into(), opened: 0 })
+        .unwrap();
     let call = || {
         http.post(&url)
             .header("accept", "application/json, text/event-stream")

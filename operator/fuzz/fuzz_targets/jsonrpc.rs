@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_rollout::router::jsonrpc;
+use mcp_router_wire::jsonrpc;
 
 fuzz_target!(|data: &[u8]| {
     let sniffed = jsonrpc::sniff(data);

@@ -230,8 +230,8 @@ mod tests {
             session: "s".into(),
             opened: 0,
         };
-        assert!(rotating.open(&old.seal(&pin)).is_some(), "tokens of the previous key still open");
-        assert!(keys.open(&old.seal(&pin)).is_none());
+        assert!(rotating.open(&old.seal(&pin).unwrap()).is_some(), "tokens of the previous key still open");
+        assert!(keys.open(&old.seal(&pin).unwrap()).is_none());
         std::fs::write(dir.join("current"), [1u8; 5]).unwrap();
         assert!(matches!(read_keys(&dir), Err(KeyFileError::Invalid(..))));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -11,16 +11,16 @@
 //! [`config`] (what the operator asks of it), [`standalone`] (two backends, no Kubernetes) and
 //! [`kubernetes`] (one rollout's pods, watched).
 
+// The parsers live in their own crate (fuzzed alone); re-exported under their old paths.
+pub use mcp_router_wire::{jsonrpc, sse, token};
+
 pub mod admin;
 pub mod balance;
 pub mod config;
-pub mod jsonrpc;
 pub mod kubernetes;
 pub mod metrics;
 pub mod proxy;
 pub mod relay;
 pub mod server;
 pub mod sessions;
-pub mod sse;
 pub mod standalone;
-pub mod token;

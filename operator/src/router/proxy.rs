@@ -42,7 +42,7 @@ use super::{
     relay::{self, Call, Relay},
     sessions::{self, Sessions},
     sse,
-    token::{Keys, MAX_SESSION_ID_LEN, Pin},
+    token::{Keys, Pin},
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -433,17 +433,21 @@ impl Router {
         match (kind, &target.pin) {
             (Kind::Initialize, _) => {
                 // The backend's session id goes back sealed with where it lives.
+                // An id that cannot be sealed (not visible ASCII, too long) never reaches the
+                // client: its next request could not be routed.
                 let id = parts.headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                if let Some(id) = id.filter(|id| id.len() <= MAX_SESSION_ID_LEN) {
+                let sealed = id.and_then(|id| {
                     let pin = Pin {
                         backend: target.backend.clone(),
                         revision: target.revision.clone(),
                         session: id,
                         opened: sessions::unix_now(),
                     };
-                    if let Ok(v) = HeaderValue::from_str(&self.keys().seal(&pin)) {
-                        parts.headers.insert(SESSION_HEADER, v);
-                    }
+                    let token = HeaderValue::from_str(&self.keys().seal(&pin)?).ok()?;
+                    Some((pin, token))
+                });
+                if let Some((pin, token)) = sealed {
+                    parts.headers.insert(SESSION_HEADER, token);
                     self.sessions.touch(&pin, now);
                     self.metrics.session_opened(&target.revision);
                 } else {

@@ -26,7 +26,7 @@ use super::{
     proxy::{BoxError, Router, Table},
     sessions::PendingCall,
     sse::{self, EventReader, MAX_EVENT},
-    token::{MAX_SESSION_ID_LEN, Pin},
+    token::Pin,
 };
 
 /// A tool call of the request, awaiting its answer in the response.
@@ -238,16 +238,13 @@ impl Relay {
         let keys = self.router.keys();
         let (backend, revision) = (&self.backend, &self.revision);
         let rewrite = sse::rewrite_endpoint(&legacy.buffer, |session| {
-            if session.len() > MAX_SESSION_ID_LEN {
-                return None;
-            }
             let pin = Pin {
                 backend: backend.clone(),
                 revision: revision.clone(),
                 session: session.to_owned(),
                 opened: super::sessions::unix_now(),
             };
-            let token = keys.seal(&pin);
+            let token = keys.seal(&pin)?;
             opened = Some(pin);
             Some(token)
         });

@@ -86,7 +86,14 @@ impl Keys {
         Self::new(&raw, None).expect("a 32-byte key")
     }
 
-    pub fn seal(&self, pin: &Pin) -> String {
+    /// The token for `pin`; `None` when the backend's session id is not one MCP allows (visible
+    /// ASCII, 0x21-0x7E) or longer than [`MAX_SESSION_ID_LEN`], or when the token would be
+    /// longer than [`open`](Self::open) accepts: what is sealed always opens.
+    pub fn seal(&self, pin: &Pin) -> Option<String> {
+        let visible = pin.session.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if !visible || pin.session.is_empty() || pin.session.len() > MAX_SESSION_ID_LEN {
+            return None;
+        }
         let (id, key) = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
         self.random.fill(&mut nonce).expect("the system random source");
@@ -97,7 +104,8 @@ impl Keys {
         raw.push(*id);
         raw.extend_from_slice(&nonce);
         raw.extend_from_slice(&data);
-        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(raw))
+        let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
+        (token.len() <= MAX_TOKEN_LEN).then_some(token)
     }
 
     /// The pin inside a token; `None` for anything that is not a token this router's keys
@@ -136,11 +144,28 @@ mod tests {
     }
 
     #[test]
+    fn every_session_id_mcp_allows_is_sealed_and_no_other() {
+        let keys = Keys::new(&[7; 32], None).unwrap();
+        let with = |session: &str| Pin {
+            backend: "p".repeat(253),
+            revision: "r".repeat(63),
+            session: session.to_owned(),
+            opened: u64::MAX,
+        };
+        // The longest names Kubernetes allows, and an id that JSON escapes at every byte.
+        let worst = with(&"\"".repeat(MAX_SESSION_ID_LEN));
+        assert_eq!(keys.open(&keys.seal(&worst).unwrap()), Some(worst));
+        for refused in ["", "a b", "a\u{1}b", "caf\u{e9}", &"x".repeat(MAX_SESSION_ID_LEN + 1)] {
+            assert_eq!(keys.seal(&with(refused)), None, "{refused:?}");
+        }
+    }
+
+    #[test]
     fn a_sealed_pin_opens_and_nothing_else_does() {
         let keys = Keys::new(&[7; 32], None).unwrap();
-        let token = keys.seal(&pin());
+        let token = keys.seal(&pin()).unwrap();
         assert_eq!(keys.open(&token), Some(pin()));
-        assert_ne!(keys.seal(&pin()), token, "a fresh nonce every time");
+        assert_ne!(keys.seal(&pin()).unwrap(), token, "a fresh nonce every time");
         assert!(!token.contains("abc-123"), "the backend's id is not readable: {token}");
         // Every single-character change is refused.
         for i in PREFIX.len()..token.len() {
@@ -161,9 +186,9 @@ mod tests {
         let old = Keys::new(&[1; 32], None).unwrap();
         let rotating = Keys::new(&[2; 32], Some(&[1; 32])).unwrap();
         let new_only = Keys::new(&[2; 32], None).unwrap();
-        let before = old.seal(&pin());
+        let before = old.seal(&pin()).unwrap();
         assert_eq!(rotating.open(&before), Some(pin()));
-        let after = rotating.seal(&pin());
+        let after = rotating.seal(&pin()).unwrap();
         assert_eq!(new_only.open(&after), Some(pin()));
         assert_eq!(old.open(&after), None);
         assert_eq!(new_only.open(&before), None, "the old key retired");
