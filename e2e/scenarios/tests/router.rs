@@ -393,3 +393,44 @@ async fn a_tool_route_sends_only_that_tools_calls_to_the_canary() {
     assert_eq!((get, list), (0.0, 0.0), "no other tool's call reached the canary");
     assert_eq!(bed.get("docs").await.status.unwrap().desired_weight, 0, "the step's own weight stayed 0");
 }
+
+/// The router's own rollout (its Deployment's template changed: a new resource request) under
+/// handshake-era agents with streamed calls: old router pods stop taking connections after a
+/// pause for the endpoints, finish the streams they carry, and the sessions' tokens let the new
+/// pods take their next requests: no stream cut, no session lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routers_own_rollout_cuts_no_stream_and_loses_no_session() {
+    let bed = Bed::start().await;
+    let v1 = routed_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    bed.apply(&v1).await;
+    bed.wait_healthy("docs").await;
+    bed.wait_router("docs", 2).await;
+    let before: Vec<String> = bed.router_pods("docs").await.iter().map(kube::ResourceExt::name_any).collect();
+    let traffic = bed
+        .agents("docs", |c| {
+            c.duration = 60.0;
+            c.agents = 6;
+            c.rate = 5.0;
+            c.session_min = 3.0;
+            c.session_max = 6.0;
+            c.stream_share = 0.3;
+            c.stream_seconds = 3.0;
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut resized = v1.clone();
+    resized["spec"]["trafficRouting"]["mcpRouter"]["resources"] =
+        json!({"requests": {"cpu": "60m", "memory": "64Mi"}});
+    bed.apply(&resized).await;
+    e2e::eventually("the router's pods replaced", Duration::from_secs(120), || async {
+        let now: Vec<String> =
+            bed.router_pods("docs").await.iter().map(kube::ResourceExt::name_any).collect();
+        now.len() == 2 && now.iter().all(|p| !before.contains(p))
+    })
+    .await;
+    let report = traffic.await.unwrap();
+    println!("the router's own rollout under traffic: {}", report.summary());
+    assert_eq!(report.streams_cut, 0, "{}", report.summary());
+    assert_eq!(report.sessions_lost, 0, "{}", report.summary());
+    assert!(report.streams_completed > 10, "streamed calls ran across it: {}", report.summary());
+}
