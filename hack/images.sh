@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the images the local cluster runs, as OCI archives, without a container engine:
-# the workspace's release binaries (and the shared libraries they load) in a single layer,
+# the workspace's binaries (release, or IMAGES_PROFILE; and the shared libraries they load) in a single layer,
 # non-root, no shell — what operator/Dockerfile and e2e/mcp-fixture/Dockerfile build with
 # Docker. Written to DIR (default $MCP_CLUSTER_DIR/images); hack/cluster.sh imports them.
 #
@@ -19,10 +19,19 @@ cd "$(dirname "$0")/.."
 OUT=${1:-${MCP_CLUSTER_DIR:-/tmp/mcp-rollout-cluster}/images}
 mkdir -p "$OUT"
 started=$SECONDS
-echo "images: building release binaries" >&2
-cargo build --release --locked --quiet -p mcp-rollout --bin mcp-rollout-operator --bin kubectl-mcprollout --bin mcp-rollout-router \
-  -p mcp-fixture --bin mcp-fixture --bin mcp-agents
-release=target/release
+# IMAGES_PROFILE: release (default), or dev — the binaries `cargo test` has already built,
+# which hack/test.sh uses: a release build of the workspace took 15 min of a 2-core CI run.
+profile=${IMAGES_PROFILE:-release}
+echo "images: building $profile binaries" >&2
+cargo build --profile "$profile" --locked --quiet -p mcp-rollout --bin mcp-rollout-operator --bin kubectl-mcprollout \
+  --bin mcp-rollout-router -p mcp-fixture --bin mcp-fixture --bin mcp-agents
+built=target/$([[ $profile == dev ]] && echo debug || echo "$profile")
+# Stripped copies: what the images carry (debug builds keep line tables, 4x the size).
+release=$OUT/bin
+mkdir -p "$release"
+for b in mcp-rollout-operator kubectl-mcprollout mcp-rollout-router mcp-fixture mcp-agents; do
+  strip -o "$release/$b" "$built/$b"
+done
 
 image() {
   python3 hack/oci_image.py "$@" | sed 's/^/images: /' >&2

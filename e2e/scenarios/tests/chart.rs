@@ -64,12 +64,23 @@ impl Audited {
     }
 }
 
-/// The resource requests `user` made, from the audit log (one JSON event per line, stage
-/// ResponseComplete).
+/// The resource requests `user` made, from the audit log (one JSON event per line): each
+/// request once, as it completed — or, for a watch still open, as its response started (a
+/// watch is logged complete only when it ends).
 fn audited(log: &str, user: &str) -> Vec<Audited> {
-    log.lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|e| e["stage"] == "ResponseComplete" && e["user"]["username"] == user)
+    let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
+    for e in log.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()) {
+        let stage = e["stage"].as_str().unwrap_or_default();
+        if e["user"]["username"] != user || !matches!(stage, "ResponseStarted" | "ResponseComplete") {
+            continue;
+        }
+        let id = e["auditID"].as_str().unwrap_or_default().to_owned();
+        if stage == "ResponseComplete" || !by_id.contains_key(&id) {
+            by_id.insert(id, e);
+        }
+    }
+    by_id
+        .into_values()
         .filter_map(|e| {
             let object = e["objectRef"].as_object()?;
             let resource = match object.get("subresource").and_then(Value::as_str) {
