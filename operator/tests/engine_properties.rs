@@ -16,7 +16,7 @@ use mcp_rollout::{
     },
 };
 use proptest::prelude::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const T0: i64 = 1_800_000_000;
 
@@ -117,16 +117,8 @@ fn spec() -> impl Strategy<Value = (McpRolloutSpec, McpRolloutSpec)> {
             (routed, evacuate),
         )| {
             let (strategy, other) = if canary_first { (canary, blue_green) } else { (blue_green, canary) };
-            let mut spec = json!({
-                "replicas": replicas,
-                "template": {"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v0"}]}},
-                "strategy": strategy,
-                "probe": {"interval": "15s", "timeout": "5s", "failureLimit": failure_limit},
-                "drain": {"min": "30s", "max": "200s",
-                          "onRollback": if evacuate { "Evacuate" } else { "Drain" }},
-                "progressDeadline": "5m",
-                "paused": paused && replicas == 3,
-            });
+            let mut spec = spec_json(replicas, strategy, failure_limit, evacuate);
+            spec["paused"] = json!(paused && replicas == 3);
             if analysis {
                 spec["analysis"] = json!({"prometheus": {"address": "http://prom:9090"}, "interval": "20s",
                                           "failureLimit": 2});
@@ -139,6 +131,27 @@ fn spec() -> impl Strategy<Value = (McpRolloutSpec, McpRolloutSpec)> {
             (serde_json::from_value(spec).unwrap(), serde_json::from_value(alternate).unwrap())
         },
     )
+}
+
+/// A spec as the generator makes them (no analysis, no routing, not paused).
+fn spec_json(replicas: i32, strategy: Value, failure_limit: i32, evacuate: bool) -> Value {
+    json!({
+        "replicas": replicas,
+        "template": {"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v0"}]}},
+        "strategy": strategy,
+        "probe": {"interval": "15s", "timeout": "5s", "failureLimit": failure_limit},
+        "drain": {"min": "30s", "max": "200s", "onRollback": if evacuate { "Evacuate" } else { "Drain" }},
+        "progressDeadline": "5m",
+    })
+}
+
+/// Replays a case the property test found: one replica, the session router, failure limit 1.
+fn replay_under_the_router(strategy: Value, alternate: Value, evacuate: bool, ops: &[Op]) {
+    let mut spec = spec_json(1, strategy, 1, evacuate);
+    spec["trafficRouting"] = json!({"mcpRouter": {}});
+    let mut other = spec.clone();
+    other["strategy"] = alternate;
+    run(serde_json::from_value(spec).unwrap(), serde_json::from_value(other).unwrap(), ops).unwrap();
 }
 
 struct Sim {
@@ -475,17 +488,6 @@ fn replicas_cut_twice_in_one_second_under_the_router() {
     // ReplicaSet reused pod names and took the newest pod instead of the drained one: the
     // drained pod was drained again within the same second, under the same identity the router
     // already reported, and ended a decision late. Drains are now told apart by their pods too.
-    let spec = json!({
-        "replicas": 1,
-        "template": {"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v0"}]}},
-        "strategy": {"blueGreen": {"autoPromote": false, "autoPromoteAfter": "0s", "postPromotionWindow": "10s"}},
-        "trafficRouting": {"mcpRouter": {}},
-        "probe": {"interval": "15s", "timeout": "5s", "failureLimit": 1},
-        "drain": {"min": "30s", "max": "200s", "onRollback": "Evacuate"},
-        "progressDeadline": "5m",
-    });
-    let mut alternate = spec.clone();
-    alternate["strategy"] = json!({"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}});
     let router = |load| Op::RouterReports { lagging: false, young: false, load };
     let ops = [
         router(0),
@@ -499,7 +501,12 @@ fn replicas_cut_twice_in_one_second_under_the_router() {
         Op::Replicas(3),
         Op::PodsFollow { slow: false },
     ];
-    run(serde_json::from_value(spec).unwrap(), serde_json::from_value(alternate).unwrap(), &ops).unwrap();
+    replay_under_the_router(
+        json!({"blueGreen": {"autoPromote": false, "autoPromoteAfter": "0s", "postPromotionWindow": "10s"}}),
+        json!({"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}),
+        true,
+        &ops,
+    );
 }
 
 fn run(spec: McpRolloutSpec, alternate: McpRolloutSpec, ops: &[Op]) -> Result<(), TestCaseError> {
@@ -564,17 +571,6 @@ fn run(spec: McpRolloutSpec, alternate: McpRolloutSpec, ops: &[Op]) -> Result<()
 
 #[test]
 fn a_crashing_canary_rolled_back_under_the_router() {
-    let spec = json!({
-        "replicas": 1,
-        "template": {"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v0"}]}},
-        "strategy": {"blueGreen": {"autoPromote": false, "autoPromoteAfter": "0s", "postPromotionWindow": "10s"}},
-        "trafficRouting": {"mcpRouter": {}},
-        "probe": {"interval": "15s", "timeout": "5s", "failureLimit": 1},
-        "drain": {"min": "30s", "max": "200s", "onRollback": "Drain"},
-        "progressDeadline": "5m",
-    });
-    let mut alternate = spec.clone();
-    alternate["strategy"] = json!({"canary": {"steps": [{"setWeight": 1}, {"pause": {}}]}});
     let ops = [
         Op::Wait(1),
         Op::PodsFollow { slow: false },
@@ -590,23 +586,16 @@ fn a_crashing_canary_rolled_back_under_the_router() {
         Op::RouterReports { lagging: false, young: false, load: 0 },
         Op::Wait(1),
     ];
-    run(serde_json::from_value(spec).unwrap(), serde_json::from_value(alternate).unwrap(), &ops).unwrap();
+    replay_under_the_router(
+        json!({"blueGreen": {"autoPromote": false, "autoPromoteAfter": "0s", "postPromotionWindow": "10s"}}),
+        json!({"canary": {"steps": [{"setWeight": 1}, {"pause": {}}]}}),
+        false,
+        &ops,
+    );
 }
 
 #[test]
 fn strategy_toggled_under_the_router_with_replicas_raised() {
-    let spec = json!({
-        "replicas": 1,
-        "template": {"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v0"}]}},
-        "strategy": {"canary": {"steps": [{"setWeight": 1}, {"pause": {}}, {"setWeight": 21}, {"pause": {}}]}},
-        "trafficRouting": {"mcpRouter": {}},
-        "probe": {"interval": "15s", "timeout": "5s", "failureLimit": 1},
-        "drain": {"min": "30s", "max": "200s", "onRollback": "Drain"},
-        "progressDeadline": "5m",
-    });
-    let mut alternate = spec.clone();
-    alternate["strategy"] =
-        json!({"blueGreen": {"autoPromote": false, "autoPromoteAfter": "0s", "postPromotionWindow": "10s"}});
     let ops = [
         Op::ToggleStrategy,
         Op::Replicas(5),
@@ -623,5 +612,10 @@ fn strategy_toggled_under_the_router_with_replicas_raised() {
         Op::RouterReports { lagging: false, young: false, load: 0 },
         Op::ToggleStrategy,
     ];
-    run(serde_json::from_value(spec).unwrap(), serde_json::from_value(alternate).unwrap(), &ops).unwrap();
+    replay_under_the_router(
+        json!({"canary": {"steps": [{"setWeight": 1}, {"pause": {}}, {"setWeight": 21}, {"pause": {}}]}}),
+        json!({"blueGreen": {"autoPromote": false, "autoPromoteAfter": "0s", "postPromotionWindow": "10s"}}),
+        false,
+        &ops,
+    );
 }

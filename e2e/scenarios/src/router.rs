@@ -86,6 +86,16 @@ impl Bed {
         out
     }
 
+    /// Applies a router-routed rollout and waits until it is Healthy and every router replica
+    /// its spec asks for has a table in force.
+    pub async fn deploy_routed(&self, rollout: &Value) {
+        let name = rollout["metadata"]["name"].as_str().expect("a rollout with a name");
+        let replicas = rollout["spec"]["trafficRouting"]["mcpRouter"]["replicas"].as_u64().unwrap_or(2);
+        self.apply(rollout).await;
+        self.wait_healthy(name).await;
+        self.wait_router(name, usize::try_from(replicas).unwrap_or(2)).await;
+    }
+
     /// Waits until the rollout's router has `replicas` ready replicas with a table in force.
     pub async fn wait_router(&self, rollout: &str, replicas: usize) {
         crate::eventually("the router's replicas ready", Duration::from_secs(120), || async {

@@ -154,9 +154,7 @@ async fn an_automatic_rollback_through_the_router_evacuates_the_canarys_sessions
     v1["spec"]["strategy"]["canary"]["steps"] =
         json!([{"setWeight": 25}, {"pause": {"duration": "90s"}}, {"setWeight": 100}]);
     v1["spec"]["drain"] = json!({"min": "3s", "max": "60s"});
-    bed.apply(&v1).await;
-    bed.wait_healthy("docs").await;
-    bed.wait_router("docs", 2).await;
+    bed.deploy_routed(&v1).await;
     let long_sessions = |c: &mut AgentsConfig, transport| {
         c.duration = 100.0;
         c.agents = 6;
@@ -234,9 +232,7 @@ async fn an_automatic_rollback_through_the_router_evacuates_the_canarys_sessions
 async fn a_router_pod_killed_mid_rollout_loses_no_session() {
     let bed = Bed::start().await;
     let v1 = routed_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
-    bed.apply(&v1).await;
-    bed.wait_healthy("docs").await;
-    bed.wait_router("docs", 2).await;
+    bed.deploy_routed(&v1).await;
     let traffic = bed
         .agents("docs", |c| {
             c.duration = 90.0;
@@ -285,9 +281,7 @@ async fn a_server_without_metrics_is_gated_on_the_routers_measurements() {
     v1["spec"]["analysis"]["source"] = json!("Router");
     v1["spec"]["strategy"]["canary"]["steps"] =
         json!([{"setWeight": 25}, {"pause": {"duration": "90s"}}, {"setWeight": 100}]);
-    bed.apply(&v1).await;
-    bed.wait_healthy("docs").await;
-    bed.wait_router("docs", 2).await;
+    bed.deploy_routed(&v1).await;
     let pod = bed.pods("docs").await.into_iter().next().unwrap();
     let name = kube::ResourceExt::name_any(&pod);
     assert!(
@@ -343,9 +337,7 @@ async fn a_tool_route_sends_only_that_tools_calls_to_the_canary() {
         json!([{"tool": "search_documents", "weight": 100}]);
     v1["spec"]["strategy"]["canary"]["steps"] = json!([{"setWeight": 0}, {"pause": {}}]);
     v1["spec"].as_object_mut().unwrap().remove("analysis");
-    bed.apply(&v1).await;
-    bed.wait_healthy("docs").await;
-    bed.wait_router("docs", 2).await;
+    bed.deploy_routed(&v1).await;
     let v2 = with_image(&v1, "mcp-fixture:v2-compatible", &[]);
     let r2 = revision_of(&v2);
     bed.apply(&v2).await;
@@ -402,9 +394,7 @@ async fn a_tool_route_sends_only_that_tools_calls_to_the_canary() {
 async fn the_routers_own_rollout_cuts_no_stream_and_loses_no_session() {
     let bed = Bed::start().await;
     let v1 = routed_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
-    bed.apply(&v1).await;
-    bed.wait_healthy("docs").await;
-    bed.wait_router("docs", 2).await;
+    bed.deploy_routed(&v1).await;
     let before: Vec<String> = bed.router_pods("docs").await.iter().map(kube::ResourceExt::name_any).collect();
     let traffic = bed
         .agents("docs", |c| {
