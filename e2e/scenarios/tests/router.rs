@@ -159,8 +159,11 @@ async fn an_automatic_rollback_through_the_router_evacuates_the_canarys_sessions
         c.duration = 100.0;
         c.agents = 6;
         c.rate = 4.0;
-        c.session_min = 5.0;
-        c.session_max = 10.0;
+        // Sessions long enough to span the rollback: one open on the canary then makes another
+        // request after the evacuation (5–10 s sessions could all end on their own first: seen
+        // once on the local cluster, 4 open on the canary and none moved).
+        c.session_min = 20.0;
+        c.session_max = 30.0;
         c.stream_share = 0.3;
         c.stream_seconds = 2.0;
         c.transport = transport;
