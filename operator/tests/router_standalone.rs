@@ -241,6 +241,31 @@ async fn a_tool_route_sends_only_that_tools_stateless_calls_to_the_canary() {
         let other = client.call_tool("get_document", json!({"id": "doc-1"}), false).await.unwrap();
         assert_eq!(other.server_version.as_deref(), Some("v1"), "every other call stays on stable");
     }
+    // A call whose `Mcp-Name` names the routed tool while its body calls another is refused
+    // (HeaderMismatch), so a tool route cannot be used to reach the canary with another tool.
+    let calls = |f: &Fixture| {
+        let f = f.url();
+        async move {
+            let text = reqwest::get(format!("{f}/metrics")).await.unwrap().text().await.unwrap();
+            sample_sum(&text, "mcp_tool_call_duration_seconds_count", &[])
+        }
+    };
+    let before = (calls(&stable).await, calls(&canary).await);
+    let smuggled = reqwest::Client::new()
+        .post(format!("http://{}/mcp", router.addr))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "search_documents")
+        .json(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                      "params": {"name": "get_document", "arguments": {"id": "doc-1"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(smuggled.status(), 400);
+    let body: serde_json::Value = smuggled.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32020, "{body}");
+    assert_eq!((calls(&stable).await, calls(&canary).await), before, "the refused call reached no server");
 }
 
 async fn fixture_metrics(fixture: &Fixture) -> String {
@@ -453,4 +478,68 @@ async fn a_router_with_no_table_yet_answers_retry_never_session_not_found() {
     router.set_table(standalone::table(&args, 0).unwrap());
     assert_ne!(call().await.unwrap().status(), 503, "routed to its backend once a table is in force");
     assert_eq!(client.connect().await.unwrap().server_version.as_deref(), Some("v1"));
+}
+
+/// A `subscriptions/listen` stream (2026-07-28) stays on the server it reached for its life,
+/// whatever the weights do meanwhile, and is counted as an open stream there (not as a request
+/// in flight, which would hold a drain to its maximum); when its revision is evacuated it is
+/// ended between two events, and the client's next listen reaches where the weights say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_stream_stays_on_its_server_and_ends_when_its_revision_is_evacuated() {
+    let (stable, canary) = (fixture("v1").await, fixture("v2").await);
+    let router = start_router(&stable, &canary, 100, &[]).await;
+    let listen = || {
+        reqwest::Client::new()
+            .post(format!("http://{}/mcp", router.addr))
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "subscriptions/listen")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": {
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientInfo": {"name": "router-test", "version": "0"},
+                    "io.modelcontextprotocol/clientCapabilities": {}
+                },
+                "notifications": {"toolsListChanged": true}
+            }}))
+            .send()
+    };
+    let version = |r: &reqwest::Response| {
+        r.headers().get("x-server-version").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    };
+    let mut stream = listen().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(version(&stream), "v2");
+    let mut seen = String::new();
+    while !seen.contains("notifications/subscriptions/acknowledged") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("the stream is open")));
+    }
+    let load =
+        |revision: &str| router.router.sessions.by_revision().get(revision).cloned().unwrap_or_default();
+    assert_eq!((load("canary").streams, load("canary").in_flight), (1, 0), "{:?}", load("canary"));
+
+    // All new work to stable: the open stream stays where it is.
+    router.router.set_table(standalone::table(&router.args, 0).unwrap());
+    let still = tokio::time::timeout(Duration::from_secs(1), stream.chunk()).await;
+    assert!(still.is_err(), "the stream went on through a weight change: {still:?}");
+    assert_eq!(load("canary").streams, 1);
+
+    // The canary evacuated: the stream ends (it is between events), and listening again
+    // reaches stable.
+    let evacuated = ["canary".to_owned()].into();
+    router.router.set_table(standalone::table_with(&router.args, 0, &evacuated).unwrap());
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.chunk().await {
+                Ok(Some(_)) => {}
+                other => break other.map(|_| ()),
+            }
+        }
+    })
+    .await;
+    assert!(matches!(ended, Ok(Ok(()))), "the listen stream ended cleanly: {ended:?}");
+    let again = listen().await.unwrap();
+    assert_eq!(version(&again), "v1");
+    assert_eq!(load("canary").streams, 0);
 }

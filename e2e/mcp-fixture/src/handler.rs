@@ -15,7 +15,8 @@ use rmcp::{
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock as Content, DiscoverResult,
         Implementation, InitializeRequestParams, InitializeResult, ListToolsResult, PaginatedRequestParams,
-        ProgressNotificationParam, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
+        ProgressNotificationParam, ProtocolVersion, ServerCapabilities, ServerConfig, SubscriptionFilter,
+        Tool,
     },
     service::RequestContext,
 };
@@ -114,9 +115,20 @@ impl FixtureHandler {
 
 impl ServerHandler for FixtureHandler {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build())
             .with_server_info(Implementation::new("mcp-fixture", self.shared.config.server_version.clone()))
             .with_instructions("A test MCP server with controllable faults.")
+    }
+
+    /// `subscriptions/listen` (2026-07-28): the fixture's tools never change while it runs,
+    /// but a client may hold the stream open (rmcp acknowledges it and keeps it until the
+    /// client goes), which is what the router's stream handling is tested with.
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        let accepted = SubscriptionFilter::builder();
+        Some(
+            if requested.tools_list_changed == Some(true) { accepted.tools_list_changed() } else { accepted }
+                .build(),
+        )
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {

@@ -64,6 +64,23 @@ pub fn sniff(body: &[u8]) -> Sniffed {
     Sniffed { method: first.method, tool, tool_calls }
 }
 
+/// The value of a standard MCP request header (SEP-2243, 2026-07-28: `Mcp-Method`, `Mcp-Name`)
+/// as text: the bytes as sent when they are visible ASCII (spaces allowed inside), or, when the
+/// client had to encode the value (`=?base64?…?=`, for text that is not ASCII), its decoding.
+/// `None` for anything else: a broken encoding, bytes that are not UTF-8, control characters.
+pub fn header_text(raw: &[u8]) -> Option<String> {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    const PREFIX: &[u8] = b"=?base64?";
+    const SUFFIX: &[u8] = b"?=";
+    if raw.len() >= PREFIX.len() + SUFFIX.len() && raw.starts_with(PREFIX) && raw.ends_with(SUFFIX) {
+        let decoded = STANDARD.decode(&raw[PREFIX.len()..raw.len() - SUFFIX.len()]).ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        return (!text.chars().any(char::is_control)).then_some(text);
+    }
+    let visible = raw.iter().all(|b| (0x20..0x7f).contains(b));
+    visible.then(|| String::from_utf8_lossy(raw).into_owned())
+}
+
 /// How a tool call ended, as its response says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -168,6 +185,23 @@ mod tests {
         for junk in [&b""[..], b"null", b"{", b"[]", b"\xff\xfe", br#"{"jsonrpc":"2.0","id":1,"result":{}}"#]
         {
             assert_eq!(sniff(junk), Sniffed::default());
+        }
+    }
+
+    #[test]
+    fn header_values_are_read_as_sent_or_decoded() {
+        assert_eq!(header_text(b"search_documents").as_deref(), Some("search_documents"));
+        assert_eq!(header_text(b"tools/call").as_deref(), Some("tools/call"));
+        // "r\u{e9}sum\u{e9}" (not ASCII) as a client must send it.
+        assert_eq!(header_text(b"=?base64?csOpc3Vtw6k=?=").as_deref(), Some("r\u{e9}sum\u{e9}"));
+        for bad in [
+            &b"=?base64?not base64!?="[..],
+            b"=?base64?//79?=",
+            b"a\x01b",
+            b"caf\xc3\xa9",
+            b"=?base64?AQ==?=",
+        ] {
+            assert_eq!(header_text(bad), None, "{bad:?}");
         }
     }
 

@@ -6,7 +6,8 @@
 //!
 //! Modules: [`token`] (sealing where a session lives), [`balance`] (which revision and pod new
 //! work goes to), [`sessions`] (what is open and in flight), [`jsonrpc`] and [`sse`] (the little
-//! it reads of the traffic), [`proxy`] (the request path), [`relay`] (the response path),
+//! it reads of the traffic), [`declared`] (the standard MCP request headers), [`proxy`] (the request
+//! path), [`relay`] (the response path),
 //! [`server`] (connections and graceful shutdown), [`metrics`], [`admin`] (the admin port),
 //! [`config`] (what the operator asks of it), [`standalone`] (two backends, no Kubernetes) and
 //! [`kubernetes`] (one rollout's pods, watched).
@@ -17,6 +18,7 @@ pub use mcp_router_wire::{jsonrpc, sse, token};
 pub mod admin;
 pub mod balance;
 pub mod config;
+pub mod declared;
 pub mod kubernetes;
 pub mod metrics;
 pub mod proxy;

@@ -12,7 +12,8 @@
 //! - an `initialize`, or a legacy `GET …/sse`: a new session, to a revision by weight and the pod
 //!   of it with the fewest open sessions; the backend's session id goes back sealed;
 //! - anything else (the stateless 2026-07-28 era): a revision by weight for this request (a
-//!   tool with a route of its own by that route's weight), the pod with the fewest sessions.
+//!   tool with a route of its own by that route's weight, the tool as `Mcp-Name` names it), the
+//!   pod with the fewest sessions; a `subscriptions/listen` stream stays there for its life.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -37,6 +38,7 @@ use tracing::debug;
 
 use super::{
     balance::{Balancer, RevisionTarget},
+    declared::Declared,
     jsonrpc,
     metrics::RouterMetrics,
     relay::{self, Call, Relay},
@@ -153,6 +155,11 @@ pub(super) enum Kind {
     Initialize,
     /// A new legacy HTTP+SSE session (`GET …/sse`).
     LegacyOpen,
+    /// A `subscriptions/listen` (2026-07-28): a stateless request whose response is a stream
+    /// for as long as the client listens. It stays on the pod it reached; it is ended between
+    /// two events when that revision is evacuated (the client listens again, where the weights
+    /// now say).
+    Listen,
     /// A request of a session, or a stateless one.
     Other,
 }
@@ -275,12 +282,19 @@ impl Router {
             .map(str::to_owned)
             .or(query_session);
         let sniffed = jsonrpc::sniff(&body);
+        let declared = Declared::read(&parts.headers).map_err(Answer::HeaderMismatch)?;
+        declared.check(&sniffed).map_err(Answer::HeaderMismatch)?;
+        // The tool a route applies to: as the headers name it (the body agrees, checked above),
+        // else as the body does (clients of the handshake era send no such header).
+        let tool = declared.tool().map(str::to_owned).or_else(|| sniffed.tool.clone());
         let kind = if token.is_some() {
             Kind::Other
         } else if parts.method == hyper::Method::GET && parts.uri.path().ends_with("/sse") {
             Kind::LegacyOpen
         } else if sniffed.is_initialize() {
             Kind::Initialize
+        } else if sniffed.method.as_deref() == Some("subscriptions/listen") {
+            Kind::Listen
         } else {
             Kind::Other
         };
@@ -301,7 +315,7 @@ impl Router {
                 }
                 pinned?
             }
-            None => self.choose(&self.table(), kind, sniffed.tool.as_deref())?,
+            None => self.choose(&self.table(), kind, tool.as_deref())?,
         };
         let uri = backend_uri(&target, &parts.uri)?;
         let mut request =
@@ -317,9 +331,9 @@ impl Router {
                 .insert(SESSION_HEADER, HeaderValue::from_str(&pin.session).map_err(|_| Answer::BadRequest)?);
         }
         let request = request.body(Full::new(body)).map_err(|_| Answer::BadRequest)?;
-        // In flight from now until its response has finished (a GET stream is counted as a
-        // stream, not as work in flight).
-        let flight = (parts.method != hyper::Method::GET)
+        // In flight from now until its response has finished (a GET or listen stream is
+        // counted as a stream, not as work in flight).
+        let flight = (parts.method != hyper::Method::GET && kind != Kind::Listen)
             .then(|| relay::InFlight::new(self.clone(), &target.backend, &target.revision));
         let response = match self.client.request(request).await {
             Ok(response) => response,
@@ -393,7 +407,11 @@ impl Router {
                 lock(&self.tools).entry(name.to_owned()).or_default().revision(targets).cloned()
             }
             _ => {
-                let balancer = if kind == Kind::Other { &self.requests } else { &self.new_sessions };
+                let balancer = if matches!(kind, Kind::Other | Kind::Listen) {
+                    &self.requests
+                } else {
+                    &self.new_sessions
+                };
                 lock(balancer).revision(&table.revisions).cloned()
             }
         }
@@ -492,6 +510,7 @@ impl Router {
             legacy_open: kind == Kind::LegacyOpen && status.is_success(),
             // A session's GET stream (Streamable HTTP) is ended when its revision is evacuated.
             evacuable_session: if is_get { target.pin } else { None },
+            listen: kind == Kind::Listen,
             flight,
         });
         let body: ProxyBody = UnsyncBoxBody::new(StreamBody::new(relay.into_stream(body)));
@@ -509,6 +528,8 @@ enum Answer {
     BadGateway,
     BadRequest,
     TooLarge(usize),
+    /// The standard MCP headers and the body disagree (or a header is unreadable).
+    HeaderMismatch(&'static str),
 }
 
 impl Answer {
@@ -523,6 +544,8 @@ impl Answer {
             Self::NoBackend => (StatusCode::SERVICE_UNAVAILABLE, -32603, "no backend in rotation".to_owned()),
             Self::BadGateway => (StatusCode::BAD_GATEWAY, -32603, "the backend did not answer".to_owned()),
             Self::BadRequest => (StatusCode::BAD_REQUEST, -32600, "bad request".to_owned()),
+            // HeaderMismatch, as the 2026-07-28 revision defines it.
+            Self::HeaderMismatch(why) => (StatusCode::BAD_REQUEST, -32020, format!("Header mismatch: {why}")),
             Self::TooLarge(max) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, -32600, format!("request body over {max} bytes"))
             }

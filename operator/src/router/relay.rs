@@ -4,8 +4,9 @@
 //!   answers arrive on their session's stream) become the router's call metrics;
 //! - a legacy stream's first `endpoint` event gets the sealed token, and the session it opens
 //!   lasts as long as the stream;
-//! - a session's GET stream whose revision is evacuated is ended between two events, once no
-//!   call this router posted on it awaits its answer — never inside an event;
+//! - a session's GET stream, or a `subscriptions/listen` stream, whose revision is evacuated
+//!   is ended between two events, once no call this router posted on it awaits its answer —
+//!   never inside an event;
 //! - what it holds (a request in flight, an open stream, a legacy session) is released when
 //!   the body ends or is dropped (the client gone).
 
@@ -83,6 +84,8 @@ pub struct Setup {
     pub legacy_open: bool,
     /// A session's GET stream, ended if its revision is evacuated.
     pub evacuable_session: Option<Pin>,
+    /// A `subscriptions/listen` stream: ended between two events if its revision is evacuated.
+    pub listen: bool,
     pub flight: Option<InFlight>,
 }
 
@@ -130,6 +133,7 @@ impl Relay {
             calls,
             legacy_open,
             evacuable_session,
+            listen,
             flight,
         } = setup;
         let reading = if streaming {
@@ -142,7 +146,7 @@ impl Relay {
         if streaming {
             router.sessions.stream_started(&backend, &revision);
         }
-        let evacuable = streaming && (legacy_open || evacuable_session.is_some());
+        let evacuable = streaming && (legacy_open || evacuable_session.is_some() || listen);
         let changes = evacuable.then(|| router.table_changes());
         Self {
             router,
@@ -319,13 +323,13 @@ impl Relay {
         }
     }
 
-    /// Whether this is a GET stream of an evacuated revision.
+    /// Whether this is a GET or listen stream of an evacuated revision.
     fn evacuating(&self) -> bool {
         self.changes.as_ref().is_some_and(|c| c.borrow().evacuated.contains(&self.revision))
     }
 
-    /// A GET stream of an evacuated revision, between two events, with nothing it carries
-    /// still awaited.
+    /// A GET or listen stream of an evacuated revision, between two events, with nothing it
+    /// carries still awaited.
     fn evacuated_and_quiet(&self) -> bool {
         if !self.evacuating() {
             return false;
