@@ -84,11 +84,14 @@ nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' >"$work/nginx/out.log" 2>&1 &
 pids+=($!)
 wait_port "$nginx_port"
 
-# One load shape for all three: handshake-era agents over Streamable HTTP, either as fast as
-# they go (closed loop: throughput) or paced to a total rate (latency at that rate).
-load() { # port, calls/s per agent
+# Handshake-era agents over Streamable HTTP, either as fast as they go (closed loop:
+# throughput) or paced to a total rate (latency at that rate), in two client shapes: agents
+# that read each streamed answer's stream to its end, so that their keep-alive connections
+# carry the next request, and agents that drop the stream once the answer has arrived (the
+# connection goes with it: a new connection per call, what the e2e agents do by default).
+load() { # port, calls/s per agent, extra agent flags
   "$bin/mcp-agents" --target "http://127.0.0.1:$1" --agents "$AGENTS" --duration "$DURATION" \
-    --rate "$2" --session-min 5 --session-max 10 --era handshake --json - 2>/dev/null |
+    --rate "$2" --session-min 5 --session-max 10 --era handshake ${3:+"$3"} --json - 2>/dev/null |
     sed -n '/^--- report ---$/{n;p}'
 }
 PACED=${BENCH_RATE:-1000}
@@ -103,13 +106,37 @@ print(json.dumps({"name": name, "calls_per_s": ok / seconds, "p50": report["late
                   "lost": report["sessions_lost"]}))
 PY
 }
-echo "bench: $AGENTS agents, ${DURATION}s each, handshake era, Streamable HTTP; closed loop, then $PACED calls/s" >&2
-direct=$(figures direct "$(load "$fixture_port" 100000)")
-nginx=$(figures nginx "$(load "$nginx_port" 100000)")
-router=$(figures router "$(load "$router_port" 100000)")
-paced_direct=$(figures direct "$(load "$fixture_port" "$per_agent")")
-paced_nginx=$(figures nginx "$(load "$nginx_port" "$per_agent")")
-paced_router=$(figures router "$(load "$router_port" "$per_agent")")
+shape() { # title, extra agent flags
+  local direct nginx router paced_direct paced_nginx paced_router
+  echo "bench: $1" >&2
+  direct=$(figures direct "$(load "$fixture_port" 100000 "$2")")
+  nginx=$(figures nginx "$(load "$nginx_port" 100000 "$2")")
+  router=$(figures router "$(load "$router_port" 100000 "$2")")
+  paced_direct=$(figures direct "$(load "$fixture_port" "$per_agent" "$2")")
+  paced_nginx=$(figures nginx "$(load "$nginx_port" "$per_agent" "$2")")
+  paced_router=$(figures router "$(load "$router_port" "$per_agent" "$2")")
+  python3 - "$1" "$direct" "$nginx" "$router" "$paced_direct" "$paced_nginx" "$paced_router" "$PACED" <<'PY'
+import json, sys
+title = sys.argv[1]
+d, n, r, pd, pn, pr = (json.loads(a) for a in sys.argv[2:8])
+paced = int(sys.argv[8])
+def table(name, rows, base):
+    print(name)
+    print(f"{'':<8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'+p50':>8}{'+p99':>8}{'failed':>8}{'lost':>6}")
+    for x in rows:
+        print(f"{x['name']:<8}{x['calls_per_s']:>10.0f}{x['p50']:>9.2f}{x['p99']:>9.2f}"
+              f"{x['p50'] - base['p50']:>8.2f}{x['p99'] - base['p99']:>8.2f}{x['failed']:>8}{x['lost']:>6}")
+print(f"== {title}")
+table("closed loop (as fast as the agents go):", (d, n, r), d)
+table(f"paced at {paced} calls/s:", (pd, pn, pr), pd)
+ratio = r["calls_per_s"] / n["calls_per_s"] if n["calls_per_s"] else float("nan")
+print(f"router/nginx throughput: {ratio:.2f}x (goal >= 1.0x); router p99 added at {pr['calls_per_s']:.0f} calls/s: "
+      f"{pr['p99'] - pd['p99']:.2f} ms, nginx's {pn['p99'] - pd['p99']:.2f} ms (goal <= 1 ms at 1,000 calls/s)")
+PY
+}
+echo "bench: $AGENTS agents, ${DURATION}s each run, handshake era, Streamable HTTP; closed loop, then $PACED calls/s" >&2
+shape "keep-alive clients (each stream read to its end)" --read-streams-to-end
+shape "a connection per call (each stream dropped once answered)" ""
 
 # RSS of the router holding many open sessions: initialize only, never closed.
 python3 - "$router_port" "$SESSIONS" <<'PY'
@@ -126,22 +153,8 @@ for _ in range(n):
     opened += r.getheader("mcp-session-id") is not None
 print(f"bench: {opened} sessions opened through the router", file=sys.stderr)
 PY
-rss_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$router_pid/status")
 
-python3 - "$direct" "$nginx" "$router" "$paced_direct" "$paced_nginx" "$paced_router" "$rss_kib" "$SESSIONS" "$PACED" <<'PY'
-import json, sys
-d, n, r, pd, pn, pr = (json.loads(a) for a in sys.argv[1:7])
-rss, sessions, paced = int(sys.argv[7]) / 1024, int(sys.argv[8]), int(sys.argv[9])
-def table(title, rows, base):
-    print(title)
-    print(f"{'':<8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'+p50':>8}{'+p99':>8}{'failed':>8}{'lost':>6}")
-    for x in rows:
-        print(f"{x['name']:<8}{x['calls_per_s']:>10.0f}{x['p50']:>9.2f}{x['p99']:>9.2f}"
-              f"{x['p50'] - base['p50']:>8.2f}{x['p99'] - base['p99']:>8.2f}{x['failed']:>8}{x['lost']:>6}")
-table("closed loop (as fast as the agents go):", (d, n, r), d)
-table(f"paced at {paced} calls/s:", (pd, pn, pr), pd)
-ratio = r["calls_per_s"] / n["calls_per_s"] if n["calls_per_s"] else float("nan")
-print(f"router/nginx throughput: {ratio:.2f}x (goal >= 1.0x); router p99 added at {pr['calls_per_s']:.0f} calls/s: "
-      f"{pr['p99'] - pd['p99']:.2f} ms, nginx's {pn['p99'] - pd['p99']:.2f} ms (goal <= 1 ms at 1,000 calls/s); "
-      f"router RSS with {sessions} open sessions: {rss:.1f} MiB (goal <= 64 MiB)")
+python3 - "$(awk '/^VmRSS/ {print $2}' "/proc/$router_pid/status")" "$SESSIONS" <<'PY'
+import sys
+print(f"router RSS with {sys.argv[2]} open sessions: {int(sys.argv[1]) / 1024:.1f} MiB (goal <= 64 MiB)")
 PY

@@ -90,6 +90,7 @@ fn load(target: String, seconds: f64) -> AgentsConfig {
         max_retries: 0,
         max_calls: 1_000_000,
         no_keepalive: false,
+        read_streams_to_end: false,
         seed: Some(7),
     }
 }

@@ -95,6 +95,7 @@ fn load(target: String, transport: AgentTransport, era: AgentEra, seconds: f64) 
         max_retries: 5,
         max_calls: 20_000,
         no_keepalive: false,
+        read_streams_to_end: false,
         seed: Some(7),
     }
 }

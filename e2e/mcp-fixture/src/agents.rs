@@ -81,6 +81,11 @@ pub struct AgentsConfig {
     /// router picks a backend per request, as it does per new connection.
     #[arg(long, default_value_t = false)]
     pub no_keepalive: bool,
+    /// Read each streamed answer's SSE stream to its end, so that its keep-alive connection
+    /// carries the next request. By default an agent drops the stream once its answer has
+    /// arrived, and the connection with it (the next request opens a new one).
+    #[arg(long, default_value_t = false)]
+    pub read_streams_to_end: bool,
     #[arg(long)]
     pub seed: Option<u64>,
 }
@@ -114,6 +119,9 @@ impl AgentsConfig {
         }
         if self.no_keepalive {
             args.push("--no-keepalive".into());
+        }
+        if self.read_streams_to_end {
+            args.push("--read-streams-to-end".into());
         }
         if let Some(seed) = self.seed {
             args.push(format!("--seed={seed}"));
@@ -231,7 +239,8 @@ impl Connection {
                     AgentEra::Handshake => Era::Handshake,
                     AgentEra::Stateless => Era::Stateless,
                 };
-                let mut client = StreamableClient::new(http.clone(), format!("{base}{}", config.path), era);
+                let mut client = StreamableClient::new(http.clone(), format!("{base}{}", config.path), era)
+                    .reading_streams_to_end(config.read_streams_to_end);
                 let reply = client.connect().await?;
                 Ok((Self::Streamable(client), reply))
             }

@@ -113,11 +113,25 @@ pub struct StreamableClient {
     era: Era,
     session: Option<String>,
     next_id: i64,
+    read_to_end: bool,
 }
+
+/// How long a client that reads streams to their end waits for the end after its answer (a
+/// server should close the stream then; one that does not is left, with its connection).
+const STREAM_END_WAIT: Duration = Duration::from_secs(1);
 
 impl StreamableClient {
     pub fn new(http: reqwest::Client, url: String, era: Era) -> Self {
-        Self { http, url, era, session: None, next_id: 1 }
+        Self { http, url, era, session: None, next_id: 1, read_to_end: false }
+    }
+
+    /// Reads a streamed answer's stream to its end (bounded by [`STREAM_END_WAIT`]), so that its
+    /// connection can carry the next request. By default the stream is dropped once the answer
+    /// has arrived, and the connection with it: the next request opens a new one.
+    #[must_use]
+    pub fn reading_streams_to_end(mut self, yes: bool) -> Self {
+        self.read_to_end = yes;
+        self
     }
 
     /// Handshake era: `initialize` + `notifications/initialized`. Stateless: nothing to do.
@@ -233,6 +247,10 @@ impl StreamableClient {
             for (_, data) in drain_events(&mut buffer) {
                 let Ok(message) = serde_json::from_str::<Value>(&data) else { continue };
                 if message["id"] == id {
+                    if self.read_to_end {
+                        let rest = async { while let Some(Ok(_)) = stream.next().await {} };
+                        let _ = tokio::time::timeout(STREAM_END_WAIT, rest).await;
+                    }
                     return rpc_result(&message).map(|result| Reply {
                         result,
                         server_version,

@@ -42,6 +42,7 @@ fn config(target: String) -> AgentsConfig {
         max_retries: 5,
         max_calls: 10_000,
         no_keepalive: false,
+        read_streams_to_end: false,
         seed: Some(3),
     }
 }
