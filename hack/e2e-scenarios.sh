@@ -32,8 +32,9 @@ if [[ $listed != "$present" ]]; then
 fi
 
 test_args() { local t; for t in "$@"; do printf -- '--test\n%s\n' "$t"; done; }
-mapfile -t all < <(test_args "${SHARED[@]}" "${ALONE[@]}")
-cargo test --locked -p e2e "${all[@]}" --no-run
+# Everything the scenarios run here is built before the first starts (a no-op when
+# hack/test.sh has done it).
+hack/e2e-build.sh
 
 # The longest scenarios start first, so that none of them starts last and runs alone (the
 # rest are dealt in file order).

@@ -23,7 +23,7 @@ phase "Go (e2e/cluster): gofmt, go vet"
 (cd e2e/cluster && test -z "$(gofmt -l .)" && go vet ./...) || { echo "test: gofmt/go vet failed" >&2; exit 1; }
 
 fuzz() { FUZZ_SECONDS=${FUZZ_SECONDS:-20} hack/fuzz.sh; }
-e2e_build() { cargo test --locked -p e2e --no-run; }
+e2e_build() { hack/e2e-build.sh; }
 
 if [[ -z ${E2E_KUBECONFIG:-} ]]; then
   export MCP_CLUSTER_DIR=${MCP_CLUSTER_DIR:-$(mktemp -d /tmp/mcp-rollout-cluster.XXXXXX)}

@@ -35,9 +35,10 @@ pub fn all() -> Vec<CustomResourceDefinition> {
 ///   health check) take as in progress. Without it kstatus calls an object with no status at
 ///   all Current, so Flux would pass a rollout no operator ever looked at (seen on the real API
 ///   server: the default is applied when the object is read).
-/// - The label maps the selector CEL rule iterates get bounds (label values are at most 63
-///   characters in Kubernetes anyway). Unbounded, the API server's cost estimator assumes
-///   megabytes of labels and refuses the rule.
+/// - The template's label map gets Kubernetes' own bounds (label values are at most 63
+///   characters): unbounded, the API server's cost estimator assumes megabytes of labels and
+///   refuses any CEL rule that iterates them (it refused the one over the former
+///   `spec.selector`).
 fn polish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         let Some(root) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) else {
@@ -48,11 +49,8 @@ fn polish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
                 *text = unwrap_lines(text);
             }
         });
-        for labels in [&["spec", "selector", "matchLabels"][..], &["spec", "template", "metadata", "labels"]]
-        {
-            if let Some(map) = property_mut(root, labels) {
-                bound_label_map(map);
-            }
+        if let Some(map) = property_mut(root, &["spec", "template", "metadata", "labels"]) {
+            bound_label_map(map);
         }
         if let Some(status) = property_mut(root, &["status"]) {
             status.default = Some(JSON(serde_json::json!({"observedGeneration": 0})));
@@ -65,7 +63,7 @@ fn polish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     crd
 }
 
-/// Maximum labels in a map the CEL rules iterate.
+/// Maximum labels in a label map.
 const MAX_LABELS: i64 = 128;
 /// Kubernetes' limit on a label value.
 const MAX_LABEL_VALUE_LEN: i64 = 63;

@@ -36,8 +36,14 @@ impl Drop for PrometheusProcess {
 }
 
 async fn start_prometheus(targets: &[String]) -> PrometheusProcess {
-    let dir =
-        std::env::temp_dir().join(format!("mcp-rollout-prometheus-{}-{}", std::process::id(), targets.len()));
+    start_prometheus_with(targets, &[]).await
+}
+
+async fn start_prometheus_with(targets: &[String], flags: &[&str]) -> PrometheusProcess {
+    // A directory of its own per Prometheus, also when one test starts two.
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("mcp-rollout-prometheus-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
     let config = format!(
@@ -53,6 +59,7 @@ async fn start_prometheus(targets: &[String]) -> PrometheusProcess {
             .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -260,4 +267,18 @@ async fn an_unreachable_prometheus_or_a_bad_query_is_inconclusive_not_an_error()
     assert!(custom.message.as_ref().unwrap().contains("refused"), "{custom:?}");
     // No data at all: too few calls, never a pass.
     assert!(results.iter().all(|r| r.verdict == Verdict::Inconclusive), "{results:#?}");
+    drop(prometheus_process);
+
+    // A Prometheus whose limits a good query exceeds answers errorType "execution" (HTTP 422):
+    // its trouble, not the spec's — Inconclusive, never "refused" (no Stalled).
+    let limited = start_prometheus_with(&[], &["--query.max-samples=100"]).await;
+    let mut spec = self::spec(&limited.url);
+    spec.metrics[0].query = "sum(count_over_time(vector(1)[10m:1s]))".into();
+    let prometheus = Prometheus::new(&limited.url, Duration::from_secs(5), None).unwrap();
+    let results = analysis::evaluate(&prometheus, &spec, &Queries::default(), &subject("c"), now()).await;
+    let custom = verdict(&results, "canary-traffic");
+    assert_eq!(custom.verdict, Verdict::Inconclusive, "{custom:?}");
+    let message = custom.message.as_deref().unwrap();
+    assert!(message.contains("could not run the query") && message.contains("execution"), "{custom:?}");
+    assert!(!mcp_rollout::analysis::is_rejected_query(message), "{custom:?}");
 }

@@ -193,10 +193,7 @@ fn names_macro_variable(rule: &str, message: &str) -> bool {
 fn label_maps_iterated_by_cel_are_bounded() {
     let schema = committed_schema();
     let spec = &schema["properties"]["spec"]["properties"];
-    for map in [
-        &spec["selector"]["properties"]["matchLabels"],
-        &spec["template"]["properties"]["metadata"]["properties"]["labels"],
-    ] {
+    for map in [&spec["template"]["properties"]["metadata"]["properties"]["labels"]] {
         assert_eq!(map["maxProperties"], json!(128));
         assert_eq!(map["additionalProperties"]["maxLength"], json!(63));
     }
@@ -331,11 +328,14 @@ fn custom_metrics_need_a_sane_range() {
 }
 
 #[test]
-fn selector_must_match_template_labels() {
-    let msg = "selector.matchLabels must all appear, with the same values, in template.metadata.labels";
-    assert_eq!(cel_failures(|o| o["spec"]["selector"] = json!({"matchLabels": {"app": "other"}})), [msg]);
-    assert_eq!(cel_failures(|o| o["spec"]["selector"] = json!({"matchLabels": {"team": "x"}})), [msg]);
-    assert!(cel_failures(|o| o["spec"]["selector"] = json!({"matchLabels": {"app": "docs"}})).is_empty());
+fn names_that_cannot_name_the_rollouts_services_are_refused() {
+    let msg = "metadata.name must be at most 56 characters of a-z, 0-9 and '-', starting with a letter and ending with a letter or digit: it names the rollout's Services (<name>-stable, <name>-canary, <name>-router) and labels its pods";
+    let longest = "a".repeat(56);
+    assert!(cel_failures(|o| o["metadata"]["name"] = json!(longest)).is_empty());
+    assert!(cel_failures(|o| o["metadata"]["name"] = json!("docs-v2")).is_empty());
+    for bad in ["a".repeat(57), "docs.prod".into(), "9docs".into(), "docs-".into(), "Docs".into()] {
+        assert_eq!(cel_failures(|o| o["metadata"]["name"] = json!(bad)), [msg], "{bad}");
+    }
 }
 
 /// Independent of CEL: the schema's own ranges and patterns, checked by the same JSON-schema

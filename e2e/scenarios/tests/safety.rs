@@ -459,3 +459,29 @@ async fn a_refused_route_write_holds_the_step_and_says_why() {
     .await;
     println!("route writes refused at 5%: {reason}, held at 5% ({message}); promoted once they went through");
 }
+
+/// A name that cannot name the rollout's Services (too long for `<name>-canary`, or not a
+/// DNS-1035 label) is refused by the API server at admission, with the rule's message, and
+/// nothing is created; the longest name that fits is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_cannot_name_the_rollouts_services_are_refused_at_admission() {
+    let bed = Bed::start().await;
+    let params = PatchParams::apply("e2e-user").force();
+    for bad in ["a".repeat(57), "docs.prod".to_owned()] {
+        let mut rollout = fixture_rollout(&bad, "mcp-fixture:v1", &[], &bed.prometheus_url());
+        rollout["metadata"]["namespace"] = json!(bed.namespace);
+        let refused = bed.rollouts().patch(&bad, &params, &Patch::Apply(&rollout)).await;
+        let Err(kube::Error::Api(status)) = refused else { panic!("{bad}: not refused: {refused:?}") };
+        assert_eq!(status.code, 422, "{bad}: {status:?}");
+        assert!(status.message.contains("metadata.name must be at most 56 characters"), "{bad}: {status:?}");
+    }
+    assert!(bed.rollouts().list(&ListParams::default()).await.unwrap().items.is_empty());
+    let longest = "a".repeat(56);
+    let rollout = fixture_rollout(&longest, "mcp-fixture:v1", &[], &bed.prometheus_url());
+    bed.apply(&rollout).await;
+    bed.wait_healthy(&longest).await;
+    let services: Api<Service> = Api::namespaced(bed.client.clone(), &bed.namespace);
+    for name in [longest.clone(), format!("{longest}-stable"), format!("{longest}-canary")] {
+        services.get(&name).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
-use prometheus_http_query::{Client, response::Data};
+use prometheus_http_query::{
+    Client,
+    error::{PrometheusError, PrometheusErrorType},
+    response::Data,
+};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
 /// Why a query gave no number.
@@ -15,6 +19,10 @@ pub enum QueryError {
     Timeout(Duration),
     #[error("Prometheus refused the query: {0}")]
     Rejected(String),
+    /// Prometheus answered with an error that says nothing against the query itself (its
+    /// `errorType` is not `bad_data`): its own trouble, waited out like missing data.
+    #[error("Prometheus could not run the query: {0}")]
+    Failed(String),
     #[error("unexpected query result: {0}")]
     Unexpected(String),
 }
@@ -44,6 +52,9 @@ impl Prometheus {
             headers.insert(AUTHORIZATION, value);
         }
         let http = reqwest::Client::builder()
+            // The address is the McpRollout author's: a redirect would send the operator (and
+            // the bearer token's host check) somewhere the spec does not name.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout)
             .default_headers(headers)
@@ -56,7 +67,7 @@ impl Prometheus {
 
     fn error(&self, error: prometheus_http_query::Error) -> QueryError {
         match error {
-            prometheus_http_query::Error::Prometheus(e) => QueryError::Rejected(e.to_string()),
+            prometheus_http_query::Error::Prometheus(e) => classify(&e),
             prometheus_http_query::Error::Client(e) => {
                 let text = e.to_string();
                 let timed_out = std::error::Error::source(&e)
@@ -86,6 +97,17 @@ impl Prometheus {
         let answer =
             self.client.query_range(query, start, end, step).get().await.map_err(|e| self.error(e))?;
         series_of(answer.data())
+    }
+}
+
+/// Only `bad_data` says the query is wrong (bad PromQL: a spec error, reported as Stalled).
+/// `timeout`, `unavailable`, `internal`, `execution`, `canceled` and `not_found` are
+/// Prometheus's trouble — an overloaded or restarting Prometheus answers them for good queries —
+/// and read as no data (Inconclusive: the rollout holds, and goes on when Prometheus recovers).
+fn classify(error: &PrometheusError) -> QueryError {
+    match error.error_type() {
+        PrometheusErrorType::BadData => QueryError::Rejected(error.to_string()),
+        _ => QueryError::Failed(error.to_string()),
     }
 }
 
@@ -154,6 +176,22 @@ mod tests {
         assert!(matches!(scalar_of(&data(two)), Err(QueryError::Unexpected(_))));
         let matrix = r#"{"resultType":"matrix","result":[{"metric":{},"values":[[1,"1"]]}]}"#;
         assert!(matches!(scalar_of(&data(matrix)), Err(QueryError::Unexpected(_))));
+    }
+
+    #[test]
+    fn only_bad_data_says_the_query_is_wrong() {
+        let error = |error_type: &str| -> PrometheusError {
+            serde_json::from_value(serde_json::json!({"errorType": error_type, "error": "boom"})).unwrap()
+        };
+        let bad = classify(&error("bad_data"));
+        assert!(matches!(bad, QueryError::Rejected(_)), "{bad:?}");
+        assert!(is_rejected_query(&bad.to_string()));
+        for error_type in ["timeout", "canceled", "execution", "internal", "unavailable", "not_found"] {
+            let failed = classify(&error(error_type));
+            assert!(matches!(failed, QueryError::Failed(_)), "{error_type}: {failed:?}");
+            assert!(!is_rejected_query(&failed.to_string()), "{error_type}");
+            assert!(failed.to_string().contains(error_type), "{failed}");
+        }
     }
 
     #[test]

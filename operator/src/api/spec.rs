@@ -4,10 +4,7 @@
 //! `kubectl get -o yaml` shows the value the operator actually uses. Validation lives in the
 //! schema too (ranges, patterns, CEL rules) so a bad manifest is refused at `kubectl apply`.
 
-use k8s_openapi::{
-    api::core::v1::PodTemplateSpec,
-    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
-};
+use k8s_openapi::{api::core::v1::PodTemplateSpec, apimachinery::pkg::util::intstr::IntOrString};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -43,11 +40,16 @@ use super::{HumanDuration, McpRolloutStatus, protocol};
         json_path = ".status.currentStepIndex",
         description = "Index of the current canary step"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // The name becomes the names of Services (`<name>`, `<name>-stable`, `<name>-canary`,
+    // `<name>-router`: DNS-1035 labels of at most 63 characters) and a label value: a name that
+    // does not fit is refused here, not found out by a reconcile that can never succeed.
+    validation = Rule::new(
+        "self.metadata.name.size() <= 56 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"
+    ).message(
+        "metadata.name must be at most 56 characters of a-z, 0-9 and '-', starting with a letter and ending with a letter or digit: it names the rollout's Services (<name>-stable, <name>-canary, <name>-router) and labels its pods"
+    )
 )]
-#[x_kube(validation = Rule::new(
-    "!has(self.selector) || !has(self.selector.matchLabels) || (has(self.template.metadata) && has(self.template.metadata.labels) && self.selector.matchLabels.all(k, k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k]))"
-).message("selector.matchLabels must all appear, with the same values, in template.metadata.labels"))]
 #[x_kube(validation = Rule::new(
     "!has(self.analysis) || !has(self.analysis.source) || self.analysis.source != 'Router' || (has(self.trafficRouting) && has(self.trafficRouting.mcpRouter))"
 ).message("analysis.source Router reads the MCP session router's metrics: set trafficRouting.mcpRouter"))]
@@ -58,12 +60,6 @@ pub struct McpRolloutSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 1000))]
     pub replicas: i32,
-
-    /// Extra label selector for the rollout's pods. Optional: the operator always selects on its
-    /// own `mcprollout.dev/rollout` and `mcprollout.dev/revision` labels as well. When set, its
-    /// matchLabels must appear in the template's labels.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<LabelSelector>,
 
     /// Pod template of the MCP server. Any change to it is a new revision and starts a rollout.
     pub template: PodTemplateSpec,
