@@ -158,9 +158,22 @@ async fn a_stream_ended_by_the_server_side_counts_as_cut() {
 async fn a_graceful_shutdown_cuts_no_stream() {
     let server = fixture(|_| {}).await;
     let mut c = config(server.url());
-    (c.stream_share, c.stream_seconds, c.duration, c.agents, c.max_retries) = (1.0, 2.0, 1.5, 3, 0);
+    (c.stream_share, c.stream_seconds, c.duration, c.agents, c.max_retries) = (1.0, 2.0, 4.0, 3, 0);
     let run = tokio::spawn(agents::run(c));
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Shut down once every agent holds a session (their streamed calls follow at once, and go
+    // on through the shutdown), not after a fixed time: a busy machine once had no session
+    // open after 800 ms, so every agent was refused and nothing was tested.
+    let metrics = format!("{}/metrics", server.url());
+    let mut open = 0.0;
+    for _ in 0..600 {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        open = mcp_fixture::metrics::sample_sum(&text, "mcp_active_sessions", &[]);
+        if open >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(open >= 3.0, "the agents opened {open} session(s) in 30 s");
     server.begin_shutdown();
     let report = run.await.unwrap().unwrap();
     assert!(report.streams_started >= 3, "{}", report.summary());
