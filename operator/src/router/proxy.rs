@@ -218,7 +218,23 @@ impl Router {
 
     /// Puts a new table in force. Sessions of a revision evacuated by it end now (their next
     /// request is answered 404).
-    pub fn set_table(&self, table: Table) {
+    pub fn set_table(&self, mut table: Table) {
+        // A revision stays evacuated until a table gives it traffic again. The operator lists it
+        // only until its drain ends, which is as soon as the router carries no call or stream
+        // on it — sessions still pinned to it would then reach its pods, still terminating, and
+        // be served by the rolled-back revision (seen on the cluster: 4 sessions open on the
+        // canary, none moved). A re-applied revision takes traffic again and leaves the set.
+        let weighted: BTreeSet<&str> =
+            table.revisions.iter().filter(|t| t.weight > 0).map(|t| t.revision.as_str()).collect();
+        let still: Vec<String> = self
+            .table
+            .borrow()
+            .evacuated
+            .iter()
+            .filter(|r| !weighted.contains(r.as_str()))
+            .cloned()
+            .collect();
+        table.evacuated.extend(still);
         let newly: BTreeSet<String> =
             table.evacuated.difference(&self.table.borrow().evacuated).cloned().collect();
         if !newly.is_empty() {
