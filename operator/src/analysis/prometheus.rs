@@ -1,14 +1,22 @@
 //! Thin I/O: a Prometheus client (prometheus-http-query on the process's reqwest) with a
-//! deadline on every request, and the strict reading of its answers into numbers.
+//! deadline on every request, a cap on every answer's size, and the strict reading of its
+//! answers into numbers.
 
 use std::time::Duration;
 
 use prometheus_http_query::{
     Client,
     error::{PrometheusError, PrometheusErrorType},
-    response::Data,
+    response::{Data, PromqlResult},
 };
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde::Deserialize;
+
+/// The largest answer read from Prometheus. The operator's queries give one series (a range
+/// over `for` at `for`/30 steps is a few KiB); the address is the McpRollout author's, and
+/// prometheus-http-query reads a whole body into memory, so a hostile or broken endpoint could
+/// otherwise make the operator hold as much as it cares to send.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Why a query gave no number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,9 +87,41 @@ impl Prometheus {
         }
     }
 
+    /// Reads an answer of at most [`MAX_ANSWER_BYTES`] (prometheus-http-query's own `get` reads
+    /// any size; its `get_raw` leaves the body to us) into the API's envelope.
+    async fn read(&self, response: reqwest::Response) -> Result<PromqlResult, QueryError> {
+        let status = response.status();
+        let json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if !json {
+            return Err(QueryError::Unreachable(format!(
+                "not a Prometheus API answer: HTTP {status}, not JSON"
+            )));
+        }
+        let body = read_capped(response, MAX_ANSWER_BYTES).await.map_err(|e| match e {
+            CappedRead::TooLarge => QueryError::Unexpected(format!(
+                "the answer is larger than {} MiB; aggregate the query (e.g. sum(...))",
+                MAX_ANSWER_BYTES / (1024 * 1024)
+            )),
+            CappedRead::Http(e) if e.is_timeout() => QueryError::Timeout(self.timeout),
+            CappedRead::Http(e) => QueryError::Unreachable(format!("reading the answer: {e}")),
+        })?;
+        match serde_json::from_slice::<Envelope>(&body) {
+            Ok(Envelope::Success { data }) => Ok(data),
+            Ok(Envelope::Error(e)) => Err(classify(&e)),
+            Err(e) => Err(QueryError::Unexpected(format!(
+                "HTTP {status}, an answer that is not the Prometheus API's: {e}"
+            ))),
+        }
+    }
+
     /// An instant query that must give one number (or nothing).
     pub async fn instant(&self, query: &str) -> Result<Option<f64>, QueryError> {
-        let answer = self.client.query(query).get().await.map_err(|e| self.error(e))?;
+        let response = self.client.query(query).get_raw().await.map_err(|e| self.error(e))?;
+        let answer = self.read(response).await?;
         scalar_of(answer.data())
     }
 
@@ -94,10 +134,40 @@ impl Prometheus {
         step: Duration,
     ) -> Result<Series, QueryError> {
         let step = step.as_secs_f64().max(1.0);
-        let answer =
-            self.client.query_range(query, start, end, step).get().await.map_err(|e| self.error(e))?;
+        let response =
+            self.client.query_range(query, start, end, step).get_raw().await.map_err(|e| self.error(e))?;
+        let answer = self.read(response).await?;
         series_of(answer.data())
     }
+}
+
+/// The Prometheus HTTP API's envelope (prometheus-http-query keeps its own private).
+#[derive(Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+enum Envelope {
+    Success { data: PromqlResult },
+    Error(PrometheusError),
+}
+
+enum CappedRead {
+    TooLarge,
+    Http(reqwest::Error),
+}
+
+/// The body, or `TooLarge` as soon as it passes `limit` bytes (a declared length over it is
+/// refused before reading).
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, CappedRead> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(CappedRead::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(CappedRead::Http)? {
+        if body.len() + chunk.len() > limit {
+            return Err(CappedRead::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Only `bad_data` says the query is wrong (bad PromQL: a spec error, reported as Stalled).
@@ -192,6 +262,63 @@ mod tests {
             assert!(!is_rejected_query(&failed.to_string()), "{error_type}");
             assert!(failed.to_string().contains(error_type), "{failed}");
         }
+    }
+
+    /// A hostile endpoint at the spec's Prometheus address, on loopback (no real Prometheus
+    /// sends this: that is the point). It answers every request with `head` and then `body`
+    /// repeated until the client hangs up.
+    async fn hostile(head: &'static str, body: &'static [u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    // Bounded: 64 MiB at most, 16 times the cap.
+                    for _ in 0..(64 * 1024 * 1024 / body.len()) {
+                        if socket.write_all(body).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_at_the_cap() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n\
+                    {\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},\"values\":[";
+        let address = hostile(head, b"[1,\"1\"],").await;
+        let prometheus = Prometheus::new(&address, Duration::from_secs(30), None).unwrap();
+        let error = prometheus.range("up", 0, 60, Duration::from_secs(1)).await.unwrap_err();
+        assert!(matches!(&error, QueryError::Unexpected(m) if m.contains("larger than 4 MiB")), "{error:?}");
+        let error = prometheus.instant("up").await.unwrap_err();
+        assert!(matches!(&error, QueryError::Unexpected(m) if m.contains("larger than")), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_cap_is_refused_unread() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n";
+        let address = hostile(head, b"          ").await;
+        let prometheus = Prometheus::new(&address, Duration::from_secs(30), None).unwrap();
+        let error = prometheus.instant("up").await.unwrap_err();
+        assert!(matches!(&error, QueryError::Unexpected(m) if m.contains("larger than")), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_is_not_the_api_is_no_number() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 10\r\n\r\n";
+        let address = hostile(head, b"<html>").await;
+        let prometheus = Prometheus::new(&address, Duration::from_secs(30), None).unwrap();
+        let error = prometheus.instant("up").await.unwrap_err();
+        assert!(matches!(&error, QueryError::Unreachable(m) if m.contains("not JSON")), "{error:?}");
     }
 
     #[test]
