@@ -16,7 +16,7 @@ use std::{
 
 use mcp_fixture::agents::{self, AgentEra, AgentTransport, AgentsConfig};
 use mcp_rollout::{
-    analysis::{self, Clamp, Prometheus, Queries, Subject},
+    analysis::{self, Clamp, Prometheus, Queries, Scope, Subject},
     api::{AnalysisSpec, CustomMetric, DrainSpec, HumanDuration, PrometheusSpec, Verdict},
     engine::CheckResult,
 };
@@ -35,22 +35,32 @@ impl Drop for PrometheusProcess {
     }
 }
 
-async fn start_prometheus(targets: &[String]) -> PrometheusProcess {
+/// A scrape target: a fixture's address and the namespace its "pod" is in (labelled by the
+/// scrape, as a Kubernetes scrape configuration does).
+type Target = (String, &'static str);
+
+async fn start_prometheus(targets: &[Target]) -> PrometheusProcess {
     start_prometheus_with(targets, &[]).await
 }
 
-async fn start_prometheus_with(targets: &[String], flags: &[&str]) -> PrometheusProcess {
+async fn start_prometheus_with(targets: &[Target], flags: &[&str]) -> PrometheusProcess {
     // A directory of its own per Prometheus, also when one test starts two.
     static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("mcp-rollout-prometheus-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    let static_configs: String = targets
+        .iter()
+        .map(|(address, namespace)| {
+            format!("      - targets: ['{address}']\n        labels: {{namespace: '{namespace}'}}\n")
+        })
+        .collect();
+    let static_configs =
+        if static_configs.is_empty() { "      - targets: []\n".into() } else { static_configs };
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: fixtures\n    \
-         static_configs:\n      - targets: [{}]\n    \
-         relabel_configs:\n      - source_labels: [__address__]\n        target_label: pod\n",
-        quoted.join(", ")
+         static_configs:\n{static_configs}    \
+         relabel_configs:\n      - source_labels: [__address__]\n        target_label: pod\n"
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
     for _ in 0..5 {
@@ -146,24 +156,49 @@ fn now() -> i64 {
 async fn gates_and_drain_window_against_a_real_prometheus() {
     let stable = support::fixture(|c| {
         c.server_version = "stable".into();
+        c.server_rollout = "docs".into();
         c.error_rate = 0.01;
     })
     .await;
     let healthy = support::fixture(|c| {
         c.server_version = "canary-ok".into();
+        c.server_rollout = "docs".into();
         c.error_rate = 0.01;
         c.seed = Some(2);
     })
     .await;
     let bad = support::fixture(|c| {
         c.server_version = "canary-bad".into();
+        c.server_rollout = "docs".into();
         c.error_rate = 0.10;
         c.schema_error_rate = 0.05;
         c.seed = Some(3);
     })
     .await;
-    let targets: Vec<String> = [&stable, &healthy, &bad].iter().map(|f| f.addr.to_string()).collect();
-    let (stable_pod, healthy_pod) = (targets[0].clone(), targets[1].clone());
+    // The healthy canary's template run elsewhere, failing 30% of its calls: the same
+    // revision in another namespace (another tenant), and in another rollout of this one.
+    // Neither may count towards the canary (issue 19: they did, selected by version alone).
+    let other_tenant = support::fixture(|c| {
+        c.server_version = "canary-ok".into();
+        c.server_rollout = "docs".into();
+        c.error_rate = 0.30;
+        c.seed = Some(4);
+    })
+    .await;
+    let other_rollout = support::fixture(|c| {
+        c.server_version = "canary-ok".into();
+        c.server_rollout = "docs-copy".into();
+        c.error_rate = 0.30;
+        c.seed = Some(5);
+    })
+    .await;
+    let fixtures = [&stable, &healthy, &bad, &other_tenant, &other_rollout];
+    let targets: Vec<Target> = fixtures
+        .iter()
+        .zip(["default", "default", "default", "staging", "default"])
+        .map(|(f, namespace)| (f.addr.to_string(), namespace))
+        .collect();
+    let (stable_pod, healthy_pod) = (targets[0].0.clone(), targets[1].0.clone());
     let prometheus_process = start_prometheus(&targets).await;
     let spec = spec(&prometheus_process.url);
     let PrometheusSpec { address, timeout, .. } = &spec.prometheus;
@@ -171,13 +206,12 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
     let queries = Queries::new(&spec.queries);
 
     let load_seconds = 26.0;
-    let runs: Vec<_> = [&stable, &healthy, &bad]
-        .iter()
-        .map(|f| tokio::spawn(agents::run(load(f.url(), load_seconds))))
-        .collect();
+    let runs: Vec<_> =
+        fixtures.iter().map(|f| tokio::spawn(agents::run(load(f.url(), load_seconds)))).collect();
     tokio::time::sleep(Duration::from_secs(22)).await;
 
-    // Under load: the healthy canary passes every gate; 10% errors against 1% fails.
+    // Under load: the healthy canary passes every gate (its failing copies elsewhere are not
+    // its traffic); 10% errors against 1% fails.
     let ok = analysis::evaluate(&prometheus, &spec, &queries, &subject("canary-ok"), now()).await;
     for name in ["errorRate", "latency", "schemaValidationErrors", "canary-traffic"] {
         assert_eq!(verdict(&ok, name).verdict, Verdict::Pass, "{name}: {ok:#?}");
@@ -194,20 +228,31 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
     let few = analysis::evaluate(&prometheus, &spec, &queries, &strict, now()).await;
     assert_eq!(verdict(&few, "errorRate").verdict, Verdict::Inconclusive, "{few:#?}");
 
+    let scope = Scope { namespace: "default".into(), rollout: "docs".into() };
     let asked = jiff::Timestamp::now().as_second() as f64;
-    let open = analysis::active_sessions(&prometheus, &queries, "canary-ok", &[]).await.unwrap();
+    let open = analysis::active_sessions(&prometheus, &queries, &scope, "canary-ok", &[]).await.unwrap();
     assert!(open.is_some_and(|s| s.count > 0), "{open:?}");
     // A drain of some pods counts only theirs (each fixture here is its own "pod": the
     // scrape address is relabelled to `pod`).
-    let own =
-        analysis::active_sessions(&prometheus, &queries, "canary-ok", std::slice::from_ref(&healthy_pod))
-            .await
-            .unwrap();
+    let own = analysis::active_sessions(
+        &prometheus,
+        &queries,
+        &scope,
+        "canary-ok",
+        std::slice::from_ref(&healthy_pod),
+    )
+    .await
+    .unwrap();
     assert_eq!(own.map(|s| s.count), open.map(|s| s.count), "{own:?}");
-    let other =
-        analysis::active_sessions(&prometheus, &queries, "canary-ok", std::slice::from_ref(&stable_pod))
-            .await
-            .unwrap();
+    let other = analysis::active_sessions(
+        &prometheus,
+        &queries,
+        &scope,
+        "canary-ok",
+        std::slice::from_ref(&stable_pod),
+    )
+    .await
+    .unwrap();
     assert_eq!(other, None, "another pod's name matches none of the revision's series");
     // The sample time is the scrape's (1 s scrapes here), not the query's.
     let sampled = open.unwrap().sampled_at.expect("the default query knows its scrape time");
@@ -218,7 +263,7 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
         assert!(report.sessions_completed > 10, "{report:?}");
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let left = analysis::active_sessions(&prometheus, &queries, "canary-ok", &[]).await.unwrap();
+    let left = analysis::active_sessions(&prometheus, &queries, &scope, "canary-ok", &[]).await.unwrap();
     assert_eq!(left.map(|s| s.count), Some(0), "{left:?}");
 
     // Sessions of 3–5 s: the P95 lands in the 1–5 s bucket; the drain window follows it, or
@@ -226,7 +271,8 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
     let mut drain: DrainSpec =
         serde_json::from_value(serde_json::json!({"lookback": "1m", "min": "1s", "max": "5m"})).unwrap();
     let revisions = vec!["stable".to_owned(), "canary-ok".to_owned()];
-    let window = analysis::measure_drain_window(&prometheus, &drain, &queries, &revisions).await.unwrap();
+    let window =
+        analysis::measure_drain_window(&prometheus, &drain, &queries, &scope, &revisions).await.unwrap();
     // At least the shortest session; at most the next bucket bound: a session outlives its
     // planned length by its last call, and on a loaded machine enough of them cross 5 s to put
     // the P95 into the 5-10 s bucket (seen in CI: 6.3 s). Either way it follows the sessions,
@@ -236,10 +282,12 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
     assert_eq!(window.clamp, Clamp::None);
     assert!(window.samples.unwrap() > 10.0, "{window:?}");
     drain.min = HumanDuration::from_secs(60);
-    let window = analysis::measure_drain_window(&prometheus, &drain, &queries, &revisions).await.unwrap();
+    let window =
+        analysis::measure_drain_window(&prometheus, &drain, &queries, &scope, &revisions).await.unwrap();
     assert_eq!((window.window, window.clamp), (Duration::from_secs(60), Clamp::RaisedToMin));
     let nothing = vec!["never-deployed".to_owned()];
-    let window = analysis::measure_drain_window(&prometheus, &drain, &queries, &nothing).await.unwrap();
+    let window =
+        analysis::measure_drain_window(&prometheus, &drain, &queries, &scope, &nothing).await.unwrap();
     assert_eq!((window.window, window.clamp), (Duration::from_secs(300), Clamp::NoData));
 }
 

@@ -50,6 +50,11 @@ pub struct FixtureConfig {
     #[arg(long, env = "SERVER_VERSION", default_value = "unknown")]
     pub server_version: String,
 
+    /// The `rollout` label of every metric series (none when empty): the McpRollout that runs
+    /// this server, which the operator passes in.
+    #[arg(long, env = "SERVER_ROLLOUT", default_value = "")]
+    pub server_rollout: String,
+
     /// Protocol versions spoken (comma-separated). Leave out 2026-07-28 to simulate a server
     /// that never learned the stateless revision, or the handshake versions for one that
     /// dropped them.
@@ -127,6 +132,7 @@ impl FixtureConfig {
             listen: "127.0.0.1:0".parse().expect("loopback address"),
             profile: Some(Profile::V1),
             server_version: "test".into(),
+            server_rollout: String::new(),
             protocol_versions: ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]
                 .map(String::from)
                 .to_vec(),

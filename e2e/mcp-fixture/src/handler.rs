@@ -39,7 +39,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: FixtureConfig) -> Arc<Self> {
-        let metrics = Metrics::new(&config.server_version);
+        let metrics = Metrics::new(&config.server_version, &config.server_rollout);
         let tools = tools::tools(config.profile());
         let dice = Mutex::new(config.seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed));
         Arc::new(Self { config, metrics, tools, calls: AtomicU64::new(0), dice })

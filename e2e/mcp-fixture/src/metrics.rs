@@ -65,8 +65,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(version: &str) -> Self {
-        let mut registry = Registry::default();
+    /// Every series carries `version`; with a non-empty `rollout`, `rollout` too (the metric
+    /// contract: the operator passes both, as `SERVER_VERSION` and `SERVER_ROLLOUT`).
+    pub fn new(version: &str, rollout: &str) -> Self {
+        let rollout_label = (!rollout.is_empty())
+            .then(|| (std::borrow::Cow::Borrowed("rollout"), std::borrow::Cow::Owned(rollout.to_owned())));
+        let mut registry = Registry::with_labels(rollout_label.into_iter());
         let calls: HistogramFamily<CallLabels> = Family::new_with_constructor(call_histogram);
         let errors = Family::<ErrorLabels, Counter>::default();
         let session_durations: HistogramFamily<SessionLabels> =
@@ -179,7 +183,7 @@ mod tests {
 
     #[test]
     fn exposes_the_documented_names_and_labels() {
-        let m = Metrics::new("v7");
+        let m = Metrics::new("v7", "docs");
         m.record_call("get_document", Outcome::Success, 0.02);
         m.record_call("get_document", Outcome::Error("schema_validation"), 0.01);
         {
@@ -189,13 +193,15 @@ mod tests {
         assert_eq!(m.active("streamable-http"), 0);
         let text = m.render();
         for needle in [
-            r#"mcp_tool_call_duration_seconds_count{tool="get_document",outcome="success",version="v7"} 1"#,
-            r#"mcp_tool_call_errors_total{tool="get_document",error_type="schema_validation",version="v7"} 1"#,
-            r#"mcp_session_duration_seconds_count{transport="streamable-http",version="v7"} 1"#,
-            r#"mcp_active_sessions{transport="streamable-http",version="v7"} 0"#,
+            r#"mcp_tool_call_duration_seconds_count{rollout="docs",tool="get_document",outcome="success",version="v7"} 1"#,
+            r#"mcp_tool_call_errors_total{rollout="docs",tool="get_document",error_type="schema_validation",version="v7"} 1"#,
+            r#"mcp_session_duration_seconds_count{rollout="docs",transport="streamable-http",version="v7"} 1"#,
+            r#"mcp_active_sessions{rollout="docs",transport="streamable-http",version="v7"} 0"#,
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+        let unlabelled = Metrics::new("v7", "").render();
+        assert!(!unlabelled.contains("rollout="), "no rollout given, no label: {unlabelled}");
     }
 
     #[test]

@@ -61,8 +61,18 @@ fn alternation(values: &[String]) -> String {
     values.iter().map(|r| regex_lite::escape(r).replace('\\', "\\\\")).collect::<Vec<_>>().join("|")
 }
 
-fn variables(revisions: &[String], spec: &DrainSpec) -> BTreeMap<&'static str, String> {
+/// Whose series a drain reads: the rollout's namespace and name (a revision alone may be
+/// shared by identical templates elsewhere).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    pub namespace: String,
+    pub rollout: String,
+}
+
+fn variables(scope: &Scope, revisions: &[String], spec: &DrainSpec) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
+        ("namespace", scope.namespace.clone()),
+        ("rollout", scope.rollout.clone()),
         ("revision", alternation(revisions)),
         ("quantile", spec.quantile.to_string()),
         ("lookback", promql_duration(spec.lookback.as_std())),
@@ -75,9 +85,10 @@ pub async fn measure_drain_window(
     prometheus: &Prometheus,
     spec: &DrainSpec,
     queries: &Queries,
+    scope: &Scope,
     revisions: &[String],
 ) -> Result<DrainWindow, QueryError> {
-    let variables = variables(revisions, spec);
+    let variables = variables(scope, revisions, spec);
     let measured = prometheus.instant(&render(&queries.session_duration, &variables)).await?;
     let samples = prometheus.instant(&render(&queries.session_count, &variables)).await?;
     Ok(clamp_window(measured, samples, spec.min.as_std(), spec.max.as_std()))
@@ -97,11 +108,17 @@ pub struct SessionCount {
 pub async fn active_sessions(
     prometheus: &Prometheus,
     queries: &Queries,
+    scope: &Scope,
     revision: &str,
     pods: &[String],
 ) -> Result<Option<SessionCount>, QueryError> {
     let pods = if pods.is_empty() { ".*".to_owned() } else { alternation(pods) };
-    let variables = BTreeMap::from([("revision", revision.to_owned()), ("pods", pods)]);
+    let variables = BTreeMap::from([
+        ("namespace", scope.namespace.clone()),
+        ("rollout", scope.rollout.clone()),
+        ("revision", revision.to_owned()),
+        ("pods", pods),
+    ]);
     // The time first: a count read after it can only be as new or newer.
     let sampled_at = match &queries.active_sessions_sampled_at {
         Some(query) => prometheus.instant(&render(query, &variables)).await?,
@@ -132,8 +149,10 @@ mod tests {
     #[test]
     fn revisions_become_a_promql_safe_regex() {
         let spec = DrainSpec::default();
-        let vars = variables(&["canary-ok".into(), "a.b".into()], &spec);
+        let scope = Scope { namespace: "prod".into(), rollout: "docs".into() };
+        let vars = variables(&scope, &["canary-ok".into(), "a.b".into()], &spec);
         assert_eq!(vars["revision"], r"canary\\-ok|a\\.b");
+        assert_eq!((vars["namespace"].as_str(), vars["rollout"].as_str()), ("prod", "docs"));
     }
 
     #[test]

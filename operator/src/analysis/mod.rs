@@ -13,7 +13,9 @@ mod evaluate;
 pub mod prometheus;
 pub mod queries;
 
-pub use drain::{Clamp, DrainWindow, SessionCount, active_sessions, clamp_window, measure_drain_window};
+pub use drain::{
+    Clamp, DrainWindow, Scope, SessionCount, active_sessions, clamp_window, measure_drain_window,
+};
 pub use evaluate::{Subject, evaluate};
 pub use prometheus::{Prometheus, QueryError, Series, is_rejected_query};
 pub use queries::Queries;

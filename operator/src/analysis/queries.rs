@@ -1,53 +1,55 @@
 //! The PromQL the analysis runs: the default metric contract (the servers' own metrics, or with
 //! `source: Router` what the MCP session router measured from the traffic) and per-rollout
 //! overrides, with `{{variable}}` templates.
+//!
+//! Every default query selects on the rollout's `namespace` (added by the scrape, as every
+//! Kubernetes scrape configuration does) and `rollout` as well as the revision: a revision is a
+//! hash of the template, so identical templates in two namespaces (staging and prod, one copy
+//! per tenant) or two rollouts share it, and a canary must not pass on another's traffic.
+//! `rollout=~"<name>|"` also matches series without the label — revisions created before the
+//! operator passed `SERVER_ROLLOUT`, servers that do not label it yet — which the namespace
+//! still keeps apart from other tenants. A rollout's name is a DNS-1035 label (admission
+//! refuses others), nothing in it is special in a regex, so it goes in unescaped.
 
 use std::collections::BTreeMap;
 
 use crate::api::{AnalysisSpec, MetricsSource, QueryOverrides};
 
 /// Tool calls per second of a revision (every outcome).
-pub const REQUEST_RATE: &str =
-    r#"sum(rate(mcp_tool_call_duration_seconds_count{version="{{revision}}"}[{{interval}}]))"#;
+pub const REQUEST_RATE: &str = r#"sum(rate(mcp_tool_call_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{interval}}]))"#;
 /// Failed tool calls per second of a revision.
-pub const ERROR_RATE: &str = r#"sum(rate(mcp_tool_call_errors_total{version="{{revision}}"}[{{interval}}]))"#;
+pub const ERROR_RATE: &str = r#"sum(rate(mcp_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{interval}}]))"#;
 /// A tool-call latency quantile of a revision, in seconds.
-pub const LATENCY: &str = r#"histogram_quantile({{quantile}}, sum by (le) (rate(mcp_tool_call_duration_seconds_bucket{version="{{revision}}"}[{{interval}}])))"#;
+pub const LATENCY: &str = r#"histogram_quantile({{quantile}}, sum by (le) (rate(mcp_tool_call_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{interval}}])))"#;
 /// Schema-validation failures per second of a revision.
-pub const SCHEMA_ERRORS: &str = r#"sum(rate(mcp_tool_call_errors_total{version="{{revision}}",error_type="schema_validation"}[{{interval}}]))"#;
+pub const SCHEMA_ERRORS: &str = r#"sum(rate(mcp_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}",error_type="schema_validation"}[{{interval}}]))"#;
 /// A session-duration quantile over the lookback, in seconds. `{{revision}}` is a regex
 /// alternation of the rollout's revisions.
-pub const SESSION_DURATION: &str = r#"histogram_quantile({{quantile}}, sum by (le) (increase(mcp_session_duration_seconds_bucket{version=~"{{revision}}"}[{{lookback}}])))"#;
+pub const SESSION_DURATION: &str = r#"histogram_quantile({{quantile}}, sum by (le) (increase(mcp_session_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",version=~"{{revision}}"}[{{lookback}}])))"#;
 /// Sessions that ended within the lookback: the sample behind the session-duration quantile.
-pub const SESSION_COUNT: &str =
-    r#"sum(increase(mcp_session_duration_seconds_count{version=~"{{revision}}"}[{{lookback}}]))"#;
+pub const SESSION_COUNT: &str = r#"sum(increase(mcp_session_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",version=~"{{revision}}"}[{{lookback}}]))"#;
 /// Open sessions (and in-flight streams) of a revision's draining pods. `{{pods}}` is a regex
 /// alternation of the pod names when only some pods drain, `.*` when the whole revision does
 /// (which also matches series without a `pod` label).
-pub const ACTIVE_SESSIONS: &str = r#"sum(mcp_active_sessions{version="{{revision}}",pod=~"{{pods}}"})"#;
+pub const ACTIVE_SESSIONS: &str = r#"sum(mcp_active_sessions{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}",pod=~"{{pods}}"})"#;
 /// When the oldest of the samples behind `ACTIVE_SESSIONS` was scraped (unix seconds). An
 /// instant query answers with a scrape up to one interval old; a drain trusts a count only
 /// from scrapes made after the revision left traffic.
-pub const ACTIVE_SESSIONS_SAMPLED_AT: &str =
-    r#"min(timestamp(mcp_active_sessions{version="{{revision}}",pod=~"{{pods}}"}))"#;
+pub const ACTIVE_SESSIONS_SAMPLED_AT: &str = r#"min(timestamp(mcp_active_sessions{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}",pod=~"{{pods}}"}))"#;
 
 /// The router's measurements (`mcp_router_*`, by `revision`), for servers with no metrics of
 /// their own: the same questions asked of what the router saw pass.
 pub mod router {
-    pub const REQUEST_RATE: &str =
-        r#"sum(rate(mcp_router_tool_calls_total{revision="{{revision}}"}[{{interval}}]))"#;
-    pub const ERROR_RATE: &str =
-        r#"sum(rate(mcp_router_tool_call_errors_total{revision="{{revision}}"}[{{interval}}]))"#;
-    pub const LATENCY: &str = r#"histogram_quantile({{quantile}}, sum by (le) (rate(mcp_router_tool_call_duration_seconds_bucket{revision="{{revision}}"}[{{interval}}])))"#;
-    pub const SCHEMA_ERRORS: &str = r#"sum(rate(mcp_router_tool_call_errors_total{revision="{{revision}}",error_type="schema_validation"}[{{interval}}]))"#;
-    pub const SESSION_DURATION: &str = r#"histogram_quantile({{quantile}}, sum by (le) (increase(mcp_router_session_duration_seconds_bucket{revision=~"{{revision}}"}[{{lookback}}])))"#;
-    pub const SESSION_COUNT: &str =
-        r#"sum(increase(mcp_router_session_duration_seconds_count{revision=~"{{revision}}"}[{{lookback}}]))"#;
+    pub const REQUEST_RATE: &str = r#"sum(rate(mcp_router_tool_calls_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}"}[{{interval}}]))"#;
+    pub const ERROR_RATE: &str = r#"sum(rate(mcp_router_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}"}[{{interval}}]))"#;
+    pub const LATENCY: &str = r#"histogram_quantile({{quantile}}, sum by (le) (rate(mcp_router_tool_call_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}"}[{{interval}}])))"#;
+    pub const SCHEMA_ERRORS: &str = r#"sum(rate(mcp_router_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}",error_type="schema_validation"}[{{interval}}]))"#;
+    pub const SESSION_DURATION: &str = r#"histogram_quantile({{quantile}}, sum by (le) (increase(mcp_router_session_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision=~"{{revision}}"}[{{lookback}}])))"#;
+    pub const SESSION_COUNT: &str = r#"sum(increase(mcp_router_session_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision=~"{{revision}}"}[{{lookback}}]))"#;
     /// The router counts by revision, not by pod: a drain of some pods reads the router's
     /// live per-pod counts instead (its `/state`).
-    pub const ACTIVE_SESSIONS: &str = r#"sum(mcp_router_open_sessions{revision="{{revision}}"})"#;
-    pub const ACTIVE_SESSIONS_SAMPLED_AT: &str =
-        r#"min(timestamp(mcp_router_open_sessions{revision="{{revision}}"}))"#;
+    pub const ACTIVE_SESSIONS: &str = r#"sum(mcp_router_open_sessions{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}"})"#;
+    pub const ACTIVE_SESSIONS_SAMPLED_AT: &str = r#"min(timestamp(mcp_router_open_sessions{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}"}))"#;
 }
 
 /// The queries in force for one rollout: the defaults, with its overrides.
@@ -164,10 +166,15 @@ mod tests {
 
     #[test]
     fn templates_fill_known_variables_and_keep_the_rest() {
-        let vars = BTreeMap::from([("revision", "abc".to_owned()), ("interval", "60s".to_owned())]);
+        let vars = BTreeMap::from([
+            ("namespace", "prod".to_owned()),
+            ("rollout", "docs".to_owned()),
+            ("revision", "abc".to_owned()),
+            ("interval", "60s".to_owned()),
+        ]);
         assert_eq!(
             render(REQUEST_RATE, &vars),
-            r#"sum(rate(mcp_tool_call_duration_seconds_count{version="abc"}[60s]))"#
+            r#"sum(rate(mcp_tool_call_duration_seconds_count{namespace="prod",rollout=~"docs|",version="abc"}[60s]))"#
         );
         assert_eq!(render("x{{ revision }}y{{other}}z{{", &vars), "xabcy{{other}}z{{");
     }
@@ -185,6 +192,34 @@ mod tests {
         assert_eq!(queries.latency, "my_latency", "overrides still win");
         let server = AnalysisSpec { source: MetricsSource::Server, ..spec };
         assert_eq!(Queries::for_spec(&server).error_rate, ERROR_RATE);
+    }
+
+    /// A revision is a hash of the template: every default query must also name the rollout's
+    /// namespace and the rollout, or identical templates elsewhere would share its series.
+    #[test]
+    fn every_default_query_selects_the_rollouts_namespace_and_the_rollout() {
+        for source in [MetricsSource::Server, MetricsSource::Router] {
+            let spec: AnalysisSpec =
+                serde_json::from_value(serde_json::json!({"prometheus": {"address": "http://p:9090"}}))
+                    .unwrap();
+            let q = Queries::for_spec(&AnalysisSpec { source, ..spec });
+            let all = [
+                &q.request_rate,
+                &q.error_rate,
+                &q.latency,
+                &q.schema_errors,
+                &q.session_duration,
+                &q.session_count,
+                &q.active_sessions,
+            ];
+            let sampled_at = q.active_sessions_sampled_at.iter();
+            for query in all.into_iter().chain(sampled_at) {
+                assert!(
+                    query.contains(r#"namespace="{{namespace}}",rollout=~"{{rollout}}|","#),
+                    "{source:?}: {query}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -423,6 +423,7 @@ fn start_jobs(ctx: &Context, rollout: &McpRollout, world: &World, decision: &Dec
                 prometheus,
                 drain: rollout.spec.drain.clone(),
                 queries: Queries::for_spec(spec),
+                scope: analysis::Scope { namespace: world.namespace.clone(), rollout: world.name.clone() },
                 revisions,
                 draining: status.drains.iter().map(|d| (d.revision.clone(), d.pods.clone())).collect(),
                 every: spec.interval.as_std(),

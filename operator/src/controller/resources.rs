@@ -29,8 +29,13 @@ pub fn revision_labels(rollout: &str, revision: &str) -> BTreeMap<String, String
     ])
 }
 
+/// The metric contract's labels, passed to every container: `version` and `rollout`.
+const SERVER_VERSION: &str = "SERVER_VERSION";
+const SERVER_ROLLOUT: &str = "SERVER_ROLLOUT";
+
 /// The pod template of a new revision: the user's, plus what the operator relies on — its
-/// labels, `SERVER_VERSION=<revision>` (the `version` label of the metric contract), the
+/// labels, `SERVER_VERSION=<revision>` and `SERVER_ROLLOUT=<rollout>` (the `version` and
+/// `rollout` labels of the metric contract), the
 /// rotation readiness gate, and a grace period no shorter than the longest drain, so a pod
 /// deleted while draining is not killed under an open stream.
 ///
@@ -46,12 +51,10 @@ pub fn revision_template(rollout: &McpRollout, revision: &str) -> PodTemplateSpe
     };
     for container in &mut spec.containers {
         let env = container.env.get_or_insert_with(Vec::new);
-        env.retain(|e| e.name != "SERVER_VERSION");
-        env.push(EnvVar {
-            name: "SERVER_VERSION".into(),
-            value: Some(revision.to_owned()),
-            value_from: None,
-        });
+        env.retain(|e| e.name != SERVER_VERSION && e.name != SERVER_ROLLOUT);
+        for (key, value) in [(SERVER_VERSION, revision), (SERVER_ROLLOUT, name.as_str())] {
+            env.push(EnvVar { name: key.into(), value: Some(value.to_owned()), value_from: None });
+        }
     }
     let gates = spec.readiness_gates.get_or_insert_with(Vec::new);
     if !gates.iter().any(|g| g.condition_type == IN_ROTATION_GATE) {
@@ -199,8 +202,9 @@ mod tests {
         assert_eq!(labels[labels::REVISION], "abc123");
         let spec = t.spec.unwrap();
         let env = spec.containers[0].env.as_ref().unwrap();
-        assert_eq!(env.len(), 1, "the user's SERVER_VERSION is replaced, not doubled");
-        assert_eq!(env[0].value.as_deref(), Some("abc123"));
+        assert_eq!(env.len(), 2, "the user's SERVER_VERSION is replaced, not doubled");
+        assert_eq!((env[0].name.as_str(), env[0].value.as_deref()), ("SERVER_VERSION", Some("abc123")));
+        assert_eq!((env[1].name.as_str(), env[1].value.as_deref()), ("SERVER_ROLLOUT", Some("docs")));
         assert_eq!(spec.readiness_gates.unwrap()[0].condition_type, IN_ROTATION_GATE);
         assert_eq!(spec.termination_grace_period_seconds, Some(300), "drain.max defaults to 300 s");
     }

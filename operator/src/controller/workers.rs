@@ -83,6 +83,8 @@ pub struct MeasureJob {
     pub prometheus: Prometheus,
     pub drain: DrainSpec,
     pub queries: Queries,
+    /// The rollout whose series are read.
+    pub scope: analysis::Scope,
     pub revisions: Vec<String>,
     /// Draining revisions, each with the pods that drain (empty: all of them).
     pub draining: Vec<(String, Vec<String>)>,
@@ -333,14 +335,19 @@ impl Workers {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            let window =
-                analysis::measure_drain_window(&job.prometheus, &job.drain, &job.queries, &job.revisions)
-                    .await;
+            let window = analysis::measure_drain_window(
+                &job.prometheus,
+                &job.drain,
+                &job.queries,
+                &job.scope,
+                &job.revisions,
+            )
+            .await;
             let mut active = BTreeMap::new();
             for (revision, pods) in &job.draining {
                 let queried_at = Timestamp::now();
                 if let Ok(Some(sessions)) =
-                    analysis::active_sessions(&job.prometheus, &job.queries, revision, pods).await
+                    analysis::active_sessions(&job.prometheus, &job.queries, &job.scope, revision, pods).await
                 {
                     let at = sessions
                         .sampled_at

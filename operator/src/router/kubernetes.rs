@@ -93,11 +93,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let keys = read_keys(&args.key_dir)?;
     // Nothing routes until the first table is in force (503, not ready).
-    let router = Arc::new(Router::unsynced(
-        keys,
-        Sessions::new(args.idle_timeout, 1_000_000),
-        Limits { max_body: args.max_body, ..Limits::default() },
-    ));
+    let router = Arc::new(
+        Router::unsynced(
+            keys,
+            Sessions::new(args.idle_timeout, 1_000_000),
+            Limits { max_body: args.max_body, ..Limits::default() },
+        )
+        .for_rollout(&args.rollout),
+    );
     let admin_state = AdminState::new(router.clone());
     let listener = TcpListener::bind(args.listen).await?;
     let admin_listener = TcpListener::bind(args.admin_listen).await?;

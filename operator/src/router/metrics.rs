@@ -5,7 +5,7 @@
 //! (sampled at scrape time from the session table) open sessions, streams and requests in
 //! flight per revision — what the analysis (`source: router`) and the drain read.
 
-use std::{collections::BTreeSet, sync::Mutex, time::Duration};
+use std::{borrow::Cow, collections::BTreeSet, sync::Mutex, time::Duration};
 
 use hyper::{Response, header::HeaderName};
 use prometheus_client::{
@@ -81,6 +81,15 @@ pub struct RouterMetrics {
 
 impl Default for RouterMetrics {
     fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl RouterMetrics {
+    /// The router's metrics; with `rollout`, every series carries `rollout="<name>"` (the
+    /// operator-run router serves one rollout; the analysis selects on it and on the scrape's
+    /// `namespace`, so identical revisions of two rollouts never share series).
+    pub fn new(rollout: Option<&str>) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Histograms::<RevisionLabels>::new_with_constructor(response_histogram);
         let sessions_opened = Family::<RevisionLabels, Counter>::default();
@@ -91,7 +100,8 @@ impl Default for RouterMetrics {
         let sessions_open = Family::<RevisionLabels, Gauge>::default();
         let streams_open = Family::<RevisionLabels, Gauge>::default();
         let in_flight = Family::<RevisionLabels, Gauge>::default();
-        let mut registry = Registry::with_prefix("mcp_router");
+        let labels = rollout.map(|r| (Cow::Borrowed("rollout"), Cow::Owned(r.to_owned())));
+        let mut registry = Registry::with_prefix_and_labels("mcp_router", labels.into_iter());
         registry.register(
             "requests",
             "Requests answered, by the revision that served and status",
@@ -239,6 +249,18 @@ impl RouterMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_operator_run_router_labels_every_series_with_its_rollout() {
+        let m = RouterMetrics::new(Some("docs"));
+        m.answered("r1", "search", Outcome::Ok, Some(Duration::from_millis(3)));
+        let text = m.render(&Sessions::new(Duration::from_secs(1), 10));
+        let samples: Vec<&str> = text.lines().filter(|l| l.starts_with("mcp_router_")).collect();
+        assert!(!samples.is_empty(), "{text}");
+        for sample in samples {
+            assert!(sample.contains(r#"rollout="docs""#), "{sample}");
+        }
+    }
 
     #[test]
     fn calls_are_counted_by_outcome_with_bounded_tool_labels() {

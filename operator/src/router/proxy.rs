@@ -185,6 +185,13 @@ impl Router {
         }
     }
 
+    /// Labels every metric series with the rollout this router serves.
+    #[must_use]
+    pub fn for_rollout(mut self, rollout: &str) -> Self {
+        self.metrics = RouterMetrics::new(Some(rollout));
+        self
+    }
+
     /// A router with no table yet (Kubernetes mode, before its watches have synced): it
     /// answers 503 until [`Router::set_table`] puts the first one in force.
     pub fn unsynced(keys: Keys, sessions: Sessions, limits: Limits) -> Self {
