@@ -137,3 +137,136 @@ async fn route_weights_follow_the_steps_and_the_route_is_restored_on_delete() {
         "gateway: route weights {weights:?} (with desired/effective {seen:?}); restored on delete; missing route: {message}"
     );
 }
+
+/// The Stalled condition's reason, when the rollout is Stalled.
+fn stalled_reason(rollout: &mcp_rollout::api::McpRollout) -> Option<String> {
+    rollout
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled" && c.status == "True")
+        .map(|c| c.reason.clone())
+}
+
+/// Issue 19 item 2: a route in another namespace is touched only with a ReferenceGrant there;
+/// a backendRef is ours only in our namespace (the route owners' own `docs-*` Services are
+/// never weighted); one route is driven by one McpRollout, and passes to the next when the
+/// first is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_elsewhere_needs_a_grant_and_one_route_has_one_rollout() {
+    let app = Bed::start().await;
+    let gateways = Bed::start().await;
+    let routes = gateways.http_routes().await;
+    let shared = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "shared", "namespace": gateways.namespace},
+        "spec": {
+            "parentRefs": [{"name": "public-gateway"}],
+            "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/app"}}],
+                 "backendRefs": [{"name": "docs-stable", "namespace": app.namespace, "port": 8080, "weight": 100},
+                                 {"name": "docs-canary", "namespace": app.namespace, "port": 8080, "weight": 0}]},
+                // The route owners' own Services, by the same names.
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/own"}}],
+                 "backendRefs": [{"name": "docs-stable", "port": 8080, "weight": 100},
+                                 {"name": "docs-canary", "port": 8080, "weight": 0}]}
+            ]
+        }
+    });
+    routes.create(&PostParams::default(), &serde_json::from_value(shared).unwrap()).await.unwrap();
+    let get = || async { serde_json::to_value(routes.get("shared").await.unwrap()).unwrap() };
+    let original = get().await;
+
+    // No grant: Stalled, and the route is neither claimed nor weighted.
+    let mut docs = fixture_rollout("docs", "mcp-fixture:v1", &[], &app.prometheus_url());
+    docs["spec"]["replicas"] = json!(2);
+    docs["spec"].as_object_mut().unwrap().remove("analysis");
+    docs["spec"]["trafficRouting"] =
+        json!({"gatewayAPI": {"httpRouteRef": {"name": "shared", "namespace": gateways.namespace}}});
+    app.apply(&docs).await;
+    let refused = app
+        .wait("docs", "Stalled: RouteNotGranted", Duration::from_secs(60), |r| {
+            stalled_reason(r).as_deref() == Some("RouteNotGranted")
+        })
+        .await;
+    let message = refused.status.unwrap().message.unwrap_or_default();
+    assert!(message.contains("ReferenceGrant"), "{message}");
+    assert_eq!(get().await["metadata"]["resourceVersion"], original["metadata"]["resourceVersion"]);
+
+    // The route owners grant it: the rollout goes on, claims the route, weights only its rule.
+    let grants: kube::Api<DynamicObject> = kube::Api::namespaced_with(
+        gateways.client.clone(),
+        &gateways.namespace,
+        &mcp_rollout::controller::gateway::reference_grant_resource(),
+    );
+    let grant = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1beta1",
+        "kind": "ReferenceGrant",
+        "metadata": {"name": "mcp-rollouts-of-app"},
+        "spec": {
+            "from": [{"group": "mcprollout.dev", "kind": "McpRollout", "namespace": app.namespace}],
+            "to": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "shared"}]
+        }
+    });
+    grants.create(&PostParams::default(), &serde_json::from_value(grant).unwrap()).await.unwrap();
+    app.wait_healthy("docs").await;
+    let owner = format!("{}/docs", app.namespace);
+    e2e::eventually("the route claimed by the rollout", Duration::from_secs(30), || async {
+        get().await["metadata"]["annotations"]["mcprollout.dev/route-owner"] == json!(owner)
+    })
+    .await;
+    app.apply(&with_image(&docs, "mcp-fixture:v2-compatible", &[])).await;
+    let mut app_weights = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let route = get().await;
+        let w = route["spec"]["rules"][0]["backendRefs"][1]["weight"].as_i64().unwrap_or(-1);
+        if app_weights.last() != Some(&w) {
+            app_weights.push(w);
+        }
+        assert_eq!(route["spec"]["rules"][1], original["spec"]["rules"][1], "the owners' rule untouched");
+        let status = app.get("docs").await.status.unwrap();
+        if status.canary_revision.is_none()
+            && status.stable_revision.as_deref() != Some(revision_of(&docs).as_str())
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the canary did not finish: {app_weights:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(app_weights.contains(&5) && app_weights.contains(&50), "{app_weights:?}");
+
+    // A second McpRollout naming the route (the owners' own, in the route's namespace): a
+    // conflict, and it writes nothing.
+    let mut own = fixture_rollout("docs", "mcp-fixture:v1", &[], &gateways.prometheus_url());
+    own["spec"]["replicas"] = json!(1);
+    own["spec"].as_object_mut().unwrap().remove("analysis");
+    own["spec"]["trafficRouting"] = json!({"gatewayAPI": {"httpRouteRef": {"name": "shared"}}});
+    let before = get().await;
+    gateways.apply(&own).await;
+    let conflict = gateways
+        .wait("docs", "Stalled: RouteConflict", Duration::from_secs(60), |r| {
+            stalled_reason(r).as_deref() == Some("RouteConflict")
+        })
+        .await;
+    let message = conflict.status.unwrap().message.unwrap_or_default();
+    assert!(message.contains(&owner), "the conflict names the owner: {message}");
+    assert_eq!(get().await["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
+
+    // The owner deleted: the route is released, back on stable, and the other rollout takes it.
+    app.rollouts().delete("docs", &DeleteParams::default()).await.unwrap();
+    gateways.wait_healthy("docs").await;
+    let taken = get().await;
+    assert_eq!(
+        taken["metadata"]["annotations"]["mcprollout.dev/route-owner"],
+        json!(format!("{}/docs", gateways.namespace))
+    );
+    assert_eq!(taken["spec"]["rules"][0]["backendRefs"][0]["weight"], 100);
+    assert_eq!(taken["spec"]["rules"][0]["backendRefs"][1]["weight"], 0);
+    println!(
+        "gateway, route elsewhere: RouteNotGranted until a ReferenceGrant, then weights {app_weights:?} on its \
+         rule only; a second rollout Stalled ({message}); took the route over once the first was deleted"
+    );
+}

@@ -202,6 +202,12 @@ async fn an_automatic_rollback_through_the_router_evacuates_the_canarys_sessions
     })
     .await;
     let evacuated_secs = rollback_at.elapsed().as_secs_f64();
+    // Events are recorded after the status that ends the drain is written: wait for it rather
+    // than read once (seen: the drain list empty, the DrainFinished event not listed yet).
+    let drain_finished = || async {
+        bed.events("docs").await.iter().any(|(reason, note)| reason == "DrainFinished" && note.contains(&r2))
+    };
+    e2e::eventually("the DrainFinished event", Duration::from_secs(20), drain_finished).await;
     let events = bed.events("docs").await;
     let finished = events
         .iter()

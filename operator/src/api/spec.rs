@@ -446,7 +446,10 @@ pub struct HttpRouteRef {
     #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub name: String,
 
-    /// Namespace of the HTTPRoute. Defaults to the McpRollout's namespace.
+    /// Namespace of the HTTPRoute. Defaults to the McpRollout's namespace. A route in another
+    /// namespace is touched only when a Gateway API ReferenceGrant there lets McpRollouts of
+    /// this namespace refer to it (else the rollout is Stalled, RouteNotGranted); its
+    /// backendRefs then name our Services with this namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub namespace: Option<String>,

@@ -135,7 +135,8 @@ async fn finalize(ctx: &Context, rollout: &McpRollout) -> Result<Action, Error> 
     if rollout.finalizers().iter().any(|f| f == gateway::FINALIZER) {
         if let Some(routing) = rollout.spec.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref()) {
             ctx.gateway.set_weights(rollout, routing, 0, None).await?;
-            info!(rollout = %name, "route restored to the stable backend");
+            ctx.gateway.release(rollout, routing).await?;
+            info!(rollout = %name, "route restored to the stable backend and released");
         }
         remove_finalizer(ctx, rollout).await?;
     }
@@ -241,12 +242,18 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
     let mut route = None;
     let mut route_weight = None;
     if let Some(routing) = rollout.spec.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref()) {
-        route = ctx.gateway.get(rollout, routing).await?;
-        let reference =
-            format!("{}/{}", gateway::route_namespace(rollout, routing), routing.http_route_ref.name);
-        match gateway::check(route.as_ref(), &name, &reference, routing.session_persistence.as_ref()) {
-            Ok(()) => route_weight = route.as_ref().and_then(|r| gateway::effective_weight(r, &name)),
-            Err(p) => problems.push(Problem::new(p.reason, p.message)),
+        // A route the rollout may not touch is not even read.
+        if let Some(p) = ctx.gateway.refusal(rollout, routing).await? {
+            problems.push(Problem::new(p.reason, p.message));
+        } else {
+            route = ctx.gateway.get(rollout, routing).await?;
+            let reference =
+                format!("{}/{}", gateway::route_namespace(rollout, routing), routing.http_route_ref.name);
+            let owner = gateway::owner(rollout);
+            match gateway::check(route.as_ref(), &owner, &reference, routing.session_persistence.as_ref()) {
+                Ok(()) => route_weight = route.as_ref().and_then(|r| gateway::effective_weight(r, &owner)),
+                Err(p) => problems.push(Problem::new(p.reason, p.message)),
+            }
         }
     }
     let (router, router_config) =
