@@ -70,6 +70,11 @@ pub struct FixtureConfig {
     #[arg(long, env = "FIXTURE_ERROR_RATE", default_value_t = 0.0)]
     pub error_rate: f64,
 
+    /// Fail no tool call for this many seconds after start, then `error_rate` of them: a
+    /// server that degrades after a while (and meanwhile takes sessions and passes probes).
+    #[arg(long, env = "FIXTURE_ERRORS_AFTER_SECONDS", default_value_t = 0)]
+    pub errors_after_seconds: u64,
+
     /// Latency added to every tool call, in milliseconds.
     #[arg(long, env = "FIXTURE_LATENCY_MS", default_value_t = 0)]
     pub latency_ms: u64,
@@ -137,6 +142,7 @@ impl FixtureConfig {
                 .map(String::from)
                 .to_vec(),
             error_rate: 0.0,
+            errors_after_seconds: 0,
             latency_ms: 0,
             tail_latency_ms: 0,
             tail_rate: 0.0,

@@ -35,6 +35,7 @@ pub struct Shared {
     tools: Vec<ToolSpec>,
     calls: AtomicU64,
     dice: Mutex<fastrand::Rng>,
+    started: Instant,
 }
 
 impl Shared {
@@ -42,7 +43,13 @@ impl Shared {
         let metrics = Metrics::new(&config.server_version, &config.server_rollout);
         let tools = tools::tools(config.profile());
         let dice = Mutex::new(config.seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed));
-        Arc::new(Self { config, metrics, tools, calls: AtomicU64::new(0), dice })
+        Arc::new(Self { config, metrics, tools, calls: AtomicU64::new(0), dice, started: Instant::now() })
+    }
+
+    /// The share of tool calls that fail now: none until `errors_after_seconds` have passed.
+    fn error_rate_now(&self) -> f64 {
+        let healthy_for = Duration::from_secs(self.config.errors_after_seconds);
+        if self.started.elapsed() < healthy_for { 0.0 } else { self.config.error_rate }
     }
 
     /// True with probability `rate`.
@@ -206,7 +213,7 @@ impl ServerHandler for FixtureHandler {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        if shared.roll(shared.config.error_rate) {
+        if shared.roll(shared.error_rate_now()) {
             record(Outcome::Error("internal"));
             return Ok(
                 CallToolResult::error(vec![Content::text(format!("{name} failed (fault injected)"))]).into()

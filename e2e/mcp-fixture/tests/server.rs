@@ -255,6 +255,31 @@ async fn fault_rates_are_what_was_configured_and_metrics_count_them() {
 }
 
 #[tokio::test]
+async fn a_server_that_degrades_after_a_while_fails_only_then() {
+    let healthy_for = std::time::Duration::from_secs(3);
+    let before_start = std::time::Instant::now();
+    let fixture = start(|c| {
+        c.error_rate = 1.0;
+        c.errors_after_seconds = healthy_for.as_secs();
+    })
+    .await;
+    let after_start = std::time::Instant::now();
+    let session = Session::open(&fixture, "2025-11-25").await;
+    let r = session.call(2, "get_document", json!({"id": "x"})).await;
+    // Judged only if answered within the healthy time (always, unless the machine stalled
+    // for seconds): the test holds on a busy machine either way.
+    if before_start.elapsed() < healthy_for {
+        assert_ne!(r["result"]["isError"], true, "healthy at first: {r}");
+    }
+    tokio::time::sleep(
+        healthy_for.saturating_sub(after_start.elapsed()) + std::time::Duration::from_millis(100),
+    )
+    .await;
+    let r = session.call(3, "get_document", json!({"id": "x"})).await;
+    assert_eq!(r["result"]["isError"], true, "failing once the time has passed: {r}");
+}
+
+#[tokio::test]
 async fn schema_errors_come_either_as_jsonrpc_or_as_an_error_result() {
     for (style, jsonrpc) in [(SchemaErrorStyle::Jsonrpc, true), (SchemaErrorStyle::Result, false)] {
         let fixture = start(|c| {

@@ -143,22 +143,28 @@ async fn through_the_router_a_canary_and_a_flip_lose_no_session_and_split_new_se
     );
 }
 
-/// A canary failing 10% of its calls is rolled back automatically while handshake-era sessions
-/// (both transports, streamed calls) are open on it: the router evacuates them — each one's
-/// next request is 404 and it starts again on stable — with no stream cut and no call failed,
-/// and the canary leaves once nothing is in flight on it (long before drain.max).
+/// A canary that starts failing 30% of its calls after a while is rolled back automatically
+/// while handshake-era sessions (both transports, streamed calls) are open on it: the router
+/// evacuates them — each one's next request is 404 and it starts again on stable — with no
+/// stream cut and no call failed, and the canary leaves once nothing is in flight on it (long
+/// before drain.max).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_automatic_rollback_through_the_router_evacuates_the_canarys_sessions() {
     let bed = Bed::start().await;
     let mut v1 = routed_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
     v1["spec"]["strategy"]["canary"]["steps"] =
-        json!([{"setWeight": 25}, {"pause": {"duration": "90s"}}, {"setWeight": 100}]);
+        json!([{"setWeight": 50}, {"pause": {"duration": "90s"}}, {"setWeight": 100}]);
     v1["spec"]["drain"] = json!({"min": "3s", "max": "60s"});
     bed.deploy_routed(&v1).await;
+    // Sessions must be open on the canary when it is rolled back, whatever the machine's pace:
+    // the canary is healthy for its first 40 s (it takes sessions, passes probes and gates) and
+    // then fails 30% of its calls. 16 agents starting a 20–30 s session every ~25 s, half of
+    // them on the canary: ~8 open there at the rollback. (Failing from the start, it was
+    // rolled back by its probe before any session reached it: seen twice, 0 open.)
     let long_sessions = |c: &mut AgentsConfig, transport| {
         c.duration = 100.0;
-        c.agents = 6;
-        c.rate = 4.0;
+        c.agents = 8;
+        c.rate = 3.0;
         // Sessions long enough to span the rollback: one open on the canary then makes another
         // request after the evacuation (5–10 s sessions could all end on their own first: seen
         // once on the local cluster, 4 open on the canary and none moved).
@@ -171,7 +177,11 @@ async fn an_automatic_rollback_through_the_router_evacuates_the_canarys_sessions
     let streamable = bed.agents("docs", |c| long_sessions(c, AgentTransport::StreamableHttp)).await;
     let legacy = bed.agents("docs", |c| long_sessions(c, AgentTransport::Sse)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let v2 = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_ERROR_RATE", "0.1")]);
+    let v2 = with_image(
+        &v1,
+        "mcp-fixture:v2-compatible",
+        &[("FIXTURE_ERROR_RATE", "0.3"), ("FIXTURE_ERRORS_AFTER_SECONDS", "40")],
+    );
     let r2 = revision_of(&v2);
     bed.apply(&v2).await;
 
