@@ -194,6 +194,16 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
     routed["spec"].as_object_mut().unwrap().remove("analysis");
     bed.apply(&routed).await;
 
+    // A Gateway API rollout naming a route in another namespace: the operator lists the
+    // ReferenceGrants there (none: Stalled RouteNotGranted, the route never read).
+    let elsewhere_bed = Bed::start().await;
+    let mut elsewhere = fixture_rollout("elsewhere", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    elsewhere["spec"]["replicas"] = json!(1);
+    elsewhere["spec"]["trafficRouting"] =
+        json!({"gatewayAPI": {"httpRouteRef": {"name": "mcp", "namespace": elsewhere_bed.namespace}}});
+    elsewhere["spec"].as_object_mut().unwrap().remove("analysis");
+    bed.apply(&elsewhere).await;
+
     // A rollout through the MCP session router: its ConfigMap, key Secret, ServiceAccount, Role
     // and RoleBinding.
     let mut through_router = fixture_rollout("via-router", "mcp-fixture:v1", &[], &bed.prometheus_url());
@@ -204,6 +214,14 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
 
     bed.wait_healthy("docs").await;
     bed.wait_healthy("routed").await;
+    bed.wait("elsewhere", "Stalled: RouteNotGranted", Duration::from_secs(60), |r| {
+        r.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == "RouteNotGranted")
+        })
+    })
+    .await;
     bed.wait_healthy("via-router").await;
     bed.wait_router("via-router", 1).await;
     let traffic = bed
