@@ -359,7 +359,9 @@ impl GatewayRouter {
     /// `observed` in this reconcile or else read now. The patch tests the route's
     /// resourceVersion, so a route changed since it was read is not overwritten (the patch
     /// fails and the reconcile is retried). A route the rollout may not touch (another
-    /// namespace's without a grant, or another McpRollout's) is left as it is.
+    /// namespace's without a grant, or another McpRollout's) is left as it is: a reconcile
+    /// observes a route only after [`GatewayRouter::refusal`] found none, so only a route
+    /// read here is asked again.
     pub async fn set_weights(
         &self,
         rollout: &McpRollout,
@@ -367,15 +369,17 @@ impl GatewayRouter {
         canary_weight: i32,
         observed: Option<&Value>,
     ) -> Result<bool, Error> {
-        if self.refusal(rollout, routing).await?.is_some() {
-            return Ok(false);
-        }
         let route = match observed {
             Some(route) => route.clone(),
-            None => match self.get(rollout, routing).await? {
-                Some(route) => route,
-                None => return Ok(false),
-            },
+            None => {
+                if self.refusal(rollout, routing).await?.is_some() {
+                    return Ok(false);
+                }
+                match self.get(rollout, routing).await? {
+                    Some(route) => route,
+                    None => return Ok(false),
+                }
+            }
         };
         let ops = weight_patch(&route, &owner(rollout), canary_weight, routing.session_persistence.as_ref());
         self.patch(rollout, routing, ops).await
