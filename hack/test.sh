@@ -62,7 +62,7 @@ if [[ -z ${E2E_KUBECONFIG:-} ]]; then
   phase "local cluster: up and the operator installed, in the background (images: $IMAGES_PROFILE profile)"
   { start_cluster 2>&1 | sed -u 's/^/[cluster] /' >&2; } &
   cluster_pid=$!
-  phase "fuzzing the session router's parsers (bounded)"
+  phase "fuzzing the parsers of what the operator reads (bounded)"
   fuzz
   phase "building the e2e scenarios"
   e2e_build
@@ -72,7 +72,7 @@ if [[ -z ${E2E_KUBECONFIG:-} ]]; then
     [[ $key == E2E_* ]] && export "$key=$value"
   done <"$settings"
 else
-  phase "fuzzing the session router's parsers (bounded)"
+  phase "fuzzing the parsers of what the operator reads (bounded)"
   fuzz
 fi
 

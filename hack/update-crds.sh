@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates what is derived from the Rust types (operator/src/api): crds/ (and the chart's
+# Regenerates what is derived from the Rust types (operator/api): crds/ (and the chart's
 # copy, and deploy/install.yaml), the API
 # reference and the state diagram in README.md. Tests fail when either is stale.
 set -euo pipefail

@@ -5,12 +5,10 @@
 //! (offline admission checks of manifests).
 
 pub mod analysis;
-pub mod api;
+pub use mcp_rollout_api::{api, crd, validate};
 pub mod controller;
-pub mod crd;
 pub mod engine;
 pub mod probe;
 pub mod reference;
 pub mod router;
 pub mod status_view;
-pub mod validate;

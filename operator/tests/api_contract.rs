@@ -72,7 +72,7 @@ fn committed_crd_matches_the_types() {
     let committed = std::fs::read_to_string(repo_root().join(crd::CRD_PATH)).unwrap_or_default();
     assert!(
         generated == committed,
-        "{} is out of date with operator/src/api. Regenerate it with:\n  {}",
+        "{} is out of date with operator/api. Regenerate it with:\n  {}",
         crd::CRD_PATH,
         crd::REGENERATE_COMMAND
     );

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_router_wire::jsonrpc;
+use mcp_wire::jsonrpc;
 
 fuzz_target!(|data: &[u8]| {
     let sniffed = jsonrpc::sniff(data);

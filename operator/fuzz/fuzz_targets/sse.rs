@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_router_wire::sse::{self, EventReader};
+use mcp_wire::sse::{self, EventReader};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cut, stream)) = data.split_first() else { return };

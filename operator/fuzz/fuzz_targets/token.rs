@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_router_wire::token::{Keys, MAX_SESSION_ID_LEN, Pin};
+use mcp_wire::token::{Keys, MAX_SESSION_ID_LEN, Pin};
 
 fuzz_target!(|data: &[u8]| {
     let keys = Keys::new(&[7; 32], Some(&[9; 32])).expect("32-byte keys");
@@ -15,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
             middle -= 1;
         }
         let (head, tail) = text.split_at(middle);
-        let pin = Pin { backend: head.to_owned(), revision: tail.to_owned(), session: text.to_owned(), opened: 7 };
+        let pin =
+            Pin { backend: head.to_owned(), revision: tail.to_owned(), session: text.to_owned(), opened: 7 };
         // What is sealed opens to itself.
         if let Some(token) = keys.seal(&pin) {
             assert_eq!(keys.open(&token).as_ref(), Some(&pin));
@@ -26,8 +27,12 @@ fuzz_target!(|data: &[u8]| {
             && text.len() <= MAX_SESSION_ID_LEN
             && text.bytes().all(|b| (0x21..=0x7e).contains(&b));
         if allowed {
-            let longest =
-                Pin { backend: "p".repeat(253), revision: "r".repeat(63), session: text.to_owned(), opened: u64::MAX };
+            let longest = Pin {
+                backend: "p".repeat(253),
+                revision: "r".repeat(63),
+                session: text.to_owned(),
+                opened: u64::MAX,
+            };
             assert!(keys.seal(&longest).is_some(), "{text:?} not sealed");
         }
     }

@@ -311,6 +311,8 @@ fn print_outcome(
 
 fn validate(files: &[PathBuf]) -> ExitCode {
     let mut invalid = false;
+    // The CEL rules compiled once for every file.
+    let checker = mcp_rollout::validate::Checker::new();
     for path in files {
         let source = if path.as_os_str() == "-" {
             std::io::read_to_string(std::io::stdin())
@@ -325,7 +327,7 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 continue;
             }
         };
-        let report = mcp_rollout::validate::validate_yaml(&source);
+        let report = checker.check_yaml(&source);
         for problem in &report.problems {
             eprintln!("{}: {problem}", path.display());
         }

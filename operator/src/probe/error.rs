@@ -28,6 +28,18 @@ pub enum ProbeError {
     ToolCallMismatch(String),
 }
 
+impl From<mcp_wire::answer::NotMcp> for ProbeError {
+    fn from(e: mcp_wire::answer::NotMcp) -> Self {
+        Self::NotMcp(e.0)
+    }
+}
+
+impl From<mcp_wire::answer::RpcError> for ProbeError {
+    fn from(e: mcp_wire::answer::RpcError) -> Self {
+        Self::Rpc { code: e.code, message: e.message, data: e.data }
+    }
+}
+
 /// JSON-RPC: the requested protocol version is not supported (2026-07-28).
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 

@@ -3,6 +3,7 @@
 
 use std::{collections::VecDeque, time::Duration};
 
+use mcp_wire::event_stream::{SseEvent, SseParser};
 use reqwest::{
     RequestBuilder, Response, Url,
     header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue},
@@ -12,7 +13,6 @@ use tokio::time::Instant;
 use super::{
     config::{Limits, ProbeConfig},
     error::ProbeError,
-    sse::{SseEvent, SseParser},
 };
 
 /// Everything a request of this probe needs.

@@ -1,5 +1,7 @@
 //! JSON-RPC 2.0 framing for MCP messages: building requests, recognising the answer to one.
 
+use mcp_wire::answer;
+pub use mcp_wire::answer::excerpt;
 use serde_json::{Value, json};
 
 use super::error::ProbeError;
@@ -12,66 +14,15 @@ pub fn notification(method: &str) -> Value {
     json!({"jsonrpc": "2.0", "method": method})
 }
 
-/// If `message` answers request `id`, its result or its error. Other traffic on the stream
-/// (notifications, server requests, answers to other ids) gives `None`.
+/// If `message` answers request `id`, its result or its error (`mcp_wire::answer::answer_to`,
+/// in the probe's error type). Other traffic on the stream gives `None`.
 pub fn answer_to(message: &Value, id: i64) -> Result<Option<Result<Value, ProbeError>>, ProbeError> {
-    let Some(object) = message.as_object() else {
-        return Err(ProbeError::NotMcp(format!("not a JSON-RPC message: {}", excerpt(&message.to_string()))));
-    };
-    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err(ProbeError::NotMcp(format!(
-            "not a JSON-RPC 2.0 message: {}",
-            excerpt(&message.to_string())
-        )));
-    }
-    if object.contains_key("method") || object.get("id").and_then(Value::as_i64) != Some(id) {
-        // An error about an unparseable request may carry a null id: it is still ours.
-        let null_id_error = object.get("id").is_some_and(Value::is_null) && object.contains_key("error");
-        if !null_id_error {
-            return Ok(None);
-        }
-    }
-    if let Some(error) = object.get("error") {
-        let code = error.get("code").and_then(Value::as_i64);
-        let message = error.get("message").and_then(Value::as_str);
-        return match (code, message) {
-            (Some(code), Some(message)) => Ok(Some(Err(ProbeError::Rpc {
-                code,
-                message: excerpt(message),
-                data: error.get("data").cloned(),
-            }))),
-            _ => {
-                Err(ProbeError::NotMcp(format!("malformed JSON-RPC error: {}", excerpt(&error.to_string()))))
-            }
-        };
-    }
-    match object.get("result") {
-        Some(result @ Value::Object(_)) => Ok(Some(Ok(result.clone()))),
-        Some(other) => {
-            Err(ProbeError::NotMcp(format!("result is not an object: {}", excerpt(&other.to_string()))))
-        }
-        None => Err(ProbeError::NotMcp("a response with neither result nor error".into())),
-    }
+    Ok(answer::answer_to(message, id)?.map(|outcome| outcome.map_err(ProbeError::from)))
 }
 
 /// Parses a JSON body and finds the answer to `id` in it.
 pub fn answer_in_body(body: &[u8], id: i64) -> Result<Value, ProbeError> {
-    let message: Value = serde_json::from_slice(body).map_err(|e| {
-        ProbeError::NotMcp(format!("body is not JSON ({e}): {}", excerpt(&String::from_utf8_lossy(body))))
-    })?;
-    match answer_to(&message, id)? {
-        Some(outcome) => outcome,
-        None => Err(ProbeError::NotMcp(format!("the body does not answer request {id}"))),
-    }
-}
-
-/// The first 200 characters of a text, for messages.
-pub fn excerpt(text: &str) -> String {
-    let trimmed = text.trim();
-    match trimmed.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &trimmed[..cut]),
-        None => trimmed.to_owned(),
-    }
+    Ok(answer::answer_in_body(body, id)??)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! (exactly the session loss a probe must report), it has no legacy HTTP+SSE client, it does not
 //! expose per-step timings or let the caller cap response and SSE event sizes, and it negotiates
 //! one version where the probe must learn every version a server accepts. JSON-RPC framing, the
-//! SSE parser and both eras' rules are implemented here against the spec and checked against
+//! SSE parser (both in `mcp_wire`, where they are fuzzed) and both eras' rules are implemented here against the spec and checked against
 //! the official SDK servers (see `operator/tests/probe_*.rs`).
 //!
 //! A probe:
@@ -33,7 +33,6 @@ mod legacy;
 pub mod render;
 mod report;
 mod run;
-pub mod sse;
 mod streamable;
 
 pub use config::{Limits, MissingSecret, ProbeConfig, ToolCallCheck, TransportChoice};

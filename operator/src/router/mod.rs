@@ -13,7 +13,7 @@
 //! [`kubernetes`] (one rollout's pods, watched).
 
 // The parsers live in their own crate (fuzzed alone); re-exported under their old paths.
-pub use mcp_router_wire::{jsonrpc, sse, token};
+pub use mcp_wire::{jsonrpc, sse, token};
 
 pub mod admin;
 pub mod balance;

@@ -206,7 +206,8 @@ impl EventReader {
             None => (line.as_str(), ""),
         };
         match field {
-            "event" => self.name = Some(value.to_owned()),
+            // An empty type is the default one, `message` (WHATWG).
+            "event" => self.name = (!value.is_empty()).then(|| value.to_owned()),
             "data" => self.data.push(value.to_owned()),
             _ => {} // comments (empty field), id, retry
         }
@@ -271,6 +272,12 @@ mod tests {
         assert!(!boundary, "data: c is an event begun, not ended");
         let (out, boundary) = events(&[b": keep-alive\n\n", b"id: 7\nretry: 10\n\n"], MAX_EVENT);
         assert!(out.is_empty() && boundary, "comments and ids alone dispatch nothing");
+    }
+
+    #[test]
+    fn an_empty_event_type_is_the_default_one() {
+        let (out, _) = events(&[b"event: x\nevent:\ndata: a\n\n"], MAX_EVENT);
+        assert_eq!(out, vec![Event { name: "message".into(), data: "a".into() }]);
     }
 
     #[test]

@@ -1,4 +1,8 @@
-//! A Server-Sent Events parser (the WHATWG event-stream rules) with a size cap per event.
+//! The MCP probe's Server-Sent Events parser (the WHATWG event-stream rules) with a size cap
+//! per event, which keeps what resuming a stream needs (`id:` and `retry:`). The router's
+//! [`crate::sse::EventReader`] reads the same format as it passes through (it passes over an
+//! oversized event where the probe fails); the fuzz target `event_stream` holds the two to the
+//! same events.
 //!
 //! Pure: bytes in, events out. The caller feeds chunks as they arrive, so a server that streams
 //! forever without ever ending an event is stopped by the cap, not by memory.
@@ -96,7 +100,9 @@ impl SseParser {
                     return Err(EventTooLarge { limit: self.limit });
                 }
             }
-            "event" => self.event = Some(value.to_owned()),
+            // An empty type is the default one, `message` (WHATWG: only a non-empty buffer
+            // names the event).
+            "event" => self.event = (!value.is_empty()).then(|| value.to_owned()),
             "id" if !value.contains('\0') => self.last_event_id = Some(value.to_owned()),
             "retry" => {
                 if let Ok(ms) = value.parse() {
@@ -124,6 +130,15 @@ mod tests {
 
     fn parse(input: &str) -> Vec<SseEvent> {
         SseParser::new(1024).feed(input.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn an_empty_event_type_is_the_default_one() {
+        let events = parse("event: x\nevent:\ndata: a\n\nevent:\ndata: b\n\n");
+        assert_eq!(
+            events,
+            vec![SseEvent { event: None, data: "a".into() }, SseEvent { event: None, data: "b".into() }]
+        );
     }
 
     #[test]

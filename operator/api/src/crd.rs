@@ -126,8 +126,7 @@ pub fn openapi_schema() -> serde_json::Value {
 
 /// The CRDs as one multi-document YAML stream, exactly as committed under `crds/`.
 pub fn render_yaml() -> Result<String, serde_yaml::Error> {
-    let mut out =
-        String::from("# Generated from operator/src/api by `mcp-rollout-operator crd`. Do not edit.\n");
+    let mut out = String::from("# Generated from operator/api by `mcp-rollout-operator crd`. Do not edit.\n");
     for crd in all() {
         out.push_str("---\n");
         for line in serde_yaml::to_string(&crd)?.lines() {

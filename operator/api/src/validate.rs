@@ -2,7 +2,7 @@
 //! `kubectl apply` (schema types, and the CRD's CEL rules after defaulting), plus the
 //! operator's own parse, run before anything reaches a cluster — in a GitOps repo's CI, say.
 
-use kube::core::cel::Validator;
+use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use serde_json::Value;
 
 use crate::{api::McpRollout, crd};
@@ -40,45 +40,71 @@ pub struct Report {
 
 /// Validates every McpRollout in a (multi-document) YAML stream.
 pub fn validate_yaml(source: &str) -> Report {
-    let mut report = Report::default();
-    let schema = crd::openapi_schema();
-    let validator = Validator::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(source).enumerate() {
-        let position = format!("document {}", index + 1);
-        let value = match <Value as serde::Deserialize>::deserialize(document) {
-            Ok(Value::Null) => continue,
-            Ok(value) => value,
-            Err(e) => {
-                report.problems.push(Problem {
-                    document: position,
-                    field: None,
-                    message: format!("not YAML: {e}"),
-                });
-                // A syntax error ends the stream: later documents cannot be located reliably.
-                break;
-            }
-        };
-        if value["kind"] != "McpRollout" || value["apiVersion"] != "mcprollout.dev/v1alpha1" {
-            report.skipped += 1;
-            continue;
-        }
-        report.checked += 1;
-        let document = match value["metadata"]["name"].as_str() {
-            Some(name) => format!("McpRollout/{name}"),
-            None => position,
-        };
-        if let Err(e) = serde_json::from_value::<McpRollout>(value.clone()) {
-            report.problems.push(Problem { document: document.clone(), field: None, message: e.to_string() });
-        }
-        if let Err(errors) = validator.validate(&schema, &value, None) {
-            report.problems.extend(errors.into_vec().into_iter().map(|e| Problem {
-                document: document.clone(),
-                field: Some(e.field_path),
-                message: e.message,
-            }));
-        }
+    Checker::new().check_yaml(source)
+}
+
+/// The CRD's schema with its CEL rules compiled, for checking many streams (compiling them
+/// takes far longer than checking a manifest).
+pub struct Checker {
+    schema: CompiledSchema,
+    validator: Validator,
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Self::new()
     }
-    report
+}
+
+impl Checker {
+    pub fn new() -> Self {
+        Self { schema: compile_schema(&crd::openapi_schema()), validator: Validator::new() }
+    }
+
+    /// Validates every McpRollout in a (multi-document) YAML stream.
+    pub fn check_yaml(&self, source: &str) -> Report {
+        let mut report = Report::default();
+        for (index, document) in serde_yaml::Deserializer::from_str(source).enumerate() {
+            let position = format!("document {}", index + 1);
+            let value = match <Value as serde::Deserialize>::deserialize(document) {
+                Ok(Value::Null) => continue,
+                Ok(value) => value,
+                Err(e) => {
+                    report.problems.push(Problem {
+                        document: position,
+                        field: None,
+                        message: format!("not YAML: {e}"),
+                    });
+                    // A syntax error ends the stream: later documents cannot be located reliably.
+                    break;
+                }
+            };
+            if value["kind"] != "McpRollout" || value["apiVersion"] != "mcprollout.dev/v1alpha1" {
+                report.skipped += 1;
+                continue;
+            }
+            report.checked += 1;
+            let document = match value["metadata"]["name"].as_str() {
+                Some(name) => format!("McpRollout/{name}"),
+                None => position,
+            };
+            if let Err(e) = serde_json::from_value::<McpRollout>(value.clone()) {
+                report.problems.push(Problem {
+                    document: document.clone(),
+                    field: None,
+                    message: e.to_string(),
+                });
+            }
+            if let Err(errors) = self.validator.validate_compiled(&self.schema, &value, None) {
+                report.problems.extend(errors.into_vec().into_iter().map(|e| Problem {
+                    document: document.clone(),
+                    field: Some(e.field_path),
+                    message: e.message,
+                }));
+            }
+        }
+        report
+    }
 }
 
 #[cfg(test)]
