@@ -13,6 +13,8 @@
 #   hack/cluster.sh restart COMPONENT   # kubelet, kube-apiserver, etcd, ... (for scenarios)
 #   hack/cluster.sh build       # only build (and cache) the components
 #   hack/cluster.sh kill-container NAMESPACE POD CONTAINER   # SIGKILL a container's processes
+#   hack/cluster.sh partition NAMESPACE POD CONTAINER IP:PORT on|off   # drop (or again let
+#                               through) the pod's TCP packets to IP:PORT, in its own namespace
 #
 # MCP_CLUSTER_DIR (default /tmp/mcp-rollout-cluster) holds the cluster's state and logs;
 # MCP_ROLLOUT_CACHE (default ~/.cache/mcp-rollout) the built binaries and images, reused
@@ -698,6 +700,35 @@ kill_container() {
   ctr_ tasks kill --all --signal SIGKILL "$id"
 }
 
+# The pod's network namespace, as containerd gave it to the container (its sandbox's): it
+# outlives the container's restarts, and goes with the pod.
+pod_netns() {
+  local namespace=$1 pod=$2 container=$3 id
+  id=$(kubectl_admin -n "$namespace" get pod "$pod" \
+    -o jsonpath="{.status.containerStatuses[?(@.name==\"$container\")].containerID}")
+  id=${id#containerd://}
+  [[ -n $id ]] || die "no container $container in $namespace/$pod"
+  ctr_ containers info "$id" 2>/dev/null | python3 -c '
+import json, sys
+spaces = json.load(sys.stdin)["Spec"]["linux"]["namespaces"]
+print(next(n["path"] for n in spaces if n["type"] == "network"))'
+}
+
+# A partition a pod cannot see through: its packets to IP:PORT dropped in its own network
+# namespace (for the kubernetes Service, before kube-proxy's translation). The rule lives in
+# the pod's namespace only, so deleting the pod removes it too; `off` removes it at once.
+partition() {
+  local namespace=$1 pod=$2 container=$3 target=$4 mode=$5 netns rule
+  netns=$(pod_netns "$namespace" "$pod" "$container")
+  [[ -e $netns ]] || die "no network namespace for $namespace/$pod"
+  rule=(OUTPUT -p tcp -d "${target%:*}" --dport "${target##*:}" -j DROP -m comment --comment mcp-rollout-partition)
+  case $mode in
+    on) nsenter --net="$netns" -- iptables -w -I "${rule[@]}" ;;
+    off) while nsenter --net="$netns" -- iptables -w -D "${rule[@]}" 2>/dev/null; do :; done ;;
+    *) die "partition: on or off, not $mode" ;;
+  esac
+}
+
 case ${1:-} in
   up) up ;;
   down) down ;;
@@ -726,6 +757,10 @@ case ${1:-} in
   kill-container)
     (($# == 4)) || die "usage: hack/cluster.sh kill-container NAMESPACE POD CONTAINER"
     kill_container "$2" "$3" "$4"
+    ;;
+  partition)
+    (($# == 6)) || die "usage: hack/cluster.sh partition NAMESPACE POD CONTAINER IP:PORT on|off"
+    partition "$2" "$3" "$4" "$5" "$6"
     ;;
   bin) echo "$BIN" ;;
   images)

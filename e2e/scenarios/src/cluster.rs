@@ -166,6 +166,24 @@ impl RealCluster {
         }
     }
 
+    /// Cuts one operator pod off from the API server: its packets to the `kubernetes`
+    /// Service dropped in its own network namespace (`hack/cluster.sh partition`), so it
+    /// neither reaches nor hears from it while the rest of the cluster does. Healed when the
+    /// returned guard is dropped (or `heal`ed); `None` when the cluster is not the local one.
+    pub async fn partition_operator(&self, client: &Client, pod: &str) -> Option<Partition> {
+        let dir = self.local_dir.clone()?;
+        let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "default");
+        let service = services.get("kubernetes").await.unwrap();
+        let spec = service.spec.unwrap();
+        let target = format!("{}:{}", spec.cluster_ip.unwrap(), spec.ports.unwrap()[0].port);
+        let partition = Partition {
+            dir,
+            args: vec![self.operator_namespace.clone(), pod.to_owned(), "operator".into(), target],
+        };
+        assert!(partition.run("on"), "hack/cluster.sh partition on failed");
+        Some(partition)
+    }
+
     /// Deletes the leading operator's pod gracefully (SIGTERM): it releases its Lease.
     pub async fn terminate_leader(&self, client: &Client) -> String {
         let leader = self.leader(client).await.expect("an operator holds the Lease");
@@ -296,5 +314,35 @@ impl RealCluster {
             .nth(1)
             .unwrap_or_else(|| panic!("the agents pod printed no report:\n{log}"));
         serde_json::from_str(report.trim()).unwrap()
+    }
+}
+
+/// A pod cut off from the API server (`RealCluster::partition_operator`); dropping it heals.
+pub struct Partition {
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl Partition {
+    fn run(&self, mode: &str) -> bool {
+        Command::new(crate::workspace().join("hack/cluster.sh"))
+            .env("MCP_CLUSTER_DIR", &self.dir)
+            .arg("partition")
+            .args(&self.args)
+            .arg(mode)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Lets the pod's packets through again.
+    pub fn heal(self) {}
+}
+
+impl Drop for Partition {
+    // No panic here: this runs while a failing test unwinds too.
+    fn drop(&mut self) {
+        if !self.run("off") {
+            eprintln!("hack/cluster.sh partition off failed: {:?} may still be cut off", self.args);
+        }
     }
 }

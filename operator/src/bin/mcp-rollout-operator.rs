@@ -105,7 +105,11 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
             };
-            match runtime.block_on(run(cli.run)) {
+            let result = runtime.block_on(run(cli.run));
+            // Jobs still running (a probe's tool call, a query) end with the runtime; none is
+            // waited for: after a lost Lease not one more request may leave.
+            runtime.shutdown_timeout(Duration::from_millis(200));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e:#}");
@@ -158,13 +162,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await;
         return Ok(());
     }
-    let config = LeaseConfig {
-        namespace: args.lease_namespace.clone().unwrap_or_else(|| "default".into()),
-        name: args.lease_name.clone(),
-        identity: identity.clone(),
-        duration: Duration::from_secs(args.lease_duration),
-        grace: Duration::from_secs((args.lease_duration / 3).max(1)),
-    };
+    let config = LeaseConfig::for_duration(
+        args.lease_namespace.clone().unwrap_or_else(|| "default".into()),
+        args.lease_name.clone(),
+        identity.clone(),
+        Duration::from_secs(args.lease_duration),
+    );
     leader::run_as_leader(client.clone(), config, metrics.clone(), stop, |until| {
         controller::run(
             client.clone(),

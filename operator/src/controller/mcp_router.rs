@@ -495,6 +495,9 @@ impl McpRouterRouting {
         let mut applied = self.applied.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let fresh = applied.get(key).is_some_and(|(d, at)| *d == digest && at.elapsed() < REAPPLY);
         if !fresh {
+            // An entry older than REAPPLY decides nothing: dropping them keeps the map to the
+            // objects written lately (deleted rollouts' leave it).
+            applied.retain(|_, (_, at)| at.elapsed() < REAPPLY);
             applied.insert(key.to_owned(), (digest, Instant::now()));
         }
         !fresh

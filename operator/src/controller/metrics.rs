@@ -3,7 +3,7 @@
 //! Probe metrics carry `track` (stable / canary): the two monitors an SRE watches side by side.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -100,10 +100,26 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub reconcile_errors: Family<ReasonLabels, Counter>,
     pub leader: Gauge,
+    /// Rollouts the operator keeps state for (their jobs' results).
+    pub tracked_rollouts: Gauge,
+    /// The process's resident memory, read at each scrape.
+    resident_memory: Gauge,
     ready: AtomicBool,
     /// Per-revision series published for each rollout, so a revision that left is removed
     /// without touching other rollouts' series.
     published: Mutex<HashMap<RolloutLabels, Published>>,
+    /// The series each rollout's jobs and reconciles created in the families whose labels go
+    /// beyond the rollout (a family cannot be searched by label), so that a deleted rollout's
+    /// and a dead revision's are removed.
+    created: Mutex<HashMap<RolloutLabels, Created>>,
+}
+
+#[derive(Default)]
+struct Created {
+    probes: HashSet<TrackLabels>,
+    verdicts: HashSet<VerdictLabels>,
+    rollbacks: HashSet<ReasonLabels>,
+    errors: HashSet<ReasonLabels>,
 }
 
 #[derive(Clone, Default)]
@@ -179,6 +195,18 @@ impl Default for Metrics {
         registry.register("reconcile_errors", "Reconciles that failed", reconcile_errors.clone());
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
+        let tracked_rollouts = Gauge::default();
+        registry.register(
+            "tracked_rollouts",
+            "Rollouts whose probe, analysis and drain results the operator keeps",
+            tracked_rollouts.clone(),
+        );
+        let resident_memory = Gauge::default();
+        registry.register(
+            "resident_memory_bytes",
+            "Resident memory of the operator process (VmRSS)",
+            resident_memory.clone(),
+        );
         Self {
             registry,
             phase,
@@ -197,14 +225,20 @@ impl Default for Metrics {
             reconcile_duration,
             reconcile_errors,
             leader,
+            tracked_rollouts,
+            resident_memory,
             ready: AtomicBool::new(false),
             published: Mutex::default(),
+            created: Mutex::default(),
         }
     }
 }
 
 impl Metrics {
     pub fn encode(&self) -> String {
+        if let Some(bytes) = resident_bytes() {
+            self.resident_memory.set(bytes);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -213,6 +247,51 @@ impl Metrics {
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    fn created(&self, namespace: &str, rollout: &str, note: impl FnOnce(&mut Created)) {
+        let key = RolloutLabels { namespace: namespace.into(), rollout: rollout.into() };
+        note(self.created.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default());
+    }
+
+    /// One probe of a revision: how long it took and whether it passed.
+    pub fn observe_probe(&self, labels: &TrackLabels, seconds: f64, passed: bool) {
+        self.created(&labels.namespace, &labels.rollout, |c| {
+            c.probes.insert(labels.clone());
+        });
+        self.probe_duration.get_or_create(labels).observe(seconds);
+        self.probe_success.get_or_create(labels).set(i64::from(passed));
+    }
+
+    pub fn count_verdict(&self, labels: &VerdictLabels) {
+        self.created(&labels.namespace, &labels.rollout, |c| {
+            c.verdicts.insert(labels.clone());
+        });
+        self.analysis_verdicts.get_or_create(labels).inc();
+    }
+
+    pub fn count_rollback(&self, labels: &ReasonLabels) {
+        self.created(&labels.namespace, &labels.rollout, |c| {
+            c.rollbacks.insert(labels.clone());
+        });
+        self.rollbacks.get_or_create(labels).inc();
+    }
+
+    pub fn count_reconcile_error(&self, labels: &ReasonLabels) {
+        self.created(&labels.namespace, &labels.rollout, |c| {
+            c.errors.insert(labels.clone());
+        });
+        self.reconcile_errors.get_or_create(labels).inc();
+    }
+
+    /// Series of one rollout, the families with per-rollout labels only included: what a test
+    /// compares with a baseline.
+    pub fn series_of(&self, namespace: &str, rollout: &str) -> usize {
+        let needle = [format!("namespace=\"{namespace}\""), format!("rollout=\"{rollout}\"")];
+        self.encode()
+            .lines()
+            .filter(|l| !l.starts_with('#') && needle.iter().all(|n| l.contains(n.as_str())))
+            .count()
     }
 
     /// Gauges that mirror one rollout's status and its revisions' pods.
@@ -261,6 +340,18 @@ impl Metrics {
             self.revision_restarts.get_or_create(&labels).set(i64::from(restarts));
             now.tracks.push(labels);
         }
+        // Probe series of a revision that is no longer stable or canary (or not in that
+        // track any more) are dead: removed.
+        if let Some(created) = self.created.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&labels) {
+            created.probes.retain(|probe| {
+                let live = now.tracks.contains(probe);
+                if !live {
+                    self.probe_duration.remove(probe);
+                    self.probe_success.remove(probe);
+                }
+                live
+            });
+        }
         let before = self.published.lock().unwrap_or_else(|p| p.into_inner()).insert(labels, now.clone());
         if let Some(before) = before {
             self.remove_gone(&before, &now);
@@ -291,11 +382,36 @@ impl Metrics {
                 phase: format!("{phase:?}"),
             });
         }
+        self.drain_duration.remove(&labels);
         let published = self.published.lock().unwrap_or_else(|p| p.into_inner()).remove(&labels);
         if let Some(published) = published {
             self.remove_gone(&published, &Published::default());
         }
+        let created = self.created.lock().unwrap_or_else(|p| p.into_inner()).remove(&labels);
+        if let Some(created) = created {
+            for probe in &created.probes {
+                self.probe_duration.remove(probe);
+                self.probe_success.remove(probe);
+            }
+            for verdict in &created.verdicts {
+                self.analysis_verdicts.remove(verdict);
+            }
+            for rollback in &created.rollbacks {
+                self.rollbacks.remove(rollback);
+            }
+            for error in &created.errors {
+                self.reconcile_errors.remove(error);
+            }
+        }
     }
+}
+
+/// VmRSS of this process, from /proc (Linux; `None` elsewhere).
+fn resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
 }
 
 async fn serve_metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
@@ -396,5 +512,63 @@ mod tests {
         metrics.forget("ns", "b");
         let text = metrics.encode();
         assert!(!text.contains(r#"rollout="b""#), "{text}");
+    }
+
+    #[test]
+    fn a_deleted_rollout_and_a_dead_revision_leave_no_series() {
+        let metrics = Metrics::default();
+        let track = |revision: &str, track: &str| TrackLabels {
+            namespace: "ns".into(),
+            rollout: "a".into(),
+            revision: revision.into(),
+            track: track.into(),
+        };
+        let reason = |reason: &str| ReasonLabels {
+            namespace: "ns".into(),
+            rollout: "a".into(),
+            reason: reason.into(),
+        };
+        let mut status = McpRolloutStatus {
+            stable_revision: Some("a1".into()),
+            canary_revision: Some("a2".into()),
+            ..Default::default()
+        };
+        metrics.observe_status("ns", "a", &status, &[observed("a1", 0), observed("a2", 0)]);
+        metrics.observe_probe(&track("a1", "stable"), 0.1, true);
+        metrics.observe_probe(&track("a2", "canary"), 0.1, false);
+        metrics.count_verdict(&VerdictLabels {
+            namespace: "ns".into(),
+            rollout: "a".into(),
+            check: "errorRate".into(),
+            verdict: "fail".into(),
+        });
+        metrics.count_rollback(&reason("AnalysisFailed"));
+        metrics.count_reconcile_error(&reason("KubernetesApi"));
+        metrics
+            .drain_duration
+            .get_or_create(&RolloutLabels { namespace: "ns".into(), rollout: "a".into() })
+            .observe(3.0);
+        // Another rollout's series are never touched.
+        metrics.observe_probe(&TrackLabels { rollout: "b".into(), ..track("b1", "stable") }, 0.1, true);
+        assert!(metrics.encode().contains(
+            r#"mcprollout_probe_success{namespace="ns",rollout="a",revision="a2",track="canary"} 0"#
+        ));
+
+        // The canary rolled back: its probe series are dead.
+        status.canary_revision = None;
+        metrics.observe_status("ns", "a", &status, &[observed("a1", 0)]);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"revision="a2""#), "{text}");
+        assert!(
+            text.contains(
+                r#"mcprollout_probe_success{namespace="ns",rollout="a",revision="a1",track="stable"} 1"#
+            ),
+            "{text}"
+        );
+
+        metrics.forget("ns", "a");
+        assert_eq!(metrics.series_of("ns", "a"), 0, "{}", metrics.encode());
+        // b's probe gauge, and its histogram: 14 buckets, +Inf, sum and count.
+        assert_eq!(metrics.series_of("ns", "b"), 1 + 14 + 1 + 2);
     }
 }

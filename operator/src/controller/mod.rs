@@ -108,6 +108,7 @@ pub async fn run(
         http: reqwest::Client::new(),
     });
     let owned = watcher::Config::default().labels(labels::ROLLOUT);
+    let forgetting = context.clone();
     Controller::new(api::<McpRollout>(&client, &scope), watcher::Config::default())
         .owns(api::<Deployment>(&client, &scope), owned.clone())
         .owns(api::<Service>(&client, &scope), owned.clone())
@@ -128,11 +129,37 @@ pub async fn run(
         .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, context)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => debug!(rollout = %object.name, "reconciled"),
-                Err(e) => warn!(error = %e, "reconcile loop"),
+        .for_each(|result| {
+            let context = forgetting.clone();
+            async move {
+                match result {
+                    Ok((object, _)) => debug!(rollout = %object.name, "reconciled"),
+                    // A reconcile scheduled for a rollout no longer in the watch's store: every
+                    // reconcile schedules the next, so each deleted rollout comes by here.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+                        forget_if_deleted(&context, &object).await
+                    }
+                    Err(e) => warn!(error = %e, "reconcile loop"),
+                }
             }
         })
         .await;
+}
+
+/// Drops the state and metric series of a rollout the API server says is gone (the store can
+/// also lag behind one just created: that one is kept).
+async fn forget_if_deleted(context: &Context, object: &ObjectRef<kube::core::DynamicObject>) {
+    let Some(namespace) = object.namespace.clone() else { return };
+    let api: Api<McpRollout> = Api::namespaced(context.client.clone(), &namespace);
+    match api.get_opt(&object.name).await {
+        Ok(None) => {
+            context.workers.forget(&(namespace.clone(), object.name.clone()));
+            context.metrics.forget(&namespace, &object.name);
+            debug!(rollout = %object.name, %namespace, "deleted: its state and series dropped");
+        }
+        Ok(Some(_)) => {}
+        Err(e) => {
+            warn!(rollout = %object.name, %namespace, error = %e, "cannot tell whether the rollout is gone")
+        }
+    }
 }

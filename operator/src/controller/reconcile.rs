@@ -71,14 +71,11 @@ pub fn error_policy(rollout: Arc<McpRollout>, error: &Error, ctx: Arc<Context>) 
         Error::MissingField(_) => "MissingField",
         Error::Serialize { .. } => "Serialize",
     };
-    ctx.metrics
-        .reconcile_errors
-        .get_or_create(&ReasonLabels {
-            namespace: rollout.namespace().unwrap_or_default(),
-            rollout: rollout.name_any(),
-            reason: reason.into(),
-        })
-        .inc();
+    ctx.metrics.count_reconcile_error(&ReasonLabels {
+        namespace: rollout.namespace().unwrap_or_default(),
+        rollout: rollout.name_any(),
+        reason: reason.into(),
+    });
     warn!(rollout = %rollout.name_any(), namespace = ?rollout.namespace(), %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }
@@ -108,14 +105,44 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
         return finalize(ctx, rollout).await;
     }
     ensure_finalizer(ctx, rollout).await?;
+    if let Some(action) = reconcile_from(rollout, ctx).await? {
+        return Ok(action);
+    }
+    // The McpRollout changed since it was read (a status newer than the one decided from):
+    // decide again from the object itself, not from the watch's copy, which can lag by tens of
+    // seconds (seen: after an API server restart the controller's watches backed off, every
+    // reconcile decided from the same stale copy and was refused, and the canary, never
+    // probed meanwhile, ran into its progress deadline).
+    info!(rollout = %rollout.name_any(), "the McpRollout changed since it was read; deciding again from a fresh read");
+    let namespace = rollout.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<McpRollout> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(fresh) = api.get_opt(&rollout.name_any()).await? else { return Ok(Action::await_change()) };
+    if fresh.metadata.deletion_timestamp.is_none()
+        && let Some(action) = reconcile_from(&fresh, ctx).await?
+    {
+        return Ok(action);
+    }
+    Ok(Action::requeue(Duration::from_millis(500)))
+}
+
+/// Observe, decide, report and apply from one reading of the McpRollout; `None` when the
+/// status write found the object changed since (nothing applied from a stale reading).
+async fn reconcile_from(rollout: &McpRollout, ctx: &Context) -> Result<Option<Action>, Error> {
     let world = observe(ctx, rollout).await?;
     let decision = decide(rollout, &world);
     if !report(ctx, rollout, &world, &decision).await? {
-        // The McpRollout changed since it was read (a status newer than the one decided
-        // from): decide again from the fresh object, apply nothing from a stale one.
-        info!(rollout = %world.name, "the McpRollout changed since it was read; deciding again");
-        return Ok(Action::requeue(Duration::from_millis(500)));
+        return Ok(None);
     }
+    // What is known of revisions gone (no Deployment, not in the status) goes with them.
+    let live: BTreeSet<String> = world
+        .owned
+        .iter()
+        .filter_map(revision_of_deployment)
+        .chain(decision.status.stable_revision.iter().cloned())
+        .chain(decision.status.canary_revision.iter().cloned())
+        .chain(decision.status.drains.iter().map(|d| d.revision.clone()))
+        .collect();
+    ctx.workers.retain_revisions(&world.key, &live);
     // The jobs first: a write the API server refuses must not starve probes and analysis.
     start_jobs(ctx, rollout, &world, &decision);
     let applied = apply(ctx, rollout, &world, &decision).await;
@@ -124,7 +151,7 @@ async fn reconcile_inner(rollout: &McpRollout, ctx: &Context) -> Result<Action, 
     let stalled = decision.status.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True");
     let requeue =
         if stalled { STALLED_REQUEUE } else { decision.plan.requeue_after.unwrap_or(DEFAULT_REQUEUE) };
-    Ok(Action::requeue(requeue))
+    Ok(Some(Action::requeue(requeue)))
 }
 
 /// A deleted McpRollout: owner references hand every Deployment and Service to the garbage
@@ -541,7 +568,17 @@ async fn add_finalizer(ctx: &Context, rollout: &McpRollout) -> Result<(), Error>
     let op = if rollout.metadata.finalizers.is_some() {
         json!([{"op": "add", "path": "/metadata/finalizers/-", "value": gateway::FINALIZER}])
     } else {
-        json!([{"op": "add", "path": "/metadata/finalizers", "value": [gateway::FINALIZER]}])
+        // Adding the whole list replaces one that exists: only on the object as it was read
+        // (a list another controller added since would be lost), so the version is tested.
+        let version = rollout
+            .metadata
+            .resource_version
+            .clone()
+            .ok_or(Error::MissingField("metadata.resourceVersion"))?;
+        json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+            {"op": "add", "path": "/metadata/finalizers", "value": [gateway::FINALIZER]},
+        ])
     };
     let patch: json_patch::Patch =
         serde_json::from_value(op).map_err(|source| Error::Serialize { what: "finalizer patch", source })?;
@@ -791,7 +828,7 @@ fn count_transitions(ctx: &Context, key: &RolloutKey, before: &McpRolloutStatus,
             rollout: key.1.clone(),
             reason: format!("{:?}", rollback.reason),
         };
-        ctx.metrics.rollbacks.get_or_create(&labels).inc();
+        ctx.metrics.count_rollback(&labels);
     }
     let now = Timestamp::now().as_second();
     for drain in &before.drains {

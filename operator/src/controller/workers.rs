@@ -109,7 +109,34 @@ impl Workers {
     }
 
     fn with<T>(&self, key: &RolloutKey, f: impl FnOnce(&mut RolloutState) -> T) -> T {
-        f(self.state().entry(key.clone()).or_default())
+        let mut state = self.state();
+        let result = f(state.entry(key.clone()).or_default());
+        self.metrics.tracked_rollouts.set(i64::try_from(state.len()).unwrap_or(i64::MAX));
+        result
+    }
+
+    /// For a job's result: a rollout forgotten (deleted) while the job ran is not brought back.
+    fn with_known<T>(&self, key: &RolloutKey, f: impl FnOnce(&mut RolloutState) -> T) -> Option<T> {
+        self.state().get_mut(key).map(f)
+    }
+
+    fn knows(&self, key: &RolloutKey) -> bool {
+        self.state().contains_key(key)
+    }
+
+    /// How many rollouts have state here (a test's view of what deletes leave behind).
+    pub fn rollouts(&self) -> usize {
+        self.state().len()
+    }
+
+    /// Drops what is known of revisions the rollout no longer runs or drains: their probe
+    /// results, tool snapshots and session counts.
+    pub fn retain_revisions(&self, key: &RolloutKey, live: &BTreeSet<String>) {
+        self.with_known(key, |s| {
+            s.probes.retain(|revision, _| live.contains(revision));
+            s.snapshots.retain(|revision, _| live.contains(revision));
+            s.active_sessions.retain(|revision, _| live.contains(revision));
+        });
     }
 
     fn wake(&self, key: &RolloutKey) {
@@ -175,7 +202,9 @@ impl Workers {
 
     /// Drops everything known about a deleted rollout.
     pub fn forget(&self, key: &RolloutKey) {
-        self.state().remove(key);
+        let mut state = self.state();
+        state.remove(key);
+        self.metrics.tracked_rollouts.set(i64::try_from(state.len()).unwrap_or(i64::MAX));
     }
 
     /// Starts a probe unless one of the same revision is running.
@@ -187,7 +216,7 @@ impl Workers {
         tokio::spawn(async move {
             let revision = job.revision.clone();
             let report = this.run_probe(&key, job).await;
-            this.with(&key, |s| {
+            this.with_known(&key, |s| {
                 s.probing.remove(&revision);
                 s.probes.insert(revision, report);
             });
@@ -207,7 +236,6 @@ impl Workers {
             revision: job.revision.clone(),
             track: job.track.to_owned(),
         };
-        self.metrics.probe_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
         let failed: Vec<String> = reports
             .iter()
             .filter(|(_, r)| !r.passed)
@@ -217,11 +245,14 @@ impl Workers {
             })
             .collect();
         let passed = !reports.is_empty() && failed.is_empty();
-        self.metrics.probe_success.get_or_create(&labels).set(i64::from(passed));
+        // A rollout deleted while its probe ran gets no series back.
+        if self.knows(key) {
+            self.metrics.observe_probe(&labels, started.elapsed().as_secs_f64(), passed);
+        }
         let sample = reports.iter().find(|(_, r)| r.passed).or(reports.first()).map(|(_, r)| r);
         let snapshot = sample.filter(|r| r.passed).map(probe::ProbeReport::snapshot);
         if let Some(snapshot) = &snapshot {
-            self.with(key, |s| s.snapshots.insert(job.revision.clone(), snapshot.clone()));
+            self.with_known(key, |s| s.snapshots.insert(job.revision.clone(), snapshot.clone()));
         }
         let mut messages = Vec::new();
         if !failed.is_empty() {
@@ -282,7 +313,7 @@ impl Workers {
             return Err(format!("its probe failed: {why}"));
         }
         let snapshot = report.snapshot();
-        self.with(key, |s| s.snapshots.insert(baseline.revision.clone(), snapshot.clone()));
+        self.with_known(key, |s| s.snapshots.insert(baseline.revision.clone(), snapshot.clone()));
         Ok(snapshot)
     }
 
@@ -309,10 +340,12 @@ impl Workers {
                     }
                     .into(),
                 };
-                this.metrics.analysis_verdicts.get_or_create(&labels).inc();
+                if this.knows(&key) {
+                    this.metrics.count_verdict(&labels);
+                }
             }
             let report = AnalysisReport { revision: job.subject.canary.clone(), at: now, checks };
-            this.with(&key, |s| {
+            this.with_known(&key, |s| {
                 s.analysing = false;
                 s.analysis = Some(report);
             });
@@ -359,7 +392,7 @@ impl Workers {
                     );
                 }
             }
-            this.with(&key, |s| {
+            this.with_known(&key, |s| {
                 s.measuring = false;
                 s.measured_at = Some(Instant::now());
                 if let Ok(w) = window {
