@@ -159,7 +159,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !args.leader_elect {
         info!("leader election off: this replica reconciles");
         controller::run(client, scope, identity, args.router_image.clone(), metrics, leader::stopped(stop))
-            .await;
+            .await?;
         return Ok(());
     }
     let config = LeaseConfig::for_duration(
@@ -169,14 +169,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.lease_duration),
     );
     leader::run_as_leader(client.clone(), config, metrics.clone(), stop, |until| {
-        controller::run(
+        let running = controller::run(
             client.clone(),
             scope.clone(),
             identity.clone(),
             args.router_image.clone(),
             metrics.clone(),
             until,
-        )
+        );
+        async move { running.await.map_err(leader::LeaderError::from) }
     })
     .await?;
     Ok(())

@@ -68,6 +68,8 @@ pub enum LeaderError {
     RenewDeadlinePassed(Duration),
     #[error("the leader Lease is held by {0} now: stopped leading, every job with it")]
     TakenOver(String),
+    #[error(transparent)]
+    NotListed(#[from] super::NotListed),
 }
 
 /// A stop signal every part of the process can wait on: true once shutdown began.
@@ -93,7 +95,7 @@ pub async fn run_as_leader<F, Fut>(
 ) -> Result<(), LeaderError>
 where
     F: FnMut(StopFuture) -> Fut,
-    Fut: Future<Output = ()>,
+    Fut: Future<Output = Result<(), LeaderError>>,
 {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
     let manager = LeaseManagerBuilder::new(client, &config.name)
@@ -121,7 +123,11 @@ where
         // The Lease was (re)acquired just before the channel said so.
         let fence = fence(&leases, &config, Instant::now());
         tokio::select! {
-            () = lead(until) => {},
+            led = lead(until) => if let Err(e) = led {
+                metrics.leader.set(0);
+                error!(identity = %config.identity, error = %e, "the controller could not start; exiting");
+                return Err(e);
+            },
             fenced = fence => {
                 // Dropping the controller cancels the reconciles in flight; returning ends the
                 // process, and with it every probe, analysis and measurement job. No release:

@@ -84,6 +84,21 @@ where
     }
 }
 
+/// How long a new leader's first list of the McpRollouts may take. A list the API server
+/// accepts and never answers (seen once while etcd came back from a restart: no answer for
+/// ~5 min, the client's read timeout) would leave the leader holding its Lease and doing
+/// nothing; as controller-runtime's cache sync timeout does, the process exits instead and a
+/// fresh one lists again.
+const FIRST_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The McpRollouts were not listed in time after this replica began leading.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the McpRollouts were not listed within {0:?} of leading (is the API server recovering?): exiting, so that a \
+     fresh process lists them"
+)]
+pub struct NotListed(pub std::time::Duration);
+
 /// Runs the controller until `shutdown` resolves; in-flight reconciles finish first.
 /// `router_image`: the MCP session router's image when a rollout names none (the operator's
 /// own image carries the router).
@@ -94,7 +109,7 @@ pub async fn run(
     router_image: String,
     metrics: Arc<metrics::Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
+) -> Result<(), NotListed> {
     let (wake, woken): (_, UnboundedReceiver<ObjectRef<McpRollout>>) = futures::channel::mpsc::unbounded();
     let reporter = Reporter { controller: "mcp-rollout-operator".into(), instance: Some(identity) };
     let context = Arc::new(Context {
@@ -109,7 +124,9 @@ pub async fn run(
     });
     let owned = watcher::Config::default().labels(labels::ROLLOUT);
     let forgetting = context.clone();
-    Controller::new(api::<McpRollout>(&client, &scope), watcher::Config::default())
+    let controller = Controller::new(api::<McpRollout>(&client, &scope), watcher::Config::default());
+    let listed = controller.store();
+    let running = controller
         .owns(api::<Deployment>(&client, &scope), owned.clone())
         .owns(api::<Service>(&client, &scope), owned.clone())
         .watches(api::<Pod>(&client, &scope), owned, |pod: Pod| {
@@ -142,8 +159,17 @@ pub async fn run(
                     Err(e) => warn!(error = %e, "reconcile loop"),
                 }
             }
-        })
-        .await;
+        });
+    let first_list = async {
+        match tokio::time::timeout(FIRST_LIST_TIMEOUT, listed.wait_until_ready()).await {
+            Ok(_) => std::future::pending().await,
+            Err(_) => NotListed(FIRST_LIST_TIMEOUT),
+        }
+    };
+    tokio::select! {
+        () = running => Ok(()),
+        not_listed = first_list => Err(not_listed),
+    }
 }
 
 /// Drops the state and metric series of a rollout the API server says is gone (the store can
