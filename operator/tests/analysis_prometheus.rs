@@ -202,7 +202,7 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
     let prometheus_process = start_prometheus(&targets).await;
     let spec = spec(&prometheus_process.url);
     let PrometheusSpec { address, timeout, .. } = &spec.prometheus;
-    let prometheus = Prometheus::new(address, timeout.as_std(), None).unwrap();
+    let prometheus = Prometheus::new(address, timeout.as_std(), None, None).unwrap();
     let queries = Queries::new(&spec.queries);
 
     let load_seconds = 26.0;
@@ -296,7 +296,7 @@ async fn an_unreachable_prometheus_or_a_bad_query_is_inconclusive_not_an_error()
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let address = format!("http://127.0.0.1:{port}");
     let unreachable = spec(&address);
-    let prometheus = Prometheus::new(&address, Duration::from_secs(2), None).unwrap();
+    let prometheus = Prometheus::new(&address, Duration::from_secs(2), None, None).unwrap();
     let results =
         analysis::evaluate(&prometheus, &unreachable, &Queries::default(), &subject("c"), now()).await;
     assert_eq!(results.len(), 4);
@@ -308,7 +308,7 @@ async fn an_unreachable_prometheus_or_a_bad_query_is_inconclusive_not_an_error()
     let prometheus_process = start_prometheus(&[]).await;
     let mut spec = spec(&prometheus_process.url);
     spec.metrics[0].query = "sum(rate(broken[".into();
-    let prometheus = Prometheus::new(&prometheus_process.url, Duration::from_secs(5), None).unwrap();
+    let prometheus = Prometheus::new(&prometheus_process.url, Duration::from_secs(5), None, None).unwrap();
     let results = analysis::evaluate(&prometheus, &spec, &Queries::default(), &subject("c"), now()).await;
     let custom = verdict(&results, "canary-traffic");
     assert_eq!(custom.verdict, Verdict::Inconclusive);
@@ -322,11 +322,36 @@ async fn an_unreachable_prometheus_or_a_bad_query_is_inconclusive_not_an_error()
     let limited = start_prometheus_with(&[], &["--query.max-samples=100"]).await;
     let mut spec = self::spec(&limited.url);
     spec.metrics[0].query = "sum(count_over_time(vector(1)[10m:1s]))".into();
-    let prometheus = Prometheus::new(&limited.url, Duration::from_secs(5), None).unwrap();
+    let prometheus = Prometheus::new(&limited.url, Duration::from_secs(5), None, None).unwrap();
     let results = analysis::evaluate(&prometheus, &spec, &Queries::default(), &subject("c"), now()).await;
     let custom = verdict(&results, "canary-traffic");
     assert_eq!(custom.verdict, Verdict::Inconclusive, "{custom:?}");
     let message = custom.message.as_deref().unwrap();
     assert!(message.contains("could not run the query") && message.contains("execution"), "{custom:?}");
     assert!(!mcp_rollout::analysis::is_rejected_query(message), "{custom:?}");
+}
+
+/// The operator pins its Prometheus client to the addresses its allow-list checked: a second
+/// lookup of the name cannot send it elsewhere. Here `localhost` (resolved from /etc/hosts,
+/// no DNS traffic) reaches Prometheus on 127.0.0.1 unpinned; pinned to 127.0.0.2, where
+/// nothing listens, the same URL does not.
+#[tokio::test]
+async fn a_pinned_client_goes_only_to_the_checked_addresses() {
+    let process = start_prometheus(&[]).await;
+    let port: u16 = process.url.rsplit(':').next().unwrap().parse().unwrap();
+    let url = format!("http://localhost:{port}");
+    let spec = spec(&url);
+    let unreachable = |results: &[CheckResult]| {
+        results.iter().all(|r| r.message.as_deref().is_some_and(|m| m.contains("unreachable")))
+    };
+
+    let unpinned = Prometheus::new(&url, Duration::from_secs(5), None, None).unwrap();
+    let results = analysis::evaluate(&unpinned, &spec, &Queries::default(), &subject("c"), now()).await;
+    assert!(!unreachable(&results), "{results:#?}");
+
+    let elsewhere = [std::net::SocketAddr::from(([127, 0, 0, 2], port))];
+    let pinned =
+        Prometheus::new(&url, Duration::from_secs(5), None, Some(("localhost", &elsewhere))).unwrap();
+    let results = analysis::evaluate(&pinned, &spec, &Queries::default(), &subject("c"), now()).await;
+    assert!(unreachable(&results), "{results:#?}");
 }

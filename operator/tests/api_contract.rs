@@ -327,6 +327,23 @@ fn custom_metrics_need_a_sane_range() {
 }
 
 #[test]
+fn https_servers_cannot_sit_behind_the_mcp_session_router() {
+    let msg = "the MCP session router reaches its backends over plain HTTP: service.scheme https cannot be used with trafficRouting.mcpRouter";
+    let with = |scheme: &str, router: bool| {
+        let scheme = scheme.to_owned();
+        cel_failures(move |o| {
+            o["spec"]["service"] = json!({"scheme": scheme});
+            if router {
+                o["spec"]["trafficRouting"] = json!({"mcpRouter": {}});
+            }
+        })
+    };
+    assert_eq!(with("https", true), [msg]);
+    assert!(with("http", true).is_empty());
+    assert!(with("https", false).is_empty());
+}
+
+#[test]
 fn names_that_cannot_name_the_rollouts_services_are_refused() {
     let msg = "metadata.name must be at most 56 characters of a-z, 0-9 and '-', starting with a letter and ending with a letter or digit: it names the rollout's Services (<name>-stable, <name>-canary, <name>-router) and labels its pods";
     let longest = "a".repeat(56);

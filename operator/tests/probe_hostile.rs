@@ -261,8 +261,8 @@ async fn bearer_token_and_extra_headers_are_sent_on_every_request() {
     let mut config = quick(format!("{url}/mcp"));
     config.transport = probe::TransportChoice::StreamableHttp;
     assert_eq!(failure(&probe::probe(&config).await), FailureKind::HttpStatus { status: 401 });
-    config.bearer_token = Some("s3cret".into());
-    config.headers = vec![("X-Tenant".into(), "blue".into())];
+    config.bearer_token = Some(probe::SecretText("s3cret".into()));
+    config.headers = vec![("X-Tenant".into(), probe::HeaderText::Secret(probe::SecretText("blue".into())))];
     let report = probe::probe(&config).await;
     assert!(report.passed, "{report:#?}");
 }
@@ -363,10 +363,18 @@ async fn a_legacy_endpoint_off_the_probed_origin_is_not_followed() {
     assert!(report.failure.unwrap().message.contains("off the probed origin"));
 }
 
-/// A TLS terminator in front of a plain server, with a fresh self-signed certificate.
+/// A TLS terminator in front of a plain server, with a fresh self-signed certificate for
+/// 127.0.0.1 and localhost.
 async fn tls_proxy(backend: std::net::SocketAddr) -> (String, String) {
+    tls_proxy_named(backend, &["127.0.0.1", "localhost"]).await
+}
+
+/// A TLS terminator in front of a plain server, with a fresh self-signed certificate for
+/// `names` only; its URL is on 127.0.0.1.
+async fn tls_proxy_named(backend: std::net::SocketAddr, names: &[&str]) -> (String, String) {
     let certified =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        rcgen::generate_simple_self_signed(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .unwrap();
     let cert_pem = certified.cert.pem();
     let key =
         tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
@@ -403,6 +411,38 @@ async fn tls_needs_the_ca_bundle_and_a_bad_bundle_is_a_tls_failure() {
     assert!(report.passed, "{report:#?}");
 
     config.ca_bundle_pem = Some(b"not a certificate".to_vec());
+    assert_eq!(failure(&probe::probe(&config).await), FailureKind::Tls);
+}
+
+/// What the operator does for `service.scheme: https`: the URL names the Service (the name on
+/// the certificate), the connection goes to the pod's address, and the CA bundle is the only
+/// trust root.
+#[tokio::test]
+async fn https_to_a_pod_address_checks_the_certificate_for_the_service_name() {
+    let fixture = support::fixture(|_| {}).await;
+    let (url, ca) = tls_proxy_named(fixture.addr, &["docs.team.svc"]).await;
+    let pod: std::net::SocketAddr = url.trim_start_matches("https://").parse().unwrap();
+    let port = pod.port();
+    let mut config = quick(format!("https://docs.team.svc:{port}/mcp"));
+    config.connect_to = Some(pod);
+    config.ca_bundle_pem = Some(ca.clone().into_bytes());
+    let report = probe::probe(&config).await;
+    assert!(report.passed, "{report:#?}");
+
+    // The pod's IP is not on the certificate: connecting by it fails verification.
+    let mut by_ip = quick(format!("{url}/mcp"));
+    by_ip.ca_bundle_pem = Some(ca.clone().into_bytes());
+    assert_eq!(failure(&probe::probe(&by_ip).await), FailureKind::Tls);
+
+    // Another name than the certificate's fails.
+    let mut other = quick(format!("https://other.team.svc:{port}/mcp"));
+    other.connect_to = Some(pod);
+    other.ca_bundle_pem = Some(ca.into_bytes());
+    assert_eq!(failure(&probe::probe(&other).await), FailureKind::Tls);
+
+    // Another authority's bundle fails: the bundle replaces, not extends, the trust roots.
+    let (_, stranger) = tls_proxy_named(fixture.addr, &["docs.team.svc"]).await;
+    config.ca_bundle_pem = Some(stranger.into_bytes());
     assert_eq!(failure(&probe::probe(&config).await), FailureKind::Tls);
 }
 

@@ -256,6 +256,15 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
     })
     .await;
 
+    // A rollout without a finalizer goes at once; its state and series go when its next
+    // scheduled reconcile finds it gone, asking the API server (get) to be sure.
+    bed.rollouts().delete("docs", &DeleteParams::default()).await.unwrap();
+    let series = format!("namespace=\"{}\",rollout=\"docs\"", bed.namespace);
+    e2e::eventually("the deleted rollout's series dropped", Duration::from_secs(90), || async {
+        !bed.operator_get("/metrics").await.contains(&series)
+    })
+    .await;
+
     let namespace = bed.real.operator_namespace.clone();
     let log = std::fs::read_to_string(dir.join("logs/audit.log")).expect("the local cluster's audit log");
     check_service_account(&bed, &log, &namespace, "mcp-rollout", started, NOT_EXERCISED, 50).await;

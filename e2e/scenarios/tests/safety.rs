@@ -1,7 +1,8 @@
 //! The operator's promises under the changes that break them (issue 18's end-to-end proofs):
 //! fewer pods leave through a drain (mid-canary and mid-drain, streams open), a lost status is
 //! rebuilt without a pod leaving rotation, a name another controller holds is never taken, and
-//! a route write the API server refuses holds the step until it goes through.
+//! a route write the API server refuses holds the step until it goes through, and a Prometheus
+//! outside the cluster's networks is refused.
 
 #![allow(clippy::unwrap_used)]
 
@@ -484,4 +485,43 @@ async fn names_that_cannot_name_the_rollouts_services_are_refused_at_admission()
     for name in [longest.clone(), format!("{longest}-stable"), format!("{longest}-canary")] {
         services.get(&name).await.unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+}
+
+/// An McpRollout cannot make the operator fetch what it likes: a Prometheus address outside
+/// the cluster's own Service and pod networks (here `localhost`, which in the operator's pod
+/// is the operator itself) holds the rollout Stalled with `DestinationNotAllowed`, naming the
+/// address and the networks read from the cluster; the in-cluster Prometheus (a ClusterIP)
+/// passes the same check, and the rollout goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_outside_the_cluster_networks_is_refused() {
+    let bed = Bed::start().await;
+    let mut rollout = fixture_rollout("outside", "mcp-fixture:v1", &[], "http://localhost:8080");
+    rollout["spec"]["replicas"] = json!(1);
+    bed.apply(&rollout).await;
+    let (reason, message) = stalled(
+        &bed.wait("outside", "Stalled on the destination", Duration::from_secs(60), |r| stalled(r).is_some())
+            .await,
+    )
+    .unwrap();
+    assert_eq!(reason, "DestinationNotAllowed", "{message}");
+    assert!(message.contains("http://localhost:8080"), "{message}");
+    assert!(message.contains("127.0.0.1") || message.contains("::1"), "{message}");
+    assert!(message.contains("outside the cluster's Service and pod networks"), "{message}");
+    let events = bed.events("outside").await;
+    assert!(events.iter().any(|(reason, _)| reason == "DestinationNotAllowed"), "{events:?}");
+
+    let address = bed.prometheus_url();
+    bed.rollouts()
+        .patch(
+            "outside",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"analysis": {"prometheus": {"address": address}}}})),
+        )
+        .await
+        .unwrap();
+    bed.wait("outside", "healthy with the in-cluster Prometheus", Duration::from_secs(120), |r| {
+        phase(r) == Some(Phase::Healthy) && stalled(r).is_none()
+    })
+    .await;
+    println!("destinations: localhost refused ({message}); {address} allowed, healthy");
 }

@@ -22,7 +22,14 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    pub fn new(address: &str, timeout: Duration, bearer_token: Option<&str>) -> Result<Self, QueryError> {
+    /// A client of the Prometheus at `address`; `pinned`: the addresses its host must be
+    /// reached at (the operator's checked resolution), none to resolve it as usual.
+    pub fn new(
+        address: &str,
+        timeout: Duration,
+        bearer_token: Option<&str>,
+        pinned: Option<(&str, &[std::net::SocketAddr])>,
+    ) -> Result<Self, QueryError> {
         let mut headers = HeaderMap::new();
         if let Some(token) = bearer_token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
@@ -30,10 +37,16 @@ impl Prometheus {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some((host, addresses)) = pinned.filter(|(_, a)| !a.is_empty()) {
+            builder = builder.resolve_to_addrs(host, addresses);
+        }
+        let http = builder
             // The address is the McpRollout author's: a redirect would send the operator (and
-            // the bearer token's host check) somewhere the spec does not name.
+            // the bearer token's host check) somewhere the spec does not name; a proxy from
+            // the environment would carry the request past the destination check.
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout)
             .default_headers(headers)
@@ -163,7 +176,7 @@ mod tests {
         let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n\
                     {\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},\"values\":[";
         let address = hostile(head, b"[1,\"1\"],").await;
-        let prometheus = Prometheus::new(&address, Duration::from_secs(30), None).unwrap();
+        let prometheus = Prometheus::new(&address, Duration::from_secs(30), None, None).unwrap();
         let error = prometheus.range("up", 0, 60, Duration::from_secs(1)).await.unwrap_err();
         assert!(matches!(&error, QueryError::Unexpected(m) if m.contains("larger than 4 MiB")), "{error:?}");
         let error = prometheus.instant("up").await.unwrap_err();
@@ -174,7 +187,7 @@ mod tests {
     async fn a_declared_length_over_the_cap_is_refused_unread() {
         let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n";
         let address = hostile(head, b"          ").await;
-        let prometheus = Prometheus::new(&address, Duration::from_secs(30), None).unwrap();
+        let prometheus = Prometheus::new(&address, Duration::from_secs(30), None, None).unwrap();
         let error = prometheus.instant("up").await.unwrap_err();
         assert!(matches!(&error, QueryError::Unexpected(m) if m.contains("larger than")), "{error:?}");
     }
@@ -183,7 +196,7 @@ mod tests {
     async fn an_answer_that_is_not_the_api_is_no_number() {
         let head = "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 10\r\n\r\n";
         let address = hostile(head, b"<html>").await;
-        let prometheus = Prometheus::new(&address, Duration::from_secs(30), None).unwrap();
+        let prometheus = Prometheus::new(&address, Duration::from_secs(30), None, None).unwrap();
         let error = prometheus.instant("up").await.unwrap_err();
         assert!(matches!(&error, QueryError::Unreachable(m) if m.contains("not JSON")), "{error:?}");
     }

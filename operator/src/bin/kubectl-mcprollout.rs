@@ -9,7 +9,9 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcp_rollout::{
     api::{ExpectedContent, HumanDuration, McpRollout, SchemaCompatibility, protocol},
-    probe::{self, ProbeConfig, ProbeReport, Snapshot, ToolCallCheck, TransportChoice},
+    probe::{
+        self, HeaderText, ProbeConfig, ProbeReport, SecretText, Snapshot, ToolCallCheck, TransportChoice,
+    },
 };
 use serde_json::{Value, json};
 
@@ -188,11 +190,11 @@ fn probe_config(args: &ProbeArgs, url: &str) -> Result<ProbeConfig, String> {
     };
     config.accepted_versions.clone_from(&args.protocol_versions);
     config.expected_tools.clone_from(&args.expect_tools);
-    config.bearer_token.clone_from(&args.token);
+    config.bearer_token = args.token.clone().map(SecretText);
     for header in &args.headers {
         let (name, value) =
             header.split_once(':').ok_or_else(|| format!("header {header:?} is not \"Name: value\""))?;
-        config.headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        config.headers.push((name.trim().to_owned(), HeaderText::Plain(value.trim().to_owned())));
     }
     if let Some(path) = &args.ca_file {
         config.ca_bundle_pem =

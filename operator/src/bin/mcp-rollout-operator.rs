@@ -67,9 +67,23 @@ struct RunArgs {
     /// operator's own image, which carries the router).
     #[arg(long, env = "ROUTER_IMAGE", default_value = concat!("ghcr.io/mcp-rollout/mcp-rollout-operator:", env!("CARGO_PKG_VERSION")), global = true)]
     router_image: String,
+    /// Networks (CIDRs or addresses, comma-separated) that Prometheus addresses and probe
+    /// targets of McpRollouts must be in. Empty: the cluster's own Service networks
+    /// (ServiceCIDRs) and pod networks (nodes' podCIDRs, and any pod not on its node's network).
+    #[arg(long, env = "ALLOWED_DESTINATIONS", default_value = "", value_parser = parse_destinations, global = true)]
+    allowed_destinations: Destinations,
     /// Log as JSON lines.
     #[arg(long, env = "LOG_JSON", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", global = true)]
     log_json: bool,
+}
+
+/// The parsed `--allowed-destinations` (a newtype: clap takes a `Vec` for a repeated flag).
+#[derive(Clone, Debug)]
+struct Destinations(Option<Vec<ipnet::IpNet>>);
+
+fn parse_destinations(text: &str) -> Result<Destinations, String> {
+    let list = controller::destinations::parse_list(text)?;
+    Ok(Destinations(if list.is_empty() { None } else { Some(list) }))
 }
 
 fn main() -> ExitCode {
@@ -156,10 +170,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
+    let settings = controller::Settings {
+        router_image: args.router_image.clone(),
+        allowed_destinations: args.allowed_destinations.0.clone(),
+    };
+    match &settings.allowed_destinations {
+        Some(list) => info!(networks = ?list, "Prometheus and probe destinations: the configured networks"),
+        None => info!("Prometheus and probe destinations: the cluster's Service and pod networks"),
+    }
     if !args.leader_elect {
         info!("leader election off: this replica reconciles");
-        controller::run(client, scope, identity, args.router_image.clone(), metrics, leader::stopped(stop))
-            .await?;
+        controller::run(client, scope, identity, settings, metrics, leader::stopped(stop)).await?;
         return Ok(());
     }
     let config = LeaseConfig::for_duration(
@@ -173,7 +194,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             client.clone(),
             scope.clone(),
             identity.clone(),
-            args.router_image.clone(),
+            settings.clone(),
             metrics.clone(),
             until,
         );

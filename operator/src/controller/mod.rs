@@ -6,6 +6,7 @@
 //! routing interface and the plain-Service router), [`workers`] (probes and analysis beside the
 //! loop), [`metrics`] and [`leader`].
 
+pub mod destinations;
 pub mod disruption;
 pub mod error;
 pub mod gateway;
@@ -52,6 +53,19 @@ pub struct Context {
     pub mcp_router: mcp_router::McpRouterRouting,
     /// For the MCP session router replicas' `/state`.
     pub http: reqwest::Client,
+    /// Where Prometheus and probes may be reached.
+    pub destinations: destinations::Destinations,
+}
+
+/// The operator's own settings (its flags).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The MCP session router's image when a rollout names none (the operator's own image
+    /// carries the router).
+    pub router_image: String,
+    /// Networks Prometheus and probe targets must be in; `None`: the cluster's own Service
+    /// and pod networks.
+    pub allowed_destinations: Option<Vec<ipnet::IpNet>>,
 }
 
 /// The client configuration: the given kubeconfig file, or else `KUBECONFIG`, `~/.kube/config`
@@ -100,13 +114,11 @@ const FIRST_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6
 pub struct NotListed(pub std::time::Duration);
 
 /// Runs the controller until `shutdown` resolves; in-flight reconciles finish first.
-/// `router_image`: the MCP session router's image when a rollout names none (the operator's
-/// own image carries the router).
 pub async fn run(
     client: Client,
     scope: Scope,
     identity: String,
-    router_image: String,
+    settings: Settings,
     metrics: Arc<metrics::Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), NotListed> {
@@ -119,8 +131,9 @@ pub async fn run(
         metrics,
         router: traffic::PlainServiceRouter::new(client.clone()),
         gateway: gateway::GatewayRouter::new(client.clone()),
-        mcp_router: mcp_router::McpRouterRouting::new(client.clone(), router_image),
+        mcp_router: mcp_router::McpRouterRouting::new(client.clone(), settings.router_image),
         http: reqwest::Client::new(),
+        destinations: destinations::Destinations::new(client.clone(), settings.allowed_destinations),
     });
     let owned = watcher::Config::default().labels(labels::ROLLOUT);
     let forgetting = context.clone();

@@ -10,6 +10,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -31,7 +32,9 @@ use sha2::Digest;
 use tracing::{info, warn};
 
 use super::{
-    Context, disruption,
+    Context,
+    destinations::Pinned,
+    disruption,
     error::Error,
     gateway, mcp_router,
     metrics::{ReasonLabels, RolloutLabels},
@@ -44,8 +47,8 @@ use super::{
 use crate::{
     analysis::{self, Prometheus, Queries, Subject},
     api::{
-        McpRollout, McpRolloutStatus, REQUEST_ANNOTATION, SecretKeyRef, StepProbe, StrategyRef, Transport,
-        Verdict, labels, revision_of,
+        McpRollout, McpRolloutStatus, REQUEST_ANNOTATION, Scheme, SecretKeyRef, StepProbe, StrategyRef,
+        Transport, Verdict, labels, revision_of,
     },
     engine::{self, Decision, EventType, Input, Observed, ProbeRequest, Problem},
     probe::{ProbeConfig, TransportChoice},
@@ -97,6 +100,11 @@ struct World {
     /// The MCP session router's configuration as last written, if it routes the traffic.
     router_config: Option<crate::router::config::RoutingConfig>,
     secrets: Secrets,
+    /// The Prometheus host's checked addresses; `None` when the rollout has no analysis or
+    /// its address is refused (a problem says so).
+    prometheus: Option<Pinned>,
+    /// Pods whose address the destination list refuses: never probed.
+    refused_pods: BTreeSet<String>,
     observed: Observed,
 }
 
@@ -301,6 +309,23 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
         } else {
             (None, None)
         };
+    // Where the operator's own requests would go, checked before any is made.
+    let mut prometheus = None;
+    if let Some(analysis) = &rollout.spec.analysis {
+        match ctx.destinations.prometheus(&analysis.prometheus.address).await {
+            Ok(pinned) => prometheus = Some(pinned),
+            Err(p) => problems.push(p),
+        }
+    }
+    let mut refused_pods = BTreeSet::new();
+    for pod in &pods {
+        if let Err(p) = ctx.destinations.probe_target(pod).await {
+            if refused_pods.is_empty() {
+                problems.push(p);
+            }
+            refused_pods.insert(pod.name_any());
+        }
+    }
     problems.extend(ctx.workers.write_problems(&key, FAILED_WRITES_TO_STALL));
     let observed = Observed {
         revisions: observe::revisions(&pods, &known, &endpoints),
@@ -324,6 +349,8 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
         route,
         router_config,
         secrets,
+        prometheus,
+        refused_pods,
         observed,
     })
 }
@@ -417,13 +444,16 @@ fn start_jobs(ctx: &Context, rollout: &McpRollout, world: &World, decision: &Dec
     if !world.secrets.missing.is_empty() {
         return;
     }
+    let probed: Vec<Pod> =
+        world.pods.iter().filter(|p| !world.refused_pods.contains(&p.name_any())).cloned().collect();
     for request in &plan.probes {
-        if let Some(job) = probe_job(rollout, status, &world.pods, request, &world.secrets.values) {
+        if let Some(job) = probe_job(rollout, status, &probed, request, &world.secrets.values) {
             ctx.workers.spawn_probe(key.clone(), job);
         }
     }
     let Some(spec) = &rollout.spec.analysis else { return };
-    let prometheus = match prometheus_for(rollout, &world.secrets.values) {
+    let Some(pinned) = &world.prometheus else { return }; // refused: the problem says why
+    let prometheus = match prometheus_for(rollout, &world.secrets.values, pinned) {
         Ok(p) => p,
         Err(e) => {
             warn!(rollout = %world.name, error = %e, "cannot reach Prometheus");
@@ -656,6 +686,7 @@ fn lookup(values: &BTreeMap<(String, String), Vec<u8>>) -> impl Fn(&SecretKeyRef
 fn prometheus_for(
     rollout: &McpRollout,
     secrets: &BTreeMap<(String, String), Vec<u8>>,
+    pinned: &Pinned,
 ) -> Result<Prometheus, analysis::QueryError> {
     let Some(spec) = &rollout.spec.analysis else {
         return Err(analysis::QueryError::Unreachable("no analysis configured".into()));
@@ -666,7 +697,12 @@ fn prometheus_for(
         .as_ref()
         .and_then(lookup(secrets))
         .map(|b| String::from_utf8_lossy(&b).trim().to_owned());
-    Prometheus::new(&spec.prometheus.address, spec.prometheus.timeout.as_std(), token.as_deref())
+    Prometheus::new(
+        &spec.prometheus.address,
+        spec.prometheus.timeout.as_std(),
+        token.as_deref(),
+        Some((&pinned.host, &pinned.addresses)),
+    )
 }
 
 /// The port the MCP server listens on in `pod`: the Service's target port, resolved by name
@@ -686,11 +722,28 @@ fn target_port(rollout: &McpRollout, pod: &Pod) -> Option<i32> {
     }
 }
 
-fn pod_url(rollout: &McpRollout, pod: &Pod) -> Option<String> {
-    let ip = pod.status.as_ref()?.pod_ip.clone()?;
+/// Where a pod's MCP endpoint is: its URL, and for https the pod's address to connect to
+/// (the URL then names the host the certificate is checked for).
+fn pod_endpoint(rollout: &McpRollout, pod: &Pod) -> Option<(String, Option<SocketAddr>)> {
+    let ip: IpAddr = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
     let port = target_port(rollout, pod)?;
-    let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
-    Some(format!("http://{host}:{port}{}", rollout.spec.service.path))
+    let path = &rollout.spec.service.path;
+    match rollout.spec.service.scheme {
+        Scheme::Http => {
+            Some((format!("http://{}{path}", SocketAddr::new(ip, u16::try_from(port).ok()?)), None))
+        }
+        Scheme::Https => {
+            let server_name = rollout.spec.probe.tls_server_name.clone().unwrap_or_else(|| {
+                format!(
+                    "{}.{}.svc",
+                    names::service(&rollout.name_any()),
+                    rollout.namespace().unwrap_or_default()
+                )
+            });
+            let address = SocketAddr::new(ip, u16::try_from(port).ok()?);
+            Some((format!("https://{server_name}:{port}{path}"), Some(address)))
+        }
+    }
 }
 
 /// The probe overrides of the step being entered.
@@ -706,10 +759,11 @@ fn probe_config(
     pod: &Pod,
     secrets: &BTreeMap<(String, String), Vec<u8>>,
 ) -> Option<ProbeConfig> {
-    let url = pod_url(rollout, pod)?;
+    let (url, connect_to) = pod_endpoint(rollout, pod)?;
     let mut config =
         ProbeConfig::from_spec(url, &rollout.spec.probe, step_probe(rollout, status), lookup(secrets))
             .ok()?;
+    config.connect_to = connect_to;
     config.transport = match rollout.spec.service.transport {
         Transport::StreamableHttp => TransportChoice::StreamableHttp,
         Transport::Sse => TransportChoice::Sse,

@@ -1,7 +1,7 @@
 //! What to probe and how: built from an `McpRollout`'s `probe` spec by the operator, or from flags
 //! by `kubectl mcprollout probe`.
 
-use std::time::Duration;
+use std::{fmt, net::SocketAddr, time::Duration};
 
 use serde_json::{Map, Value};
 
@@ -13,6 +13,38 @@ use crate::api::{ExpectedContent, ProbeSpec, SecretKeyRef, StepProbe, protocol};
 pub struct MissingSecret {
     pub name: String,
     pub key: String,
+}
+
+/// A value read from a Secret (a token, a header's value): kept out of every `Debug` print
+/// (logs, panics), and sent marked sensitive so HTTP layers do not print it either.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(pub String);
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// An extra header of every probe request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderText {
+    /// Written in the spec (or on the command line): not a secret.
+    Plain(String),
+    /// From a Secret.
+    Secret(SecretText),
+}
+
+impl HeaderText {
+    pub fn value(&self) -> &str {
+        match self {
+            Self::Plain(v) | Self::Secret(SecretText(v)) => v,
+        }
+    }
+
+    pub fn is_secret(&self) -> bool {
+        matches!(self, Self::Secret(_))
+    }
 }
 
 /// Which transport to speak.
@@ -73,8 +105,11 @@ pub struct ProbeConfig {
     pub expected_tools: Vec<String>,
     pub tool_call: Option<ToolCallCheck>,
     /// Extra headers on every request.
-    pub headers: Vec<(String, String)>,
-    pub bearer_token: Option<String>,
+    pub headers: Vec<(String, HeaderText)>,
+    pub bearer_token: Option<SecretText>,
+    /// Where to connect, whatever the URL's host resolves to: the pod's own address, while
+    /// the URL names the certificate's host (https to a pod IP the certificate does not name).
+    pub connect_to: Option<SocketAddr>,
     /// PEM bundle: when set, the only trust roots for https.
     pub ca_bundle_pem: Option<Vec<u8>>,
     /// Deadline for the whole probe.
@@ -95,6 +130,7 @@ impl ProbeConfig {
             tool_call: None,
             headers: Vec::new(),
             bearer_token: None,
+            connect_to: None,
             ca_bundle_pem: None,
             timeout: Duration::from_secs(10),
             step_timeout: Duration::from_secs(5),
@@ -121,9 +157,9 @@ impl ProbeConfig {
         let mut headers = Vec::with_capacity(spec.headers.len());
         for header in &spec.headers {
             let value = match (&header.value, &header.value_from) {
-                (Some(value), _) => value.clone(),
-                (None, Some(reference)) => text(reference)?,
-                (None, None) => String::new(),
+                (Some(value), _) => HeaderText::Plain(value.clone()),
+                (None, Some(reference)) => HeaderText::Secret(SecretText(text(reference)?)),
+                (None, None) => HeaderText::Plain(String::new()),
             };
             headers.push((header.name.clone(), value));
         }
@@ -138,7 +174,7 @@ impl ProbeConfig {
                 expect: call.expect.clone(),
             }),
             headers,
-            bearer_token: spec.bearer_token_secret_ref.as_ref().map(text).transpose()?,
+            bearer_token: spec.bearer_token_secret_ref.as_ref().map(text).transpose()?.map(SecretText),
             ca_bundle_pem: spec.ca_bundle_secret_ref.as_ref().map(read).transpose()?,
             ..Self::new(url)
         }
@@ -210,8 +246,19 @@ mod tests {
         let lookup = |r: &SecretKeyRef| secrets.get(&(r.name.clone(), r.key.clone())).cloned();
         let config = ProbeConfig::from_spec("http://10.0.0.1:8080/mcp", &spec, None, lookup).unwrap();
         assert_eq!(config.accepted_versions, ["2025-11-25"]);
-        assert_eq!(config.headers, [("X-Env".into(), "prod".into()), ("X-Tenant".into(), "blue".into())]);
-        assert_eq!(config.bearer_token.as_deref(), Some("t0ken"));
+        assert_eq!(
+            config.headers,
+            [
+                ("X-Env".into(), HeaderText::Plain("prod".into())),
+                ("X-Tenant".into(), HeaderText::Secret(SecretText("blue".into())))
+            ]
+        );
+        assert_eq!(config.bearer_token, Some(SecretText("t0ken".into())));
+        // What came from Secrets never shows in a print of the configuration (a log line, a
+        // panic); what the spec says in the clear does.
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("t0ken") && !printed.contains("blue"), "{printed}");
+        assert!(printed.contains("prod"), "{printed}");
         assert!(config.ca_bundle_pem.is_some());
         assert_eq!(config.timeout, Duration::from_secs(10));
         assert_eq!(config.step_timeout, Duration::from_secs(5));

@@ -55,6 +55,11 @@ impl HttpContext {
             .redirect(redirects)
             .connect_timeout(config.step_timeout)
             .user_agent(concat!("mcp-rollout-probe/", env!("CARGO_PKG_VERSION")));
+        if let (Some(address), Some(host)) = (config.connect_to, url.host_str()) {
+            // The URL's host is what the certificate is checked against; the connection goes
+            // to the pod itself (reqwest takes the port from the URL).
+            builder = builder.resolve(host, address);
+        }
         if let Some(pem) = &config.ca_bundle_pem {
             let roots = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| ProbeError::Tls(format!("CA bundle is not PEM certificates: {e}")))?;
@@ -66,15 +71,16 @@ impl HttpContext {
         let client =
             builder.build().map_err(|e| ProbeError::Tls(format!("cannot build the HTTP client: {e}")))?;
         let mut headers = HeaderMap::new();
-        for (name, value) in &config.headers {
+        for (name, text) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| ProbeError::Connect(format!("bad header name {name:?}")))?;
-            let value = HeaderValue::from_str(value)
+            let mut value = HeaderValue::from_str(text.value())
                 .map_err(|_| ProbeError::Connect(format!("bad value for header {name}")))?;
+            value.set_sensitive(text.is_secret());
             headers.append(name, value);
         }
         if let Some(token) = &config.bearer_token {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.0.trim()))
                 .map_err(|_| ProbeError::Connect("the bearer token is not a valid header value".into()))?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);

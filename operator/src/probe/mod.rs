@@ -35,7 +35,9 @@ mod report;
 mod run;
 mod streamable;
 
-pub use config::{Limits, MissingSecret, ProbeConfig, ToolCallCheck, TransportChoice};
+pub use config::{
+    HeaderText, Limits, MissingSecret, ProbeConfig, SecretText, ToolCallCheck, TransportChoice,
+};
 pub use diff::{Change, ChangeKind, SchemaDiff, Severity, diff};
 pub use error::ProbeError;
 pub use expect::is_subset;

@@ -53,6 +53,9 @@ use super::{HumanDuration, McpRolloutStatus, protocol};
 #[x_kube(validation = Rule::new(
     "!has(self.analysis) || !has(self.analysis.source) || self.analysis.source != 'Router' || (has(self.trafficRouting) && has(self.trafficRouting.mcpRouter))"
 ).message("analysis.source Router reads the MCP session router's metrics: set trafficRouting.mcpRouter"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.trafficRouting) || !has(self.trafficRouting.mcpRouter) || !has(self.service) || !has(self.service.scheme) || self.service.scheme == 'http'"
+).message("the MCP session router reaches its backends over plain HTTP: service.scheme https cannot be used with trafficRouting.mcpRouter"))]
 #[serde(rename_all = "camelCase")]
 pub struct McpRolloutSpec {
     /// Number of pods serving traffic when the rollout is steady. During a canary the pods are
@@ -141,6 +144,21 @@ pub struct McpServiceSpec {
     /// MCP transport the server speaks.
     #[serde(default)]
     pub transport: Transport,
+
+    /// Whether the server speaks plain HTTP or HTTPS on its port. With `https` the probe
+    /// verifies the server's certificate (against `probe.caBundleSecretRef`, else the system's
+    /// roots) for the name `probe.tlsServerName`.
+    #[serde(default)]
+    pub scheme: Scheme,
+}
+
+/// The URL scheme an MCP server is reached with.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
 }
 
 fn default_port() -> i32 {
@@ -158,6 +176,7 @@ impl Default for McpServiceSpec {
             target_port: None,
             path: default_path(),
             transport: Transport::default(),
+            scheme: Scheme::default(),
         }
     }
 }
@@ -537,9 +556,17 @@ pub struct ProbeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_secret_ref: Option<SecretKeyRef>,
 
-    /// PEM CA bundle to trust for https endpoints, from a Secret in the rollout's namespace.
+    /// PEM CA bundle to trust for https endpoints, from a Secret in the rollout's namespace:
+    /// when set, the only trust roots (the system's are not used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle_secret_ref: Option<SecretKeyRef>,
+
+    /// With `service.scheme: https`, the name the server's certificate must carry. Defaults
+    /// to `<name>.<namespace>.svc`, the rollout's Service. The probe still connects to each
+    /// pod's own IP; only the certificate check uses this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub tls_server_name: Option<String>,
 }
 
 fn default_probe_interval() -> HumanDuration {
@@ -567,6 +594,7 @@ impl Default for ProbeSpec {
             headers: Vec::new(),
             bearer_token_secret_ref: None,
             ca_bundle_secret_ref: None,
+            tls_server_name: None,
         }
     }
 }
