@@ -42,6 +42,14 @@ pub struct FixtureConfig {
     #[arg(long, env = "FIXTURE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "FIXTURE_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "FIXTURE_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Tool profile (each image bakes its own in: hack/images.sh, the Dockerfile); default v1.
     #[arg(long, env = "FIXTURE_PROFILE")]
     pub profile: Option<Profile>,
@@ -135,6 +143,8 @@ impl FixtureConfig {
     pub fn for_tests() -> Self {
         Self {
             listen: "127.0.0.1:0".parse().expect("loopback address"),
+            tls_cert: None,
+            tls_key: None,
             profile: Some(Profile::V1),
             server_version: "test".into(),
             server_rollout: String::new(),

@@ -10,6 +10,7 @@ pub mod handler;
 pub mod legacy_sse;
 pub mod metrics;
 pub mod server;
+pub mod tls;
 pub mod tools;
 
 pub use config::{FixtureConfig, Profile, SchemaErrorStyle};

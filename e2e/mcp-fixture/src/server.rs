@@ -111,14 +111,36 @@ impl Fixture {
             .with_state(state);
         let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();
-        let server = tokio::spawn(async move {
-            // TCP_NODELAY: without it a handshake session's second request waited out the
-            // client's delayed ACK (tools/list at 41 ms against the Python SDK's 2 ms).
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await
-        });
+        let tls = match (&shared.config.tls_cert, &shared.config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+            (None, None) => None,
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "--tls-cert and --tls-key go together",
+                ));
+            }
+        };
+        let server = match tls {
+            Some(acceptor) => {
+                let listener = crate::tls::TlsListener::new(listener, acceptor, stop.clone())?;
+                tokio::spawn(async move {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await
+                })
+            }
+            None => tokio::spawn(async move {
+                // TCP_NODELAY: without it a handshake session's second request waited out the
+                // client's delayed ACK (tools/list at 41 ms against the Python SDK's 2 ms).
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            }),
+        };
         tracing::info!(%addr, profile = ?shared.config.profile(), version = %shared.config.server_version, "mcp-fixture serving");
         Ok(Self { addr, shared, draining, stop_accepting, server })
     }

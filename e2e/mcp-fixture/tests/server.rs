@@ -371,3 +371,33 @@ async fn a_fixture_without_metrics_serves_mcp_and_no_metrics() {
     let r = session.call(7, "get_document", json!({"id": "doc-1"})).await;
     assert!(r["result"]["content"].is_array(), "{r}");
 }
+
+/// With `--tls-cert`/`--tls-key` the fixture serves HTTPS only: a client trusting its CA
+/// reaches it under the certificate's name; plain HTTP gets no answer.
+#[tokio::test]
+async fn with_a_certificate_it_serves_https_only() {
+    let dir = std::env::temp_dir().join(format!("mcp-fixture-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["docs.team.svc".to_owned()]).unwrap();
+    std::fs::write(dir.join("tls.crt"), certified.cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), certified.signing_key.serialize_pem()).unwrap();
+    let fixture = start(|c| {
+        c.tls_cert = Some(dir.join("tls.crt"));
+        c.tls_key = Some(dir.join("tls.key"));
+    })
+    .await;
+    let port = fixture.addr.port();
+    let ca = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .resolve("docs.team.svc", fixture.addr)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let health = client.get(format!("https://docs.team.svc:{port}/healthz")).send().await.unwrap();
+    assert!(health.status().is_success(), "{health:?}");
+
+    let plain = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
+    assert!(plain.get(format!("http://{}/healthz", fixture.addr)).send().await.is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

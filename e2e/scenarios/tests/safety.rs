@@ -1,8 +1,8 @@
 //! The operator's promises under the changes that break them (issue 18's end-to-end proofs):
 //! fewer pods leave through a drain (mid-canary and mid-drain, streams open), a lost status is
 //! rebuilt without a pod leaving rotation, a name another controller holds is never taken, and
-//! a route write the API server refuses holds the step until it goes through, and a Prometheus
-//! outside the cluster's networks is refused.
+//! a route write the API server refuses holds the step until it goes through; a Prometheus
+//! outside the cluster's networks is refused, and an https server's certificate is verified.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +14,7 @@ use std::{
 
 use e2e::{Bed, failed_calls, fixture_rollout, phase, revision_of, with_image};
 use k8s_openapi::api::{
-    core::v1::{ConfigMap, Pod, Service},
+    core::v1::{ConfigMap, Pod, Secret, Service},
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
@@ -23,7 +23,7 @@ use kube::{
     core::{ApiResource, GroupVersionKind},
 };
 use mcp_fixture::agents::AgentEra;
-use mcp_rollout::api::{McpRollout, Phase};
+use mcp_rollout::api::{McpRollout, Phase, RollbackReason};
 use serde_json::{Value, json};
 
 const DRAINING_LABEL: &str = "mcprollout.dev/draining";
@@ -524,4 +524,107 @@ async fn a_prometheus_outside_the_cluster_networks_is_refused() {
     })
     .await;
     println!("destinations: localhost refused ({message}); {address} allowed, healthy");
+}
+
+/// A certificate authority made for one scenario.
+struct Authority {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+impl Authority {
+    fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Self { params, key, pem }
+    }
+
+    /// A server certificate for `name` and its key, both PEM.
+    fn issue(&self, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert =
+            rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// `service.scheme: https` on the real cluster: the fixture terminates TLS with a certificate
+/// for the rollout's Service name only (`<name>.<namespace>.svc`, not its pod IP), the probe
+/// connects to each pod and verifies that name against `caBundleSecretRef`, and the rollout
+/// becomes healthy. A new revision serving a certificate of another authority, for the same
+/// name, fails its probe as a TLS failure and is rolled back: the bundle is the only trust.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_server_is_probed_with_its_certificate_verified() {
+    let bed = Bed::start().await;
+    let name = format!("tls.{}.svc", bed.namespace);
+    let ours = Authority::new();
+    let stranger = Authority::new();
+    let secrets: Api<Secret> = Api::namespaced(bed.client.clone(), &bed.namespace);
+    let secret = |secret: &str, data: &[(&str, &str)]| -> Secret {
+        let data: serde_json::Map<String, Value> =
+            data.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+        serde_json::from_value(json!({"metadata": {"name": secret}, "stringData": data})).unwrap()
+    };
+    let (cert, key) = ours.issue(&name);
+    secrets
+        .create(&PostParams::default(), &secret("tls-ours", &[("tls.crt", &cert), ("tls.key", &key)]))
+        .await
+        .unwrap();
+    let (cert, key) = stranger.issue(&name);
+    secrets
+        .create(&PostParams::default(), &secret("tls-stranger", &[("tls.crt", &cert), ("tls.key", &key)]))
+        .await
+        .unwrap();
+    secrets.create(&PostParams::default(), &secret("tls-ca", &[("ca.crt", &ours.pem)])).await.unwrap();
+
+    let serving = |certificate: &str| {
+        let mut rollout = fixture_rollout(
+            "tls",
+            "mcp-fixture:v1",
+            &[("FIXTURE_TLS_CERT", "/tls/tls.crt"), ("FIXTURE_TLS_KEY", "/tls/tls.key")],
+            &bed.prometheus_url(),
+        );
+        let spec = rollout["spec"].as_object_mut().unwrap();
+        // Prometheus scrapes plain HTTP: without analysis the probe alone gates the steps.
+        spec.remove("analysis");
+        spec["replicas"] = json!(1);
+        spec["service"]["scheme"] = json!("https");
+        spec["probe"]["caBundleSecretRef"] = json!({"name": "tls-ca", "key": "ca.crt"});
+        spec["probe"]["failureLimit"] = json!(2);
+        let pod = &mut spec["template"]["spec"];
+        pod["volumes"] = json!([{"name": "tls", "secret": {"secretName": certificate}}]);
+        let container = &mut pod["containers"][0];
+        container["volumeMounts"] = json!([{"name": "tls", "mountPath": "/tls", "readOnly": true}]);
+        container["readinessProbe"]["httpGet"]["scheme"] = json!("HTTPS");
+        rollout
+    };
+    bed.apply(&serving("tls-ours")).await;
+    let healthy = bed
+        .wait("tls", "healthy over https", Duration::from_secs(120), |r| {
+            phase(r) == Some(Phase::Healthy)
+                && r.status.as_ref().is_some_and(|s| s.probes.iter().any(|p| p.passed))
+        })
+        .await;
+    let stable = healthy.status.as_ref().and_then(|s| s.stable_revision.clone()).unwrap();
+
+    bed.apply(&serving("tls-stranger")).await;
+    let rolled_back = bed
+        .wait("tls", "the stranger's certificate rolled back", Duration::from_secs(120), |r| {
+            r.status.as_ref().and_then(|s| s.rollback.as_ref()).is_some()
+        })
+        .await;
+    let status = rolled_back.status.unwrap();
+    let rollback = status.rollback.unwrap();
+    assert_eq!(rollback.reason, RollbackReason::ProbeFailed, "{rollback:?}");
+    let message = rollback.message.to_lowercase();
+    assert!(message.contains("tls") || message.contains("certificate"), "{rollback:?}");
+    assert_eq!(status.stable_revision.as_deref(), Some(stable.as_str()), "stable kept");
+    println!(
+        "https: healthy with the CA's certificate for {name}; another authority's: {}",
+        rollback.message
+    );
 }
