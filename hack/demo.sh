@@ -87,6 +87,8 @@ spec:
   analysis:
     prometheus: {address: "$prometheus"}
     interval: 3s
+    # The demo's Prometheus scrapes every second: four scrapes.
+    rateWindow: 4s
     minRequestCount: 5
     checks:
       errorRate: {for: 6s}

@@ -227,6 +227,21 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
     strict.min_request_count = 1_000_000_000;
     let few = analysis::evaluate(&prometheus, &spec, &queries, &strict, now()).await;
     assert_eq!(verdict(&few, "errorRate").verdict, Verdict::Inconclusive, "{few:#?}");
+    // The default rate window (2m here: interval 10s) holds every scrape of the canary: an
+    // unanswered check blames the traffic, not the window.
+    let message = verdict(&few, "errorRate").message.clone().unwrap_or_default();
+    assert!(!message.contains("rate window") && !message.contains("no sample"), "{message}");
+    // A window of two 1 s scrapes (issue 22: `[{{interval}}]` with the interval as long as the
+    // scrape interval): status says how many samples it holds and what window would do.
+    let short = AnalysisSpec { rate_window: Some(HumanDuration::from_secs(2)), ..spec.clone() };
+    let sparse = analysis::evaluate(&prometheus, &short, &queries, &strict, now()).await;
+    let message = verdict(&sparse, "errorRate").message.clone().unwrap_or_default();
+    assert!(message.contains("the rate window (2s) holds") && message.contains("rateWindow"), "{message}");
+    // A canary nothing scrapes: said as such.
+    let absent = analysis::evaluate(&prometheus, &spec, &queries, &subject("never-deployed"), now()).await;
+    let message = verdict(&absent, "errorRate").message.clone().unwrap_or_default();
+    assert!(message.contains("no sample of the canary's tool-call counter"), "{message}");
+    println!("sampling notes: {message}");
 
     let scope = Scope { namespace: "default".into(), rollout: "docs".into() };
     let asked = jiff::Timestamp::now().as_second() as f64;

@@ -449,6 +449,8 @@ pub fn fixture_rollout(name: &str, image: &str, env: &[(&str, &str)], prometheus
             "analysis": {
                 "prometheus": {"address": prometheus},
                 "interval": "3s",
+                // Four of the scenarios' 1 s scrapes (the default, 2m, suits 30 s scrapes).
+                "rateWindow": "4s",
                 "minRequestCount": 5,
                 "checks": {
                     "errorRate": {"for": "6s"},

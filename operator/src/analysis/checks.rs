@@ -218,9 +218,49 @@ pub fn too_few_calls(name: &str, calls: Option<f64>, minimum: i64, threshold: f6
     })
 }
 
+/// Fewer samples than make a rate reliable.
+const SAFE_SAMPLES: f64 = 4.0;
+
+/// What the samples of the canary's tool-call counter in the rate window say about an
+/// unanswered check: none at all (nothing scrapes the canary, or not under the metric
+/// contract's labels), or fewer than four (the window is short for the scrape interval: the
+/// rate is empty under two), with the window that would hold four. `None` when they are enough.
+pub fn sampling_note(samples: Option<f64>, window: Duration) -> Option<String> {
+    let shown = format!("{}s", window.as_secs());
+    match samples {
+        None => Some(format!(
+            "Prometheus has no sample of the canary's tool-call counter in the last {shown}: is it \
+             scraping the canary's pods, with the metric contract's labels?"
+        )),
+        Some(n) if (1.0..SAFE_SAMPLES).contains(&n) => {
+            let scrape = window.as_secs_f64() / n;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let needed = (scrape * SAFE_SAMPLES).ceil() as u64;
+            Some(format!(
+                "the rate window ({shown}) holds {n:.0} sample(s) per series (a scrape every ~{scrape:.0}s): \
+                 rate() needs 2 and 4 are safe; set spec.analysis.rateWindow to at least {needed}s"
+            ))
+        }
+        Some(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn too_few_samples_in_the_rate_window_are_named_with_the_window_that_would_do() {
+        let minute = Duration::from_secs(60);
+        let one = sampling_note(Some(1.0), Duration::from_secs(30)).unwrap();
+        assert!(one.contains("holds 1 sample(s)") && one.contains("at least 120s"), "{one}");
+        let two = sampling_note(Some(2.0), minute).unwrap();
+        assert!(two.contains("every ~30s") && two.contains("at least 120s"), "{two}");
+        assert_eq!(sampling_note(Some(4.0), minute), None);
+        assert_eq!(sampling_note(Some(60.0), minute), None);
+        let none = sampling_note(None, minute).unwrap();
+        assert!(none.contains("no sample") && none.contains("60s"), "{none}");
+    }
 
     const STEP: Duration = Duration::from_secs(10);
     const SUSTAIN: Duration = Duration::from_secs(60);

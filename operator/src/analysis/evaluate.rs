@@ -44,19 +44,23 @@ struct Run<'a> {
     prometheus: &'a Prometheus,
     queries: &'a Queries,
     subject: &'a Subject,
+    /// The analysis interval, `{{interval}}` (users' templates written before `rateWindow`).
     interval: String,
+    /// The window of `rate()`, `{{rateWindow}}`.
+    rate_window: String,
     now: i64,
 }
 
 impl Run<'_> {
-    fn variables(&self, revision: &str, interval: &str) -> BTreeMap<&'static str, String> {
+    fn variables(&self, revision: &str, rate_window: &str) -> BTreeMap<&'static str, String> {
         BTreeMap::from([
             ("namespace", self.subject.namespace.clone()),
             ("rollout", self.subject.rollout.clone()),
             ("stableRevision", self.subject.stable.clone()),
             ("canaryRevision", self.subject.canary.clone()),
             ("revision", revision.to_owned()),
-            ("interval", interval.to_owned()),
+            ("interval", self.interval.clone()),
+            ("rateWindow", rate_window.to_owned()),
         ])
     }
 
@@ -67,7 +71,7 @@ impl Run<'_> {
         sustain: Duration,
         extra: &[(&'static str, String)],
     ) -> Result<Series, QueryError> {
-        let mut variables = self.variables(revision, &self.interval);
+        let mut variables = self.variables(revision, &self.rate_window);
         variables.extend(extra.iter().cloned());
         let step = step_of(sustain);
         #[allow(clippy::cast_possible_wrap)]
@@ -79,9 +83,9 @@ impl Run<'_> {
         &self,
         template: &str,
         revision: &str,
-        interval: &str,
+        rate_window: &str,
     ) -> Result<Option<f64>, QueryError> {
-        self.prometheus.instant(&render(template, &self.variables(revision, interval))).await
+        self.prometheus.instant(&render(template, &self.variables(revision, rate_window))).await
     }
 
     /// Canary calls over the window: mean rate × seconds.
@@ -105,7 +109,14 @@ pub async fn evaluate(
     subject: &Subject,
     now: i64,
 ) -> Vec<CheckResult> {
-    let run = Run { prometheus, queries, subject, interval: promql_duration(spec.interval.as_std()), now };
+    let run = Run {
+        prometheus,
+        queries,
+        subject,
+        interval: promql_duration(spec.interval.as_std()),
+        rate_window: promql_duration(spec.rate_window()),
+        now,
+    };
     let mut results = Vec::new();
     let (canary, stable) = (subject.canary.as_str(), subject.stable.as_str());
     #[allow(clippy::cast_precision_loss)]
@@ -165,16 +176,15 @@ pub async fn evaluate(
     let schema = &spec.checks.schema_validation_errors;
     if schema.enabled {
         let measured = async {
-            let window = spec.interval.as_std();
-            let calls = run.canary_calls(window).await?;
+            let calls = run.canary_calls(spec.rate_window()).await?;
             let name = checks::SCHEMA_VALIDATION_ERRORS;
             if let Some(few) =
                 checks::too_few_calls(name, calls, subject.min_request_count, schema.max_percent)
             {
                 return Ok(few);
             }
-            let errors = run.instant(&queries.schema_errors, canary, &run.interval).await?;
-            let requests = run.instant(&queries.request_rate, canary, &run.interval).await?;
+            let errors = run.instant(&queries.schema_errors, canary, &run.rate_window).await?;
+            let requests = run.instant(&queries.request_rate, canary, &run.rate_window).await?;
             Ok(checks::schema_errors(errors, requests, schema.max_percent))
         };
         results.push(
@@ -183,11 +193,24 @@ pub async fn evaluate(
     }
 
     for metric in &spec.metrics {
-        let value = run.instant(&metric.query, canary, &run.interval).await;
+        let value = run.instant(&metric.query, canary, &run.rate_window).await;
         results.push(match value {
             Ok(value) => checks::custom(&metric.name, value, metric.min, metric.max),
             Err(e) => inconclusive(&metric.name, &e),
         });
+    }
+    // A check without an answer may be a window too short for the scrapes: say so, with the
+    // samples it held, where the user will look (the check's message in status).
+    if results.iter().any(|r| r.verdict == Verdict::Inconclusive)
+        && let Some(samples) = &queries.samples
+        && let Ok(count) = run.instant(samples, canary, &run.rate_window).await
+        && let Some(note) = checks::sampling_note(count, spec.rate_window())
+    {
+        for result in results.iter_mut().filter(|r| r.verdict == Verdict::Inconclusive) {
+            let message = result.message.take().unwrap_or_default();
+            result.message =
+                Some(if message.is_empty() { note.clone() } else { format!("{message}; {note}") });
+        }
     }
     results
 }

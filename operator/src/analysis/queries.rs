@@ -16,13 +16,16 @@ use std::collections::BTreeMap;
 use crate::api::{AnalysisSpec, MetricsSource, QueryOverrides};
 
 /// Tool calls per second of a revision (every outcome).
-pub const REQUEST_RATE: &str = r#"sum(rate(mcp_tool_call_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{interval}}]))"#;
+pub const REQUEST_RATE: &str = r#"sum(rate(mcp_tool_call_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{rateWindow}}]))"#;
 /// Failed tool calls per second of a revision.
-pub const ERROR_RATE: &str = r#"sum(rate(mcp_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{interval}}]))"#;
+pub const ERROR_RATE: &str = r#"sum(rate(mcp_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{rateWindow}}]))"#;
 /// A tool-call latency quantile of a revision, in seconds.
-pub const LATENCY: &str = r#"histogram_quantile({{quantile}}, sum by (le) (rate(mcp_tool_call_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{interval}}])))"#;
+pub const LATENCY: &str = r#"histogram_quantile({{quantile}}, sum by (le) (rate(mcp_tool_call_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{rateWindow}}])))"#;
 /// Schema-validation failures per second of a revision.
-pub const SCHEMA_ERRORS: &str = r#"sum(rate(mcp_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}",error_type="schema_validation"}[{{interval}}]))"#;
+pub const SCHEMA_ERRORS: &str = r#"sum(rate(mcp_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}",error_type="schema_validation"}[{{rateWindow}}]))"#;
+/// Samples of a revision's tool-call counter in the rate window, in its best-scraped series:
+/// fewer than two and `rate()` is empty, fewer than four and it is fragile.
+pub const SAMPLES: &str = r#"max(count_over_time(mcp_tool_call_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{rateWindow}}]))"#;
 /// A session-duration quantile over the lookback, in seconds. `{{revision}}` is a regex
 /// alternation of the rollout's revisions.
 pub const SESSION_DURATION: &str = r#"histogram_quantile({{quantile}}, sum by (le) (increase(mcp_session_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",version=~"{{revision}}"}[{{lookback}}])))"#;
@@ -40,10 +43,11 @@ pub const ACTIVE_SESSIONS_SAMPLED_AT: &str = r#"min(timestamp(mcp_active_session
 /// The router's measurements (`mcp_router_*`, by `revision`), for servers with no metrics of
 /// their own: the same questions asked of what the router saw pass.
 pub mod router {
-    pub const REQUEST_RATE: &str = r#"sum(rate(mcp_router_tool_calls_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}"}[{{interval}}]))"#;
-    pub const ERROR_RATE: &str = r#"sum(rate(mcp_router_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}"}[{{interval}}]))"#;
-    pub const LATENCY: &str = r#"histogram_quantile({{quantile}}, sum by (le) (rate(mcp_router_tool_call_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}"}[{{interval}}])))"#;
-    pub const SCHEMA_ERRORS: &str = r#"sum(rate(mcp_router_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}",error_type="schema_validation"}[{{interval}}]))"#;
+    pub const REQUEST_RATE: &str = r#"sum(rate(mcp_router_tool_calls_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}"}[{{rateWindow}}]))"#;
+    pub const ERROR_RATE: &str = r#"sum(rate(mcp_router_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}"}[{{rateWindow}}]))"#;
+    pub const LATENCY: &str = r#"histogram_quantile({{quantile}}, sum by (le) (rate(mcp_router_tool_call_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}"}[{{rateWindow}}])))"#;
+    pub const SCHEMA_ERRORS: &str = r#"sum(rate(mcp_router_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}",error_type="schema_validation"}[{{rateWindow}}]))"#;
+    pub const SAMPLES: &str = r#"max(count_over_time(mcp_router_tool_calls_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision="{{revision}}"}[{{rateWindow}}]))"#;
     pub const SESSION_DURATION: &str = r#"histogram_quantile({{quantile}}, sum by (le) (increase(mcp_router_session_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision=~"{{revision}}"}[{{lookback}}])))"#;
     pub const SESSION_COUNT: &str = r#"sum(increase(mcp_router_session_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",revision=~"{{revision}}"}[{{lookback}}]))"#;
     /// The router counts by revision, not by pod: a drain of some pods reads the router's
@@ -59,6 +63,9 @@ pub struct Queries {
     pub error_rate: String,
     pub latency: String,
     pub schema_errors: String,
+    /// Samples in the rate window (why a check has no data); `None` when `requestRate` is
+    /// overridden: which series an arbitrary expression reads cannot be derived.
+    pub samples: Option<String>,
     pub session_duration: String,
     pub session_count: String,
     pub active_sessions: String,
@@ -79,6 +86,10 @@ impl Queries {
     }
 
     fn from_source(source: MetricsSource, overrides: &QueryOverrides) -> Self {
+        let samples = match source {
+            MetricsSource::Server => SAMPLES,
+            MetricsSource::Router => router::SAMPLES,
+        };
         let defaults = match source {
             MetricsSource::Server => [
                 REQUEST_RATE,
@@ -117,6 +128,7 @@ impl Queries {
             error_rate: pick(&overrides.error_rate, error_rate),
             latency: pick(&overrides.latency, latency),
             schema_errors: pick(&overrides.schema_errors, schema_errors),
+            samples: overrides.request_rate.is_none().then(|| samples.to_owned()),
             session_duration: pick(&overrides.session_duration, session_duration),
             // No override of its own: an overridden duration query has no count to pair with.
             session_count: session_count.to_owned(),
@@ -170,13 +182,48 @@ mod tests {
             ("namespace", "prod".to_owned()),
             ("rollout", "docs".to_owned()),
             ("revision", "abc".to_owned()),
-            ("interval", "60s".to_owned()),
+            ("rateWindow", "60s".to_owned()),
         ]);
         assert_eq!(
             render(REQUEST_RATE, &vars),
             r#"sum(rate(mcp_tool_call_duration_seconds_count{namespace="prod",rollout=~"docs|",version="abc"}[60s]))"#
         );
         assert_eq!(render("x{{ revision }}y{{other}}z{{", &vars), "xabcy{{other}}z{{");
+    }
+
+    /// Every rate of the built-in checks is taken over the rate window, never the evaluation
+    /// interval: a 30 s interval over 30 s scrapes left `rate()` one sample, and no answer.
+    #[test]
+    fn every_rate_is_taken_over_the_rate_window() {
+        for source in [MetricsSource::Server, MetricsSource::Router] {
+            let spec: AnalysisSpec =
+                serde_json::from_value(serde_json::json!({"prometheus": {"address": "http://p:9090"}}))
+                    .unwrap();
+            let q = Queries::for_spec(&AnalysisSpec { source, ..spec });
+            for query in [&q.request_rate, &q.error_rate, &q.latency, &q.schema_errors] {
+                assert!(query.contains("[{{rateWindow}}]") && !query.contains("{{interval}}"), "{query}");
+            }
+            assert!(q.samples.as_deref().is_some_and(|s| s.contains("count_over_time")));
+        }
+        let overridden: AnalysisSpec = serde_json::from_value(serde_json::json!({
+            "prometheus": {"address": "http://p:9090"}, "queries": {"requestRate": "my_rate"}
+        }))
+        .unwrap();
+        assert_eq!(Queries::for_spec(&overridden).samples, None, "no samples query for a rate of the user's");
+    }
+
+    #[test]
+    fn the_default_rate_window_is_never_shorter_than_two_minutes() {
+        let spec = |extra: serde_json::Value| -> AnalysisSpec {
+            let mut value = serde_json::json!({"prometheus": {"address": "http://p:9090"}});
+            value.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(value).unwrap()
+        };
+        let secs = |s: AnalysisSpec| s.rate_window().as_secs();
+        assert_eq!(secs(spec(serde_json::json!({}))), 120, "interval 1m: 2m");
+        assert_eq!(secs(spec(serde_json::json!({"interval": "30s"}))), 120);
+        assert_eq!(secs(spec(serde_json::json!({"interval": "5m"}))), 300);
+        assert_eq!(secs(spec(serde_json::json!({"interval": "30s", "rateWindow": "4s"}))), 4, "as written");
     }
 
     #[test]
@@ -212,8 +259,8 @@ mod tests {
                 &q.session_count,
                 &q.active_sessions,
             ];
-            let sampled_at = q.active_sessions_sampled_at.iter();
-            for query in all.into_iter().chain(sampled_at) {
+            let optional = q.active_sessions_sampled_at.iter().chain(q.samples.iter());
+            for query in all.into_iter().chain(optional) {
                 assert!(
                     query.contains(r#"namespace="{{namespace}}",rollout=~"{{rollout}}|","#),
                     "{source:?}: {query}"

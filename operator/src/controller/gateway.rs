@@ -107,6 +107,23 @@ pub fn not_granted(rollout_namespace: &str, route_namespace: &str, route: &str) 
     }
 }
 
+/// The operator's RBAC does not let it read a route (or a namespace's ReferenceGrants): an
+/// operator installed without `rbac.gatewayAPI`. Named as such, not retried as an API error.
+pub fn forbidden(what: &str) -> RouteProblem {
+    RouteProblem {
+        reason: "RouteForbidden",
+        message: format!(
+            "the operator may not read {what} (403 Forbidden): Gateway API routing needs the chart's \
+             rbac.gatewayAPI=true (get and patch on httproutes, list on referencegrants)"
+        ),
+    }
+}
+
+/// Whether a Kubernetes error is the API server's 403.
+pub fn is_forbidden(error: &Error) -> bool {
+    matches!(error, Error::Kube(kube::Error::Api(e)) if e.code == 403)
+}
+
 /// Why a route cannot be weighted: a `Stalled` reason and its message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteProblem {
@@ -318,7 +335,7 @@ impl GatewayRouter {
     /// Why the rollout may not touch its route at all, if so: the route is in another
     /// namespace and no ReferenceGrant there allows it. A cluster without the ReferenceGrant
     /// API has no grants; an operator not allowed to list them (its chart's
-    /// `rbac.gatewayAPI` off, or a namespaced install) cannot see any either.
+    /// `rbac.gatewayAPI` off, or a namespaced install) is told so (`RouteForbidden`).
     pub async fn refusal(
         &self,
         rollout: &McpRollout,
@@ -333,7 +350,10 @@ impl GatewayRouter {
             Api::namespaced_with(self.client.clone(), &namespace, &reference_grant_resource());
         let listed = match grants.list(&kube::api::ListParams::default()).await {
             Ok(list) => list.items,
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => Vec::new(),
+            Err(kube::Error::Api(e)) if e.code == 404 => Vec::new(),
+            Err(kube::Error::Api(e)) if e.code == 403 => {
+                return Ok(Some(forbidden(&format!("the ReferenceGrants of namespace {namespace}"))));
+            }
             Err(e) => return Err(e.into()),
         };
         let listed: Vec<Value> = listed.into_iter().filter_map(|g| serde_json::to_value(g).ok()).collect();
@@ -375,9 +395,12 @@ impl GatewayRouter {
                 if self.refusal(rollout, routing).await?.is_some() {
                     return Ok(false);
                 }
-                match self.get(rollout, routing).await? {
-                    Some(route) => route,
-                    None => return Ok(false),
+                match self.get(rollout, routing).await {
+                    Ok(Some(route)) => route,
+                    Ok(None) => return Ok(false),
+                    // Never readable, so never written: nothing to restore.
+                    Err(e) if is_forbidden(&e) => return Ok(false),
+                    Err(e) => return Err(e),
                 }
             }
         };
@@ -391,8 +414,11 @@ impl GatewayRouter {
         if self.refusal(rollout, routing).await?.is_some() {
             return Ok(false);
         }
-        let Some(route) = self.get(rollout, routing).await? else {
-            return Ok(false);
+        let route = match self.get(rollout, routing).await {
+            Ok(Some(route)) => route,
+            Ok(None) => return Ok(false),
+            Err(e) if is_forbidden(&e) => return Ok(false),
+            Err(e) => return Err(e),
         };
         let ops = release_patch(&route, &owner(rollout));
         self.patch(rollout, routing, ops).await
@@ -459,6 +485,24 @@ mod tests {
     use super::*;
 
     const DOCS: Owner<'static> = Owner { namespace: "ns", name: "docs" };
+
+    #[test]
+    fn a_403_is_a_missing_grant_named_as_such_and_nothing_else_is() {
+        let status = |code| {
+            Error::Kube(kube::Error::Api(
+                kube::core::Status::failure("no", "Forbidden").with_code(code).boxed(),
+            ))
+        };
+        assert!(is_forbidden(&status(403)));
+        assert!(!is_forbidden(&status(404)) && !is_forbidden(&status(500)));
+        assert!(!is_forbidden(&Error::MissingField("spec")));
+        let p = forbidden("HTTPRoute ns/docs");
+        assert_eq!(p.reason, "RouteForbidden");
+        assert!(
+            p.message.contains("HTTPRoute ns/docs") && p.message.contains("rbac.gatewayAPI=true"),
+            "{p:?}"
+        );
+    }
 
     fn route() -> Value {
         json!({

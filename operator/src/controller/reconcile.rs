@@ -281,13 +281,26 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
         if let Some(p) = ctx.gateway.refusal(rollout, routing).await? {
             problems.push(Problem::new(p.reason, p.message));
         } else {
-            route = ctx.gateway.get(rollout, routing).await?;
             let reference =
                 format!("{}/{}", gateway::route_namespace(rollout, routing), routing.http_route_ref.name);
-            let owner = gateway::owner(rollout);
-            match gateway::check(route.as_ref(), &owner, &reference, routing.session_persistence.as_ref()) {
-                Ok(()) => route_weight = route.as_ref().and_then(|r| gateway::effective_weight(r, &owner)),
-                Err(p) => problems.push(Problem::new(p.reason, p.message)),
+            match ctx.gateway.get(rollout, routing).await {
+                Ok(read) => {
+                    route = read;
+                    let owner = gateway::owner(rollout);
+                    let persistence = routing.session_persistence.as_ref();
+                    match gateway::check(route.as_ref(), &owner, &reference, persistence) {
+                        Ok(()) => {
+                            route_weight = route.as_ref().and_then(|r| gateway::effective_weight(r, &owner))
+                        }
+                        Err(p) => problems.push(Problem::new(p.reason, p.message)),
+                    }
+                }
+                // Not an error to retry: the operator's RBAC lacks the grant until reinstalled.
+                Err(e) if gateway::is_forbidden(&e) => {
+                    let p = gateway::forbidden(&format!("HTTPRoute {reference}"));
+                    problems.push(Problem::new(p.reason, p.message));
+                }
+                Err(e) => return Err(e),
             }
         }
     }

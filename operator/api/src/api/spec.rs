@@ -685,6 +685,14 @@ pub struct AnalysisSpec {
     #[serde(default = "default_analysis_interval")]
     pub interval: HumanDuration,
 
+    /// Window of `rate()` in the built-in queries (`{{rateWindow}}`, also offered to
+    /// `metrics[].query`). It must hold at least four scrapes of the servers' metrics: with
+    /// fewer than two samples in it `rate()` is empty and the checks are Inconclusive (status
+    /// then says how many samples it held). Default: the larger of `interval` and `2m` (four
+    /// scrapes at a 30 s scrape interval; with Prometheus's default of 1 m, set `4m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_window: Option<HumanDuration>,
+
     /// Canary tool calls needed in the window before any check may pass. Fewer gives
     /// Inconclusive, which pauses the rollout; it never promotes blind.
     #[serde(default = "default_min_request_count")]
@@ -719,6 +727,16 @@ pub struct AnalysisSpec {
 
 fn default_analysis_interval() -> HumanDuration {
     HumanDuration::from_secs(60)
+}
+
+/// The default rate window's floor: four scrapes at a 30 s scrape interval.
+pub const RATE_WINDOW_FLOOR: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl AnalysisSpec {
+    /// The window of `rate()` in force: `rateWindow`, else the larger of `interval` and 2m.
+    pub fn rate_window(&self) -> std::time::Duration {
+        self.rate_window.map_or_else(|| self.interval.as_std().max(RATE_WINDOW_FLOOR), |w| w.as_std())
+    }
 }
 
 fn default_min_request_count() -> i64 {
@@ -911,8 +929,8 @@ impl Default for CrashCheck {
 }
 
 /// A user-defined check (like Flagger's MetricTemplate). The query may use the variables
-/// `{{namespace}}`, `{{rollout}}`, `{{stableRevision}}`, `{{canaryRevision}}` and
-/// `{{interval}}`, and must return one number.
+/// `{{namespace}}`, `{{rollout}}`, `{{stableRevision}}`, `{{canaryRevision}}`,
+/// `{{rateWindow}}` (for `rate()`) and `{{interval}}`, and must return one number.
 #[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("has(self.min) || has(self.max)")
     .message("a metric needs min, max or both"))]
@@ -943,7 +961,8 @@ pub struct CustomMetric {
 }
 
 /// PromQL overrides for the built-in queries. Each may use the variables `{{namespace}}`,
-/// `{{rollout}}`, `{{revision}}` (the revision being measured) and `{{interval}}`.
+/// `{{rollout}}`, `{{revision}}` (the revision being measured), `{{rateWindow}}` (for
+/// `rate()`) and `{{interval}}`.
 #[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryOverrides {
