@@ -326,6 +326,36 @@ fn custom_metrics_need_a_sane_range() {
     assert!(with_metric(json!({"name": "m", "query": "up", "max": 0.5})).is_empty());
 }
 
+/// Every share is a percentage (issue 22): the floor that was a fraction is renamed, and the
+/// values that blind a gate — most likely a share written in the wrong unit — are refused.
+#[test]
+fn shares_are_percentages_and_gate_blinding_values_are_refused() {
+    let with_checks = |checks: Value| {
+        cel_failures(move |o| {
+            o["spec"]["analysis"] = json!({"prometheus": {"address": "http://prom:9090"}, "checks": checks})
+        })
+    };
+    let floor = "stableErrorRateFloorPercent is a percentage (0.1 means 0.1%); a floor above 10% lets a canary failing maxRatio times that share of its calls pass";
+    let schema = "schemaValidationErrors.maxPercent is a percentage (0.1 means 0.1%); above 10% the check would pass a breaking schema change: disable the check instead";
+    assert!(with_checks(json!({"errorRate": {"stableErrorRateFloorPercent": 0.1}})).is_empty());
+    assert!(with_checks(json!({"errorRate": {"stableErrorRateFloorPercent": 10.0}})).is_empty());
+    assert_eq!(with_checks(json!({"errorRate": {"stableErrorRateFloorPercent": 19.0}})), [floor]);
+    assert!(with_checks(json!({"schemaValidationErrors": {"maxPercent": 0.1}})).is_empty());
+    assert_eq!(with_checks(json!({"schemaValidationErrors": {"maxPercent": 25.0}})), [schema]);
+
+    let spec: mcp_rollout::api::AnalysisSpec = serde_json::from_value(json!({
+        "prometheus": {"address": "http://prom:9090"},
+        "checks": {"errorRate": {"stableErrorRateFloorPercent": 0.5}}
+    }))
+    .unwrap();
+    assert!((spec.checks.error_rate.stable_error_rate_floor_percent - 0.5).abs() < f64::EPSILON);
+    let defaults =
+        &committed_schema()["properties"]["spec"]["properties"]["analysis"]["properties"]["checks"];
+    let error_rate = &defaults["properties"]["errorRate"]["properties"];
+    assert_eq!(error_rate["stableErrorRateFloorPercent"]["default"], json!(0.1));
+    assert!(error_rate.get("stableErrorRateFloor").is_none(), "the fraction is gone");
+}
+
 #[test]
 fn https_servers_cannot_sit_behind_the_mcp_session_router() {
     let msg = "the MCP session router reaches its backends over plain HTTP: service.scheme https cannot be used with trafficRouting.mcpRouter";

@@ -146,7 +146,7 @@ pub async fn evaluate(
             Ok(checks::error_rate(
                 &inputs,
                 threshold,
-                error.stable_error_rate_floor,
+                error.stable_error_rate_floor_percent / 100.0,
                 end,
                 sustain,
                 step_of(sustain),

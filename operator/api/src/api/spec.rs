@@ -791,6 +791,8 @@ pub struct BuiltinChecks {
 
 /// Fails when the canary's error rate exceeds `maxRatio` × stable's for the whole `for` window.
 #[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.stableErrorRateFloorPercent) || self.stableErrorRateFloorPercent <= 10.0")
+    .message("stableErrorRateFloorPercent is a percentage (0.1 means 0.1%); a floor above 10% lets a canary failing maxRatio times that share of its calls pass"))]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorRateCheck {
     /// Run this check.
@@ -811,11 +813,12 @@ pub struct ErrorRateCheck {
     #[serde(default = "default_sustain", rename = "for")]
     pub sustain: HumanDuration,
 
-    /// Stable error rate used when stable's is below it (stable at 0% would make any canary
-    /// error an infinite ratio). 0.001 means a 0.1% floor.
-    #[serde(default = "default_stable_error_floor")]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub stable_error_rate_floor: f64,
+    /// Stable error rate, in percent of calls, used when stable's is below it (stable at 0%
+    /// would make any canary error an infinite ratio): 0.1 means 0.1%. Every share in the API
+    /// is a percentage.
+    #[serde(default = "default_stable_error_floor_percent")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub stable_error_rate_floor_percent: f64,
 }
 
 fn default_error_ratio() -> f64 {
@@ -827,8 +830,8 @@ fn default_first_step_error_ratio() -> f64 {
 fn default_sustain() -> HumanDuration {
     HumanDuration::from_secs(300)
 }
-fn default_stable_error_floor() -> f64 {
-    0.001
+fn default_stable_error_floor_percent() -> f64 {
+    0.1
 }
 
 impl Default for ErrorRateCheck {
@@ -838,7 +841,7 @@ impl Default for ErrorRateCheck {
             max_ratio: default_error_ratio(),
             first_step_max_ratio: default_first_step_error_ratio(),
             sustain: default_sustain(),
-            stable_error_rate_floor: default_stable_error_floor(),
+            stable_error_rate_floor_percent: default_stable_error_floor_percent(),
         }
     }
 }
@@ -886,6 +889,8 @@ impl Default for LatencyCheck {
 
 /// Fails when schema-validation errors exceed `maxPercent` of canary tool calls.
 #[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.maxPercent) || self.maxPercent <= 10.0")
+    .message("schemaValidationErrors.maxPercent is a percentage (0.1 means 0.1%); above 10% the check would pass a breaking schema change: disable the check instead"))]
 #[serde(rename_all = "camelCase")]
 pub struct SchemaErrorCheck {
     /// Run this check.
