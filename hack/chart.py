@@ -185,17 +185,28 @@ class Checks:
                 self.fail(f"restricted Pod Security ({label})", "\n".join(problems))
 
     def alerts(self):
-        values = {"prometheusRule": {"enabled": True}}
-        rule = next(d for d in render(values) if d["kind"] == "PrometheusRule")
-        with tempfile.TemporaryDirectory() as tmp:
-            rules = Path(tmp) / "rules.yaml"
-            rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
-            self.promtool("promtool check rules (PrometheusRule)", ["check", "rules", str(rules)])
-            tests = yaml.safe_load((CHART / "tests" / "alerts_test.yaml").read_text())
-            tests["rule_files"] = [str(rules)]
-            test_file = Path(tmp) / "alerts_test.yaml"
-            test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
-            self.promtool(f"promtool test rules ({len(tests['tests'])} cases)", ["test", "rules", str(test_file)])
+        # Twice: with the default revision label, and with `revisionLabel: mcp_revision` over
+        # servers that export their own semver as `version` (the same value on every revision,
+        # which the rules must ignore).
+        source = (CHART / "tests" / "alerts_test.yaml").read_text()
+        relabelled = re.sub(r'version="(r[0-9]+)"', r'mcp_revision="\1",version="2.4.0"', source)
+        for label, values, text in [
+            ("version", {}, source),
+            ("mcp_revision", {"revisionLabel": "mcp_revision"}, relabelled),
+        ]:
+            values = {"prometheusRule": {"enabled": True}, **values}
+            rule = next(d for d in render(values) if d["kind"] == "PrometheusRule")
+            with tempfile.TemporaryDirectory() as tmp:
+                rules = Path(tmp) / "rules.yaml"
+                rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+                self.promtool(f"promtool check rules (PrometheusRule, revision label {label})",
+                              ["check", "rules", str(rules)])
+                tests = yaml.safe_load(text)
+                tests["rule_files"] = [str(rules)]
+                test_file = Path(tmp) / "alerts_test.yaml"
+                test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
+                self.promtool(f"promtool test rules ({len(tests['tests'])} cases, revision label {label})",
+                              ["test", "rules", str(test_file)])
 
     def dashboard(self):
         dashboard = json.loads((CHART / "dashboards" / "mcp-rollout.json").read_text())

@@ -60,7 +60,9 @@ async fn start_prometheus_with(targets: &[Target], flags: &[&str]) -> Prometheus
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: fixtures\n    \
          static_configs:\n{static_configs}    \
-         relabel_configs:\n      - source_labels: [__address__]\n        target_label: pod\n"
+         relabel_configs:\n      - source_labels: [__address__]\n        target_label: pod\n    \
+         metric_relabel_configs:\n      - source_labels: [version]\n        regex: '(.+)'\n        \
+         target_label: mcp_revision\n        replacement: 'rev-$1'\n"
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
     for _ in 0..5 {
@@ -221,6 +223,19 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
     assert_eq!(error_rate.verdict, Verdict::Fail, "{failing:#?}");
     assert!(error_rate.value.unwrap() > 4.0, "{error_rate:?}");
     assert_eq!(verdict(&failing, "schemaValidationErrors").verdict, Verdict::Fail, "{failing:#?}");
+
+    // The revision under a label of the user's choosing (a server exporting its semver as
+    // `version`): here the scrape copies it to `mcp_revision` as `rev-<revision>`.
+    let relabelled = AnalysisSpec { revision_label: "mcp_revision".into(), ..spec.clone() };
+    let by_label = Queries::for_spec(&relabelled);
+    let mut renamed = subject("rev-canary-ok");
+    renamed.stable = "rev-stable".into();
+    let ok = analysis::evaluate(&prometheus, &relabelled, &by_label, &renamed, now()).await;
+    for name in ["errorRate", "latency", "schemaValidationErrors"] {
+        assert_eq!(verdict(&ok, name).verdict, Verdict::Pass, "{name}: {ok:#?}");
+    }
+    let unknown = analysis::evaluate(&prometheus, &spec, &queries, &renamed, now()).await;
+    assert_eq!(verdict(&unknown, "errorRate").verdict, Verdict::Inconclusive, "`version` has no such value");
 
     // Too few calls never passes.
     let mut strict = subject("canary-ok");

@@ -16,29 +16,29 @@ use std::collections::BTreeMap;
 use crate::api::{AnalysisSpec, MetricsSource, QueryOverrides};
 
 /// Tool calls per second of a revision (every outcome).
-pub const REQUEST_RATE: &str = r#"sum(rate(mcp_tool_call_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{rateWindow}}]))"#;
+pub const REQUEST_RATE: &str = r#"sum(rate(mcp_tool_call_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",{{revisionLabel}}="{{revision}}"}[{{rateWindow}}]))"#;
 /// Failed tool calls per second of a revision.
-pub const ERROR_RATE: &str = r#"sum(rate(mcp_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{rateWindow}}]))"#;
+pub const ERROR_RATE: &str = r#"sum(rate(mcp_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",{{revisionLabel}}="{{revision}}"}[{{rateWindow}}]))"#;
 /// A tool-call latency quantile of a revision, in seconds.
-pub const LATENCY: &str = r#"histogram_quantile({{quantile}}, sum by (le) (rate(mcp_tool_call_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{rateWindow}}])))"#;
+pub const LATENCY: &str = r#"histogram_quantile({{quantile}}, sum by (le) (rate(mcp_tool_call_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",{{revisionLabel}}="{{revision}}"}[{{rateWindow}}])))"#;
 /// Schema-validation failures per second of a revision.
-pub const SCHEMA_ERRORS: &str = r#"sum(rate(mcp_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}",error_type="schema_validation"}[{{rateWindow}}]))"#;
+pub const SCHEMA_ERRORS: &str = r#"sum(rate(mcp_tool_call_errors_total{namespace="{{namespace}}",rollout=~"{{rollout}}|",{{revisionLabel}}="{{revision}}",error_type="schema_validation"}[{{rateWindow}}]))"#;
 /// Samples of a revision's tool-call counter in the rate window, in its best-scraped series:
 /// fewer than two and `rate()` is empty, fewer than four and it is fragile.
-pub const SAMPLES: &str = r#"max(count_over_time(mcp_tool_call_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}"}[{{rateWindow}}]))"#;
+pub const SAMPLES: &str = r#"max(count_over_time(mcp_tool_call_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",{{revisionLabel}}="{{revision}}"}[{{rateWindow}}]))"#;
 /// A session-duration quantile over the lookback, in seconds. `{{revision}}` is a regex
 /// alternation of the rollout's revisions.
-pub const SESSION_DURATION: &str = r#"histogram_quantile({{quantile}}, sum by (le) (increase(mcp_session_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",version=~"{{revision}}"}[{{lookback}}])))"#;
+pub const SESSION_DURATION: &str = r#"histogram_quantile({{quantile}}, sum by (le) (increase(mcp_session_duration_seconds_bucket{namespace="{{namespace}}",rollout=~"{{rollout}}|",{{revisionLabel}}=~"{{revision}}"}[{{lookback}}])))"#;
 /// Sessions that ended within the lookback: the sample behind the session-duration quantile.
-pub const SESSION_COUNT: &str = r#"sum(increase(mcp_session_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",version=~"{{revision}}"}[{{lookback}}]))"#;
+pub const SESSION_COUNT: &str = r#"sum(increase(mcp_session_duration_seconds_count{namespace="{{namespace}}",rollout=~"{{rollout}}|",{{revisionLabel}}=~"{{revision}}"}[{{lookback}}]))"#;
 /// Open sessions (and in-flight streams) of a revision's draining pods. `{{pods}}` is a regex
 /// alternation of the pod names when only some pods drain, `.*` when the whole revision does
 /// (which also matches series without a `pod` label).
-pub const ACTIVE_SESSIONS: &str = r#"sum(mcp_active_sessions{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}",pod=~"{{pods}}"})"#;
+pub const ACTIVE_SESSIONS: &str = r#"sum(mcp_active_sessions{namespace="{{namespace}}",rollout=~"{{rollout}}|",{{revisionLabel}}="{{revision}}",pod=~"{{pods}}"})"#;
 /// When the oldest of the samples behind `ACTIVE_SESSIONS` was scraped (unix seconds). An
 /// instant query answers with a scrape up to one interval old; a drain trusts a count only
 /// from scrapes made after the revision left traffic.
-pub const ACTIVE_SESSIONS_SAMPLED_AT: &str = r#"min(timestamp(mcp_active_sessions{namespace="{{namespace}}",rollout=~"{{rollout}}|",version="{{revision}}",pod=~"{{pods}}"}))"#;
+pub const ACTIVE_SESSIONS_SAMPLED_AT: &str = r#"min(timestamp(mcp_active_sessions{namespace="{{namespace}}",rollout=~"{{rollout}}|",{{revisionLabel}}="{{revision}}",pod=~"{{pods}}"}))"#;
 
 /// The router's measurements (`mcp_router_*`, by `revision`), for servers with no metrics of
 /// their own: the same questions asked of what the router saw pass.
@@ -74,18 +74,22 @@ pub struct Queries {
     pub active_sessions_sampled_at: Option<String>,
 }
 
+/// The label of the servers' series that carries the revision, unless a rollout names another.
+pub const DEFAULT_REVISION_LABEL: &str = "version";
+
 impl Queries {
     /// The servers' metric contract, with overrides.
     pub fn new(overrides: &QueryOverrides) -> Self {
-        Self::from_source(MetricsSource::Server, overrides)
+        Self::from_source(MetricsSource::Server, overrides, DEFAULT_REVISION_LABEL)
     }
 
-    /// The queries of an analysis spec: its source's defaults, with its overrides.
+    /// The queries of an analysis spec: its source's defaults, with its overrides, selecting
+    /// the revision by its `revisionLabel`.
     pub fn for_spec(spec: &AnalysisSpec) -> Self {
-        Self::from_source(spec.source, &spec.queries)
+        Self::from_source(spec.source, &spec.queries, &spec.revision_label)
     }
 
-    fn from_source(source: MetricsSource, overrides: &QueryOverrides) -> Self {
+    fn from_source(source: MetricsSource, overrides: &QueryOverrides, revision_label: &str) -> Self {
         let samples = match source {
             MetricsSource::Server => SAMPLES,
             MetricsSource::Router => router::SAMPLES,
@@ -122,18 +126,20 @@ impl Queries {
             active,
             sampled_at,
         ] = defaults;
-        let pick = |o: &Option<String>, default: &str| o.clone().unwrap_or_else(|| default.to_owned());
+        // Filled in once here (overrides may use it too); admission keeps it a label name.
+        let label = |query: &str| query.replace("{{revisionLabel}}", revision_label);
+        let pick = |o: &Option<String>, default: &str| label(o.as_deref().unwrap_or(default));
         Self {
             request_rate: pick(&overrides.request_rate, request_rate),
             error_rate: pick(&overrides.error_rate, error_rate),
             latency: pick(&overrides.latency, latency),
             schema_errors: pick(&overrides.schema_errors, schema_errors),
-            samples: overrides.request_rate.is_none().then(|| samples.to_owned()),
+            samples: overrides.request_rate.is_none().then(|| label(samples)),
             session_duration: pick(&overrides.session_duration, session_duration),
             // No override of its own: an overridden duration query has no count to pair with.
-            session_count: session_count.to_owned(),
+            session_count: label(session_count),
             active_sessions: pick(&overrides.active_sessions, active),
-            active_sessions_sampled_at: overrides.active_sessions.is_none().then(|| sampled_at.to_owned()),
+            active_sessions_sampled_at: overrides.active_sessions.is_none().then(|| label(sampled_at)),
         }
     }
 }
@@ -185,7 +191,7 @@ mod tests {
             ("rateWindow", "60s".to_owned()),
         ]);
         assert_eq!(
-            render(REQUEST_RATE, &vars),
+            render(&Queries::default().request_rate, &vars),
             r#"sum(rate(mcp_tool_call_duration_seconds_count{namespace="prod",rollout=~"docs|",version="abc"}[60s]))"#
         );
         assert_eq!(render("x{{ revision }}y{{other}}z{{", &vars), "xabcy{{other}}z{{");
@@ -238,7 +244,7 @@ mod tests {
         assert!(queries.session_duration.contains("mcp_router_session_duration_seconds_bucket"));
         assert_eq!(queries.latency, "my_latency", "overrides still win");
         let server = AnalysisSpec { source: MetricsSource::Server, ..spec };
-        assert_eq!(Queries::for_spec(&server).error_rate, ERROR_RATE);
+        assert_eq!(Queries::for_spec(&server).error_rate, ERROR_RATE.replace("{{revisionLabel}}", "version"));
     }
 
     /// A revision is a hash of the template: every default query must also name the rollout's
@@ -274,6 +280,45 @@ mod tests {
         let overrides = QueryOverrides { error_rate: Some("my_errors".into()), ..QueryOverrides::default() };
         let queries = Queries::new(&overrides);
         assert_eq!(queries.error_rate, "my_errors");
-        assert_eq!(queries.request_rate, REQUEST_RATE);
+        assert_eq!(queries.request_rate, REQUEST_RATE.replace("{{revisionLabel}}", "version"));
+    }
+
+    /// The revision is selected by the rollout's `revisionLabel` in every query of the servers'
+    /// contract (a server exporting its semver as `version` labels the revision otherwise); the
+    /// router's own series keep `revision`.
+    #[test]
+    fn the_revision_is_selected_by_the_configured_label() {
+        let spec: AnalysisSpec = serde_json::from_value(serde_json::json!({
+            "prometheus": {"address": "http://p:9090"}, "revisionLabel": "mcp_revision",
+            "queries": {"errorRate": "sum(rate(my_errors{ {{revisionLabel}}=\"{{revision}}\" }[1m]))"}
+        }))
+        .unwrap();
+        let q = Queries::for_spec(&spec);
+        let all = [
+            &q.request_rate,
+            &q.latency,
+            &q.schema_errors,
+            &q.session_duration,
+            &q.session_count,
+            &q.active_sessions,
+        ];
+        for query in all.into_iter().chain(q.active_sessions_sampled_at.iter()).chain(q.samples.iter()) {
+            assert!(
+                query.contains(r#"mcp_revision=~"{{revision}}""#)
+                    || query.contains(r#"mcp_revision="{{revision}}""#),
+                "{query}"
+            );
+            assert!(!query.contains("version="), "{query}");
+        }
+        assert!(
+            q.error_rate.contains(r#"mcp_revision="{{revision}}""#),
+            "overrides get it too: {}",
+            q.error_rate
+        );
+        let default: AnalysisSpec =
+            serde_json::from_value(serde_json::json!({"prometheus": {"address": "http://p:9090"}})).unwrap();
+        assert_eq!(default.revision_label, "version");
+        let router = Queries::for_spec(&AnalysisSpec { source: MetricsSource::Router, ..spec });
+        assert!(router.request_rate.contains(r#"revision="{{revision}}""#), "{}", router.request_rate);
     }
 }

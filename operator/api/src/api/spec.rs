@@ -693,6 +693,15 @@ pub struct AnalysisSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_window: Option<HumanDuration>,
 
+    /// The label of the servers' metrics that carries the revision (`{{revisionLabel}}`). The
+    /// operator passes the revision as `SERVER_VERSION`; a server that already exports
+    /// `version` (its semver, say) can label the revision otherwise, or Prometheus can copy it
+    /// from the pod label `mcprollout.dev/revision`. Not used with `source: Router` (the
+    /// router labels `revision` itself).
+    #[serde(default = "default_revision_label")]
+    #[schemars(length(min = 1, max = 128), pattern(r"^[a-zA-Z_][a-zA-Z0-9_]*$"))]
+    pub revision_label: String,
+
     /// Canary tool calls needed in the window before any check may pass. Fewer gives
     /// Inconclusive, which pauses the rollout; it never promotes blind.
     #[serde(default = "default_min_request_count")]
@@ -727,6 +736,10 @@ pub struct AnalysisSpec {
 
 fn default_analysis_interval() -> HumanDuration {
     HumanDuration::from_secs(60)
+}
+
+fn default_revision_label() -> String {
+    "version".to_owned()
 }
 
 /// The default rate window's floor: four scrapes at a 30 s scrape interval.
