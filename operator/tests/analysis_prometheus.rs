@@ -16,7 +16,7 @@ use std::{
 
 use mcp_fixture::agents::{self, AgentEra, AgentTransport, AgentsConfig};
 use mcp_rollout::{
-    analysis::{self, Clamp, Prometheus, Queries, Scope, Subject},
+    analysis::{self, Clamp, ClientOptions, Prometheus, Queries, QueryError, Scope, Subject},
     api::{AnalysisSpec, CustomMetric, DrainSpec, HumanDuration, PrometheusSpec, Verdict},
     engine::CheckResult,
 };
@@ -44,6 +44,17 @@ async fn start_prometheus(targets: &[Target]) -> PrometheusProcess {
 }
 
 async fn start_prometheus_with(targets: &[Target], flags: &[&str]) -> PrometheusProcess {
+    start_prometheus_serving(targets, flags, None).await
+}
+
+/// How a Prometheus behind TLS is reached: its web configuration (`--web.config.file`) and a
+/// client that passes it, to tell when it is ready.
+struct Web {
+    config: String,
+    client: reqwest::Client,
+}
+
+async fn start_prometheus_serving(targets: &[Target], flags: &[&str], web: Option<Web>) -> PrometheusProcess {
     // A directory of its own per Prometheus, also when one test starts two.
     static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -65,6 +76,18 @@ async fn start_prometheus_with(targets: &[Target], flags: &[&str]) -> Prometheus
          target_label: mcp_revision\n        replacement: 'rev-$1'\n"
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    // Behind TLS by the name its certificate carries, else by address.
+    let (origin, http, web_flags) = match web {
+        Some(web) => {
+            std::fs::write(dir.join("web.yml"), web.config).unwrap();
+            (
+                "https://localhost",
+                web.client,
+                vec![format!("--web.config.file={}", dir.join("web.yml").display())],
+            )
+        }
+        None => ("http://127.0.0.1", reqwest::Client::new(), Vec::new()),
+    };
     for _ in 0..5 {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut child = Command::new("prometheus")
@@ -72,13 +95,13 @@ async fn start_prometheus_with(targets: &[Target], flags: &[&str]) -> Prometheus
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(flags)
+            .args(&web_flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("prometheus is installed (hack/install-test-deps.sh installs the Debian package)");
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
+        let url = format!("{origin}:{port}");
         for _ in 0..100 {
             if let Ok(Some(_)) = child.try_wait() {
                 break;
@@ -204,7 +227,7 @@ async fn gates_and_drain_window_against_a_real_prometheus() {
     let prometheus_process = start_prometheus(&targets).await;
     let spec = spec(&prometheus_process.url);
     let PrometheusSpec { address, timeout, .. } = &spec.prometheus;
-    let prometheus = Prometheus::new(address, timeout.as_std(), None, None).unwrap();
+    let prometheus = Prometheus::new(address, timeout.as_std(), &ClientOptions::default()).unwrap();
     let queries = Queries::new(&spec.queries);
 
     let load_seconds = 26.0;
@@ -326,7 +349,7 @@ async fn an_unreachable_prometheus_or_a_bad_query_is_inconclusive_not_an_error()
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let address = format!("http://127.0.0.1:{port}");
     let unreachable = spec(&address);
-    let prometheus = Prometheus::new(&address, Duration::from_secs(2), None, None).unwrap();
+    let prometheus = Prometheus::new(&address, Duration::from_secs(2), &ClientOptions::default()).unwrap();
     let results =
         analysis::evaluate(&prometheus, &unreachable, &Queries::default(), &subject("c"), now()).await;
     assert_eq!(results.len(), 4);
@@ -338,7 +361,8 @@ async fn an_unreachable_prometheus_or_a_bad_query_is_inconclusive_not_an_error()
     let prometheus_process = start_prometheus(&[]).await;
     let mut spec = spec(&prometheus_process.url);
     spec.metrics[0].query = "sum(rate(broken[".into();
-    let prometheus = Prometheus::new(&prometheus_process.url, Duration::from_secs(5), None, None).unwrap();
+    let prometheus =
+        Prometheus::new(&prometheus_process.url, Duration::from_secs(5), &ClientOptions::default()).unwrap();
     let results = analysis::evaluate(&prometheus, &spec, &Queries::default(), &subject("c"), now()).await;
     let custom = verdict(&results, "canary-traffic");
     assert_eq!(custom.verdict, Verdict::Inconclusive);
@@ -352,7 +376,8 @@ async fn an_unreachable_prometheus_or_a_bad_query_is_inconclusive_not_an_error()
     let limited = start_prometheus_with(&[], &["--query.max-samples=100"]).await;
     let mut spec = self::spec(&limited.url);
     spec.metrics[0].query = "sum(count_over_time(vector(1)[10m:1s]))".into();
-    let prometheus = Prometheus::new(&limited.url, Duration::from_secs(5), None, None).unwrap();
+    let prometheus =
+        Prometheus::new(&limited.url, Duration::from_secs(5), &ClientOptions::default()).unwrap();
     let results = analysis::evaluate(&prometheus, &spec, &Queries::default(), &subject("c"), now()).await;
     let custom = verdict(&results, "canary-traffic");
     assert_eq!(custom.verdict, Verdict::Inconclusive, "{custom:?}");
@@ -375,13 +400,76 @@ async fn a_pinned_client_goes_only_to_the_checked_addresses() {
         results.iter().all(|r| r.message.as_deref().is_some_and(|m| m.contains("unreachable")))
     };
 
-    let unpinned = Prometheus::new(&url, Duration::from_secs(5), None, None).unwrap();
+    let unpinned = Prometheus::new(&url, Duration::from_secs(5), &ClientOptions::default()).unwrap();
     let results = analysis::evaluate(&unpinned, &spec, &Queries::default(), &subject("c"), now()).await;
     assert!(!unreachable(&results), "{results:#?}");
 
     let elsewhere = [std::net::SocketAddr::from(([127, 0, 0, 2], port))];
-    let pinned =
-        Prometheus::new(&url, Duration::from_secs(5), None, Some(("localhost", &elsewhere))).unwrap();
+    let pinned = Prometheus::new(
+        &url,
+        Duration::from_secs(5),
+        &ClientOptions { pinned: Some(("localhost", &elsewhere)), ..ClientOptions::default() },
+    )
+    .unwrap();
     let results = analysis::evaluate(&pinned, &spec, &Queries::default(), &subject("c"), now()).await;
     assert!(unreachable(&results), "{results:#?}");
+}
+
+/// Prometheus behind mutual TLS (issue 22 item 7; its own `--web.config.file`, requiring and
+/// verifying client certificates): the operator's client with the CA bundle and a client
+/// certificate from `kubernetes.io/tls` material queries it; without the certificate, or
+/// trusting only the system roots, it cannot; a bundle that is not PEM is refused up front.
+#[tokio::test]
+async fn prometheus_behind_mutual_tls_takes_the_bundle_and_the_client_certificate() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let issue = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert =
+            rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = issue("localhost");
+    let (client_cert, client_key) = issue("mcp-rollout-operator");
+    let dir = std::env::temp_dir().join(format!("mcp-rollout-prometheus-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, text) in [("server.crt", &server_cert), ("server.key", &server_key), ("ca.crt", &ca_pem)] {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    let config = format!(
+        "tls_server_config:\n  cert_file: {d}/server.crt\n  key_file: {d}/server.key\n  \
+         client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {d}/ca.crt\n",
+        d = dir.display()
+    );
+    let identity = format!("{client_cert}\n{client_key}");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+        .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let process = start_prometheus_serving(&[], &[], Some(Web { config, client })).await;
+    let timeout = Duration::from_secs(5);
+
+    let trusted = ClientOptions {
+        ca_bundle_pem: Some(ca_pem.as_bytes()),
+        identity_pem: Some(identity.as_bytes()),
+        ..ClientOptions::default()
+    };
+    let prometheus = Prometheus::new(&process.url, timeout, &trusted).unwrap();
+    assert_eq!(prometheus.instant("vector(1)").await.unwrap(), Some(1.0));
+
+    let without_certificate = ClientOptions { identity_pem: None, ..trusted };
+    let refused =
+        Prometheus::new(&process.url, timeout, &without_certificate).unwrap().instant("vector(1)").await;
+    assert!(matches!(refused, Err(QueryError::Unreachable(_))), "{refused:?}");
+    let system_roots = ClientOptions { ca_bundle_pem: None, ..trusted };
+    let untrusted = Prometheus::new(&process.url, timeout, &system_roots).unwrap().instant("vector(1)").await;
+    assert!(matches!(untrusted, Err(QueryError::Unreachable(_))), "{untrusted:?}");
+    let not_pem = ClientOptions { ca_bundle_pem: Some(b"not a certificate"), ..trusted };
+    assert!(matches!(Prometheus::new(&process.url, timeout, &not_pem), Err(QueryError::Rejected(_))));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

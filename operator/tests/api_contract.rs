@@ -357,6 +357,23 @@ fn shares_are_percentages_and_gate_blinding_values_are_refused() {
 }
 
 #[test]
+fn prometheus_tls_material_is_for_an_https_address() {
+    let msg = "prometheus.caBundleSecretRef and clientCertificateSecretRef are for an https address";
+    let with = |address: &str, tls: Value| {
+        let mut prometheus = json!({"address": address});
+        prometheus.as_object_mut().unwrap().extend(tls.as_object().unwrap().clone());
+        cel_failures(move |o| o["spec"]["analysis"] = json!({"prometheus": prometheus}))
+    };
+    let ca = json!({"caBundleSecretRef": {"name": "prom-ca", "key": "ca.crt"}});
+    let client = json!({"clientCertificateSecretRef": {"name": "prom-client"}});
+    assert!(with("https://prometheus.monitoring:9090", ca.clone()).is_empty());
+    assert!(with("https://prometheus.monitoring:9090", client.clone()).is_empty());
+    assert_eq!(with("http://prometheus.monitoring:9090", ca), [msg]);
+    assert_eq!(with("http://prometheus.monitoring:9090", client), [msg]);
+    assert!(with("http://prometheus.monitoring:9090", json!({})).is_empty());
+}
+
+#[test]
 fn https_servers_cannot_sit_behind_the_mcp_session_router() {
     let msg = "the MCP session router reaches its backends over plain HTTP: service.scheme https cannot be used with trafficRouting.mcpRouter";
     let with = |scheme: &str, router: bool| {

@@ -25,7 +25,8 @@ async fn warning_reasons(bed: &Bed, rollout: &str) -> Vec<String> {
     bed.events(rollout).await.into_iter().map(|(reason, _)| reason).collect()
 }
 
-/// A missing Secret, an image that never becomes ready and a query Prometheus refuses each
+/// A missing Secret, an image that never becomes ready, a Prometheus CA bundle that is not PEM
+/// and a query Prometheus refuses each
 /// give `Stalled` with a reason and an event; fixing them lets the rollout go on; the
 /// operator never restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,7 +50,19 @@ async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() 
     let mut bad_query = small(fixture_rollout("bad-query", "mcp-fixture:v1", &[], &prometheus));
     bad_query["spec"]["analysis"]["metrics"] =
         json!([{"name": "broken", "query": "sum(rate(mcp_tool_call_duration_seconds_count[", "max": 1}]);
-    for r in [&secret, &never_ready, &bad_query] {
+    // Prometheus over https with a CA bundle that is not PEM: the client cannot be built.
+    let mut bad_ca = small(fixture_rollout("bad-ca", "mcp-fixture:v1", &[], &prometheus));
+    bad_ca["spec"]["analysis"]["prometheus"]["address"] =
+        json!(prometheus.replacen("http://", "https://", 1));
+    bad_ca["spec"]["analysis"]["prometheus"]["caBundleSecretRef"] =
+        json!({"name": "prom-ca", "key": "ca.crt"});
+    let secrets: Api<Secret> = Api::namespaced(bed.client.clone(), &bed.namespace);
+    let not_pem: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "prom-ca"}, "stringData": {"ca.crt": "not a certificate"}}),
+    )
+    .unwrap();
+    secrets.create(&PostParams::default(), &not_pem).await.unwrap();
+    for r in [&secret, &never_ready, &bad_query, &bad_ca] {
         bed.apply(r).await;
     }
 
@@ -67,6 +80,13 @@ async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() 
     .unwrap();
     assert_eq!(reason, "ProgressDeadlineExceeded", "{message}");
     assert!(message.contains("ready"), "{message}");
+    let (reason, message) = stalled(
+        &bed.wait("bad-ca", "Stalled on the CA bundle", Duration::from_secs(30), |r| stalled(r).is_some())
+            .await,
+    )
+    .unwrap();
+    assert_eq!(reason, "PrometheusClientInvalid", "{message}");
+    assert!(message.contains("CA bundle"), "{message}");
 
     // The bad query only runs once a canary has traffic.
     bed.wait_healthy("bad-query").await;
@@ -96,14 +116,20 @@ async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() 
         .await;
     }
 
-    // Fixes: the Secret appears; the query is corrected.
-    let secrets: Api<Secret> = Api::namespaced(bed.client.clone(), &bed.namespace);
+    // Fixes: the Secret appears; the query is corrected; Prometheus is plain http again.
     let token: Secret =
         serde_json::from_value(json!({"metadata": {"name": "mcp-token"}, "stringData": {"token": "s3cret"}}))
             .unwrap();
     secrets.create(&PostParams::default(), &token).await.unwrap();
     bed.wait("needs-secret", "healthy once the Secret exists", Duration::from_secs(60), |r| {
         phase(r) == Some(Phase::Healthy)
+    })
+    .await;
+    let plain =
+        json!({"spec": {"analysis": {"prometheus": {"address": prometheus, "caBundleSecretRef": null}}}});
+    bed.rollouts().patch("bad-ca", &PatchParams::default(), &Patch::Merge(&plain)).await.unwrap();
+    bed.wait("bad-ca", "healthy over plain http", Duration::from_secs(60), |r| {
+        phase(r) == Some(Phase::Healthy) && stalled(r).is_none()
     })
     .await;
     let fixed = json!({"apiVersion": "mcprollout.dev/v1alpha1", "kind": "McpRollout",
@@ -119,7 +145,8 @@ async fn impossible_specs_stall_with_a_clear_condition_and_recover_when_fixed() 
     traffic.abort();
     assert!(bed.operator_running().await, "the operator never crashed");
     println!(
-        "impossible specs: Stalled with SecretNotFound, ProgressDeadlineExceeded and InvalidQuery; recovered"
+        "impossible specs: Stalled with SecretNotFound, ProgressDeadlineExceeded, PrometheusClientInvalid and \
+         InvalidQuery; recovered"
     );
 }
 

@@ -17,5 +17,5 @@ pub use drain::{
     Clamp, DrainWindow, Scope, SessionCount, active_sessions, clamp_window, measure_drain_window,
 };
 pub use evaluate::{Subject, evaluate};
-pub use prometheus::{Prometheus, QueryError, Series, is_rejected_query};
+pub use prometheus::{ClientOptions, Prometheus, QueryError, Series, is_rejected_query};
 pub use queries::Queries;

@@ -15,6 +15,21 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 /// otherwise make the operator hold as much as it cares to send.
 pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
+/// How the operator's client reaches one rollout's Prometheus, besides its address. No
+/// `Debug`: it holds a token and a private key.
+#[derive(Clone, Copy, Default)]
+pub struct ClientOptions<'a> {
+    /// `Authorization: Bearer`, sent marked sensitive.
+    pub bearer_token: Option<&'a str>,
+    /// The host and the addresses it was checked at (the destinations allow-list): the only
+    /// ones connected to.
+    pub pinned: Option<(&'a str, &'a [std::net::SocketAddr])>,
+    /// PEM CA bundle: when set, the only trust roots.
+    pub ca_bundle_pem: Option<&'a [u8]>,
+    /// PEM certificate chain and private key, for mutual TLS.
+    pub identity_pem: Option<&'a [u8]>,
+}
+
 #[derive(Clone)]
 pub struct Prometheus {
     client: Client,
@@ -24,22 +39,34 @@ pub struct Prometheus {
 impl Prometheus {
     /// A client of the Prometheus at `address`; `pinned`: the addresses its host must be
     /// reached at (the operator's checked resolution), none to resolve it as usual.
-    pub fn new(
-        address: &str,
-        timeout: Duration,
-        bearer_token: Option<&str>,
-        pinned: Option<(&str, &[std::net::SocketAddr])>,
-    ) -> Result<Self, QueryError> {
+    pub fn new(address: &str, timeout: Duration, options: &ClientOptions<'_>) -> Result<Self, QueryError> {
         let mut headers = HeaderMap::new();
-        if let Some(token) = bearer_token {
+        if let Some(token) = options.bearer_token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
                 .map_err(|_| QueryError::Rejected("the bearer token is not a valid header value".into()))?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
         let mut builder = reqwest::Client::builder();
-        if let Some((host, addresses)) = pinned.filter(|(_, a)| !a.is_empty()) {
+        if let Some((host, addresses)) = options.pinned.filter(|(_, a)| !a.is_empty()) {
             builder = builder.resolve_to_addrs(host, addresses);
+        }
+        if let Some(pem) = options.ca_bundle_pem {
+            let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                QueryError::Rejected(format!("the Prometheus CA bundle is not PEM certificates: {e}"))
+            })?;
+            if roots.is_empty() {
+                return Err(QueryError::Rejected("the Prometheus CA bundle holds no certificate".into()));
+            }
+            builder = builder.tls_certs_only(roots);
+        }
+        if let Some(pem) = options.identity_pem {
+            let identity = reqwest::Identity::from_pem(pem).map_err(|e| {
+                QueryError::Rejected(format!(
+                    "the Prometheus client certificate (tls.crt and tls.key) is unusable: {e}"
+                ))
+            })?;
+            builder = builder.identity(identity);
         }
         let http = builder
             // The address is the McpRollout author's: a redirect would send the operator (and
@@ -176,7 +203,8 @@ mod tests {
         let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n\
                     {\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},\"values\":[";
         let address = hostile(head, b"[1,\"1\"],").await;
-        let prometheus = Prometheus::new(&address, Duration::from_secs(30), None, None).unwrap();
+        let prometheus =
+            Prometheus::new(&address, Duration::from_secs(30), &ClientOptions::default()).unwrap();
         let error = prometheus.range("up", 0, 60, Duration::from_secs(1)).await.unwrap_err();
         assert!(matches!(&error, QueryError::Unexpected(m) if m.contains("larger than 4 MiB")), "{error:?}");
         let error = prometheus.instant("up").await.unwrap_err();
@@ -187,7 +215,8 @@ mod tests {
     async fn a_declared_length_over_the_cap_is_refused_unread() {
         let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n";
         let address = hostile(head, b"          ").await;
-        let prometheus = Prometheus::new(&address, Duration::from_secs(30), None, None).unwrap();
+        let prometheus =
+            Prometheus::new(&address, Duration::from_secs(30), &ClientOptions::default()).unwrap();
         let error = prometheus.instant("up").await.unwrap_err();
         assert!(matches!(&error, QueryError::Unexpected(m) if m.contains("larger than")), "{error:?}");
     }
@@ -196,7 +225,8 @@ mod tests {
     async fn an_answer_that_is_not_the_api_is_no_number() {
         let head = "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 10\r\n\r\n";
         let address = hostile(head, b"<html>").await;
-        let prometheus = Prometheus::new(&address, Duration::from_secs(30), None, None).unwrap();
+        let prometheus =
+            Prometheus::new(&address, Duration::from_secs(30), &ClientOptions::default()).unwrap();
         let error = prometheus.instant("up").await.unwrap_err();
         assert!(matches!(&error, QueryError::Unreachable(m) if m.contains("not JSON")), "{error:?}");
     }

@@ -48,7 +48,7 @@ use crate::{
     analysis::{self, Prometheus, Queries, Subject},
     api::{
         McpRollout, McpRolloutStatus, REQUEST_ANNOTATION, Scheme, SecretKeyRef, StepProbe, StrategyRef,
-        Transport, Verdict, labels, revision_of,
+        TlsSecretRef, Transport, Verdict, labels, revision_of,
     },
     engine::{self, Decision, EventType, Input, Observed, ProbeRequest, Problem},
     probe::{ProbeConfig, TransportChoice},
@@ -326,7 +326,15 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
     let mut prometheus = None;
     if let Some(analysis) = &rollout.spec.analysis {
         match ctx.destinations.prometheus(&analysis.prometheus.address).await {
-            Ok(pinned) => prometheus = Some(pinned),
+            // Its TLS material (read from Secrets) is checked by building the client here, so
+            // a bad bundle or key is a condition, not analyses that never start.
+            Ok(pinned) => match prometheus_for(rollout, &secrets.values, &pinned) {
+                Ok(_) => prometheus = Some(pinned),
+                Err(e) if secrets.missing.is_empty() => {
+                    problems.push(Problem::new("PrometheusClientInvalid", e.to_string()));
+                }
+                Err(_) => {} // SecretNotFound says why
+            },
             Err(p) => problems.push(p),
         }
     }
@@ -663,7 +671,10 @@ fn secret_refs(rollout: &McpRollout) -> Vec<SecretKeyRef> {
     refs.extend(probe.bearer_token_secret_ref.clone());
     refs.extend(probe.ca_bundle_secret_ref.clone());
     if let Some(a) = &rollout.spec.analysis {
-        refs.extend(a.prometheus.bearer_token_secret_ref.clone());
+        let prometheus = &a.prometheus;
+        refs.extend(prometheus.bearer_token_secret_ref.clone());
+        refs.extend(prometheus.ca_bundle_secret_ref.clone());
+        refs.extend(prometheus.client_certificate_secret_ref.iter().flat_map(TlsSecretRef::keys));
     }
     refs
 }
@@ -704,18 +715,26 @@ fn prometheus_for(
     let Some(spec) = &rollout.spec.analysis else {
         return Err(analysis::QueryError::Unreachable("no analysis configured".into()));
     };
+    let read = lookup(secrets);
     let token = spec
         .prometheus
         .bearer_token_secret_ref
         .as_ref()
-        .and_then(lookup(secrets))
+        .and_then(&read)
         .map(|b| String::from_utf8_lossy(&b).trim().to_owned());
-    Prometheus::new(
-        &spec.prometheus.address,
-        spec.prometheus.timeout.as_std(),
-        token.as_deref(),
-        Some((&pinned.host, &pinned.addresses)),
-    )
+    let ca_bundle = spec.prometheus.ca_bundle_secret_ref.as_ref().and_then(&read);
+    // The chain, then its key: the one PEM reqwest reads an identity from.
+    let identity = spec.prometheus.client_certificate_secret_ref.as_ref().and_then(|tls| {
+        let [cert, key] = tls.keys();
+        Some([read(&cert)?, b"\n".to_vec(), read(&key)?].concat())
+    });
+    let options = analysis::ClientOptions {
+        bearer_token: token.as_deref(),
+        pinned: Some((&pinned.host, &pinned.addresses)),
+        ca_bundle_pem: ca_bundle.as_deref(),
+        identity_pem: identity.as_deref(),
+    };
+    Prometheus::new(&spec.prometheus.address, spec.prometheus.timeout.as_std(), &options)
 }
 
 /// The port the MCP server listens on in `pod`: the Service's target port, resolved by name

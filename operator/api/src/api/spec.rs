@@ -762,6 +762,9 @@ fn default_analysis_failure_limit() -> i32 {
 
 /// Where Prometheus is.
 #[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(
+    "(!has(self.caBundleSecretRef) && !has(self.clientCertificateSecretRef)) || self.address.startsWith('https://')"
+).message("prometheus.caBundleSecretRef and clientCertificateSecretRef are for an https address"))]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusSpec {
     /// Base URL, e.g. `http://prometheus.monitoring:9090`.
@@ -775,6 +778,32 @@ pub struct PrometheusSpec {
     /// Bearer token for Prometheus, from a Secret in the rollout's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_secret_ref: Option<SecretKeyRef>,
+
+    /// PEM CA bundle to trust for an https address, from a Secret in the rollout's namespace:
+    /// when set, the only trust roots (the system's are not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle_secret_ref: Option<SecretKeyRef>,
+
+    /// A client certificate for Prometheus behind mutual TLS: a `kubernetes.io/tls` Secret in
+    /// the rollout's namespace (`tls.crt`, the chain, and `tls.key`, its private key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate_secret_ref: Option<TlsSecretRef>,
+}
+
+/// A `kubernetes.io/tls` Secret: `tls.crt` and `tls.key`.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSecretRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: String,
+}
+
+impl TlsSecretRef {
+    /// The certificate chain and the private key, as Secret keys.
+    pub fn keys(&self) -> [SecretKeyRef; 2] {
+        ["tls.crt", "tls.key"].map(|key| SecretKeyRef { name: self.name.clone(), key: key.to_owned() })
+    }
 }
 
 fn default_prometheus_timeout() -> HumanDuration {
