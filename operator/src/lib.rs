@@ -8,6 +8,7 @@ pub mod analysis;
 pub use mcp_rollout_api::{api, crd, validate};
 pub mod controller;
 pub mod engine;
+pub mod plugin;
 pub mod probe;
 pub mod reference;
 pub mod router;

@@ -67,9 +67,36 @@ async fn promote_abort_and_retry_from_the_command_line() {
     let (ok, out) = bed.cli(&["promote", "docs", "--full"]).await;
     assert!(ok, "{out}");
     bed.wait("docs", "v3 promoted", Duration::from_secs(60), |r| e2e::stable_is(r, &revision_of(&v3))).await;
+
+    // `list`, at the kubeconfig's own context by name, and at one it does not have.
+    let kubeconfig: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&bed.kubeconfig).unwrap()).unwrap();
+    let context = kubeconfig["current-context"].as_str().unwrap().to_owned();
+    let (ok, listed) = bed.cli(&["list", "--context", &context]).await;
+    assert!(ok, "{listed}");
+    let row = listed.lines().find(|l| l.starts_with("docs ")).unwrap_or_else(|| panic!("{listed}"));
+    for cell in ["Healthy", "0%/0%", revision_of(&v3).as_str()] {
+        assert!(row.contains(cell), "{cell} in {row}");
+    }
+    let (ok, _) = bed.cli(&["list", "--context", "no-such-context"]).await;
+    assert!(!ok, "an unknown context is an error");
+
+    // `restart`: a new revision of the same pods, through the steps (and the pause) as any.
+    let (ok, out) = bed.cli(&["restart", "docs"]).await;
+    assert!(ok, "{out}");
+    let restarted = bed.get("docs").await;
+    let revision = mcp_rollout::api::revision_of(&restarted.spec.template);
+    assert!(out.contains(&revision), "{out}");
+    assert_ne!(revision, revision_of(&v3));
+    bed.wait("docs", "the restart paused at the indefinite step", Duration::from_secs(60), at_pause).await;
+    let (ok, out) = bed.cli(&["promote", "docs", "--full"]).await;
+    assert!(ok, "{out}");
+    bed.wait("docs", "restarted", Duration::from_secs(60), |r| e2e::stable_is(r, &revision)).await;
     traffic.abort();
     let handled: Vec<String> =
         bed.events("docs").await.into_iter().filter(|(r, _)| r == "RequestHandled").map(|(_, n)| n).collect();
-    assert_eq!(handled.len(), 4, "each request acted on once: {handled:?}");
-    println!("manual: promote at an indefinite pause, abort, retry, promote --full: {handled:?}");
+    assert_eq!(handled.len(), 5, "each request acted on once: {handled:?}");
+    println!(
+        "manual: promote at an indefinite pause, abort, retry, promote --full, list, restart: {handled:?}"
+    );
 }

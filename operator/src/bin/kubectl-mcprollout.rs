@@ -44,6 +44,7 @@ enum Command {
     Promote {
         #[command(flatten)]
         target: Target,
+        /// Skip every remaining step: straight to 100%.
         #[arg(long)]
         full: bool,
     },
@@ -55,6 +56,27 @@ enum Command {
     Abort(Target),
     /// Start a rolled-back revision again from the first step.
     Retry(Target),
+    /// Every McpRollout of the namespace (or all, with -A): phase, weights (desired/effective),
+    /// step, revisions, age.
+    List(ListArgs),
+    /// Replace every pod through the rollout's own steps, probes and drains: sets the pod
+    /// template's `mcprollout.dev/restartedAt`, a new revision (as `kubectl rollout restart`
+    /// does to a Deployment; under GitOps, make the change in Git instead).
+    Restart(Target),
+}
+
+/// Which cluster and namespace.
+#[derive(Args)]
+struct Cluster {
+    /// Namespace (default: the kubeconfig context's).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Kubeconfig to use (default: KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: its current context).
+    #[arg(long)]
+    context: Option<String>,
 }
 
 /// Which rollout, on which cluster.
@@ -62,25 +84,28 @@ enum Command {
 struct Target {
     /// The McpRollout.
     name: String,
-    #[arg(short, long)]
-    namespace: Option<String>,
-    /// Kubeconfig to use (default: KUBECONFIG or ~/.kube/config).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: Cluster,
 }
 
 #[derive(Args)]
 struct StatusArgs {
     /// The McpRollout.
     name: String,
-    #[arg(short, long)]
-    namespace: Option<String>,
-    /// Kubeconfig to use (default: KUBECONFIG or ~/.kube/config).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: Cluster,
     /// Keep the view up to date (every second) until interrupted.
     #[arg(short, long)]
     watch: bool,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    #[command(flatten)]
+    cluster: Cluster,
+    /// Every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -163,6 +188,8 @@ fn main() -> ExitCode {
         Command::Resume(target) => request(&target, "resume"),
         Command::Abort(target) => request(&target, "abort"),
         Command::Retry(target) => request(&target, "retry"),
+        Command::List(args) => report("list", list(&args)),
+        Command::Restart(target) => report("restart", restart(&target)),
         Command::Status(args) => match status(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -345,17 +372,86 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     if invalid { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
+/// The client configuration: `--kubeconfig` or the usual places, at `--context` or the
+/// kubeconfig's current one (in-cluster when there is no kubeconfig and no context named).
+async fn client_config(cluster: &Cluster) -> Result<kube::Config, String> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let options = KubeConfigOptions { context: cluster.context.clone(), ..KubeConfigOptions::default() };
+    let config = match (&cluster.kubeconfig, &cluster.context) {
+        (Some(path), _) => {
+            let file = Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &options).await.map_err(|e| e.to_string())?
+        }
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options).await.map_err(|e| e.to_string())?,
+        (None, None) => kube::Config::infer().await.map_err(|e| e.to_string())?,
+    };
+    Ok(config)
+}
+
 /// The McpRollout API in the target's namespace (default: the kubeconfig's), and that namespace.
-async fn rollouts(
-    kubeconfig: Option<&PathBuf>,
-    namespace: Option<&String>,
-) -> Result<(kube::Api<McpRollout>, String), String> {
-    let config = mcp_rollout::controller::load_config(kubeconfig.map(PathBuf::as_path))
-        .await
-        .map_err(|e| format!("{e:#}"))?;
-    let namespace = namespace.cloned().unwrap_or_else(|| config.default_namespace.clone());
+async fn rollouts(cluster: &Cluster) -> Result<(kube::Api<McpRollout>, String), String> {
+    let config = client_config(cluster).await?;
+    let namespace = cluster.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
     let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
     Ok((kube::Api::namespaced(client, &namespace), namespace))
+}
+
+/// Prints a command's error and sets the exit code.
+fn report(command: &str, outcome: Result<(), String>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("kubectl-mcprollout {command}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn list(args: &ListArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let (api, _) = rollouts(&args.cluster).await?;
+        let api = if args.all_namespaces {
+            let client =
+                kube::Client::try_from(client_config(&args.cluster).await?).map_err(|e| e.to_string())?;
+            kube::Api::<McpRollout>::all(client)
+        } else {
+            api
+        };
+        let mut items = api.list(&kube::api::ListParams::default()).await.map_err(|e| e.to_string())?.items;
+        items.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        if items.is_empty() {
+            println!("no McpRollouts");
+        } else {
+            print!(
+                "{}",
+                mcp_rollout::plugin::list_table(&items, jiff::Timestamp::now(), args.all_namespaces)
+            );
+        }
+        Ok(())
+    })
+}
+
+fn restart(target: &Target) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let (api, namespace) = rollouts(&target.cluster).await?;
+        let patch = mcp_rollout::plugin::restart_patch(jiff::Timestamp::now());
+        let patched = api
+            .patch(&target.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 404 => format!("no McpRollout {namespace}/{}", target.name),
+                other => other.to_string(),
+            })?;
+        println!(
+            "restart requested: revision {} replaces every pod through the rollout's steps and drains",
+            mcp_rollout::api::revision_of(&patched.spec.template)
+        );
+        Ok(())
+    })
 }
 
 /// Asks the operator for `action` through the request annotation (`<action>@<id>`): an
@@ -363,16 +459,26 @@ async fn rollouts(
 /// operator to record the request as handled and prints what it says.
 fn request(target: &Target, action: &str) -> ExitCode {
     let run = async {
-        let (api, namespace) = rollouts(target.kubeconfig.as_ref(), target.namespace.as_ref()).await?;
-        let id = format!("{action}@{}", jiff::Timestamp::now().as_nanosecond());
-        let patch = json!({"metadata": {"annotations": {mcp_rollout::api::REQUEST_ANNOTATION: id}}});
-        api.patch(&target.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
-            .await
-            .map_err(|e| match e {
+        let (api, namespace) = rollouts(&target.cluster).await?;
+        let not_found = |e: kube::Error| match e {
             kube::Error::Api(s) if s.code == 404 => format!("no McpRollout {namespace}/{}", target.name),
             other => other.to_string(),
-        })?;
-        println!("{action} requested ({id})");
+        };
+        let current = api.get(&target.name).await.map_err(not_found)?;
+        // A request of ours still unhandled (an earlier run timed out): wait for it rather than
+        // write a second id, which the operator would act on as a second promotion.
+        let id = if let Some(pending) = mcp_rollout::plugin::pending_request(&current, action) {
+            println!("{action} already requested ({pending}), not yet handled: waiting for it");
+            pending
+        } else {
+            let id = format!("{action}@{}", jiff::Timestamp::now().as_nanosecond());
+            let patch = json!({"metadata": {"annotations": {mcp_rollout::api::REQUEST_ANNOTATION: id}}});
+            api.patch(&target.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+                .await
+                .map_err(not_found)?;
+            println!("{action} requested ({id})");
+            id
+        };
         for _ in 0..50 {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let rollout = api.get(&target.name).await.map_err(|e| e.to_string())?;
@@ -382,7 +488,10 @@ fn request(target: &Target, action: &str) -> ExitCode {
                 return Ok(());
             }
         }
-        Err("the operator has not handled the request within 10 s (is it running?)".to_owned())
+        Err(format!(
+            "the operator has not handled {id} within 10 s (is it running?); running the command again waits \
+             for this request and never sends a second"
+        ))
     };
     let outcome = tokio::runtime::Runtime::new().map_err(|e| e.to_string()).and_then(|rt| rt.block_on(run));
     match outcome {
@@ -397,7 +506,7 @@ fn request(target: &Target, action: &str) -> ExitCode {
 fn status(args: &StatusArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let (api, namespace) = rollouts(args.kubeconfig.as_ref(), args.namespace.as_ref()).await?;
+        let (api, namespace) = rollouts(&args.cluster).await?;
         let mut last = String::new();
         loop {
             let rollout = api.get(&args.name).await.map_err(|e| match e {

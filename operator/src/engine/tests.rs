@@ -436,6 +436,54 @@ fn inconclusive_analysis_pauses_and_never_rolls_back_or_promotes() {
     assert_eq!(w.weight(), 25, "a conclusive pass resumes the rollout");
 }
 
+/// Low traffic (issue 22): an analysis that stays Inconclusive holds the rollout Paused for as
+/// long as it lasts. The progress deadline is for pods and probes that never get there; a
+/// pause for want of calls never reaches it and never rolls back.
+#[test]
+fn an_inconclusive_pause_outlasts_the_progress_deadline_without_a_rollback() {
+    let (mut w, _, canary) = with_stable_then(canary_steps(), true);
+    w.round(1);
+    w.round(31);
+    assert_eq!(w.weight(), 5);
+    // 90 rounds of 10 s: 15 minutes, past the 10 m progressDeadline.
+    for _ in 0..90 {
+        w.tick(10);
+        w.set_analysis(&canary, Verdict::Inconclusive);
+        w.run_probes(true);
+        w.decide();
+    }
+    assert_eq!((w.weight(), w.status.rollback.clone()), (5, None));
+    assert_eq!(w.status.phase, Some(Phase::Paused));
+}
+
+/// Low traffic (issue 22): `promote` ends a pause step and nothing more — the next weight still
+/// waits for a conclusive analysis, and held at a weight step it does not apply — while
+/// `promote --full` goes to 100% without it (the human takes the analysis's place).
+#[test]
+fn promote_does_not_pass_an_inconclusive_gate_and_promote_full_does() {
+    let (mut w, _, canary) = with_stable_then(canary_steps(), true);
+    w.round(1);
+    w.round(31); // the 30 s soak is over: step 2 (25%) waits for the analysis
+    for _ in 0..31 {
+        w.tick(10);
+        w.set_analysis(&canary, Verdict::Inconclusive);
+        w.run_probes(true);
+        w.decide();
+    }
+    assert_eq!((w.weight(), w.status.phase), (5, Some(Phase::Paused)));
+    w.request("promote");
+    w.tick(10);
+    w.set_analysis(&canary, Verdict::Inconclusive);
+    w.run_probes(true);
+    w.decide();
+    assert_eq!(w.weight(), 5, "promote is for pauses, not for gates");
+    assert!(w.saw("RequestIgnored"), "and says so");
+    w.request("promote-full");
+    w.round(10);
+    w.round(10);
+    assert_eq!(w.status.stable_revision.as_deref(), Some(canary.as_str()), "promote --full skips the gate");
+}
+
 #[test]
 fn first_step_analysis_uses_the_progression_threshold() {
     let (mut w, _, _) = with_stable_then(canary_steps(), true);
