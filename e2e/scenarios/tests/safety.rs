@@ -628,3 +628,64 @@ async fn an_https_server_is_probed_with_its_certificate_verified() {
         rollback.message
     );
 }
+
+/// A HorizontalPodAutoscaler drives `replicas` through the McpRollout's `scale` subresource
+/// (issue 22): the real kube-controller-manager's HPA controller (no metrics server runs here,
+/// so it acts on its bounds alone) raises the count to its minimum (2 → 3), then, its bounds
+/// lowered under the count, to its maximum (3 → 2). The operator follows each count: a third
+/// pod comes up, then one leaves through a drain; the scale subresource reports the stable
+/// revision's pods and the rollout's selector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_horizontal_pod_autoscaler_sets_the_replicas_through_the_scale_subresource() {
+    let bed = Bed::start().await;
+    let mut rollout = fixture_rollout("scaled", "mcp-fixture:v1", &[], &bed.prometheus_url());
+    rollout["spec"]["replicas"] = json!(2);
+    rollout["spec"].as_object_mut().unwrap().remove("analysis");
+    bed.apply(&rollout).await;
+    bed.wait_healthy("scaled").await;
+    let scale = bed.rollouts().get_scale("scaled").await.unwrap();
+    let status = scale.status.unwrap();
+    assert_eq!((scale.spec.unwrap().replicas, status.replicas), (Some(2), 2));
+    assert_eq!(status.selector.as_deref(), Some("mcprollout.dev/rollout=scaled"));
+
+    let hpa = |min: i32, max: i32| {
+        json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "scaled", "namespace": bed.namespace},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "mcprollout.dev/v1alpha1", "kind": "McpRollout", "name": "scaled"},
+                "minReplicas": min, "maxReplicas": max,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+            }
+        })
+    };
+    let hpas: Api<DynamicObject> = Api::namespaced_with(
+        bed.client.clone(),
+        &bed.namespace,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("autoscaling", "v2", "HorizontalPodAutoscaler")),
+    );
+    let apply = PatchParams::apply("e2e-hpa").force();
+    hpas.patch("scaled", &apply, &Patch::Apply(&hpa(3, 4))).await.unwrap();
+    let serving = |count: i32| {
+        move |r: &McpRollout| {
+            r.spec.replicas == count
+                && phase(r) == Some(Phase::Healthy)
+                && r.status.as_ref().is_some_and(|s| s.replicas == Some(count) && s.drains.is_empty())
+        }
+    };
+    bed.wait("scaled", "3 replicas, the HPA's minimum", Duration::from_secs(120), serving(3)).await;
+    hpas.patch("scaled", &apply, &Patch::Apply(&hpa(1, 2))).await.unwrap();
+    bed.wait(
+        "scaled",
+        "2 replicas, the HPA's maximum, one pod drained",
+        Duration::from_secs(120),
+        serving(2),
+    )
+    .await;
+    let events = bed.events("scaled").await;
+    assert!(
+        events.iter().any(|(reason, _)| reason == "DrainStarted"),
+        "the pod left through a drain: {events:?}"
+    );
+    println!("hpa: replicas 2 → 3 (minReplicas) → 2 (maxReplicas, through a drain), by the HPA controller");
+}

@@ -425,13 +425,20 @@ fn revision_of_deployment(d: &Deployment) -> Option<String> {
 }
 
 fn decide(rollout: &McpRollout, world: &World) -> Decision {
-    engine::decide(&Input {
+    let mut decision = engine::decide(&Input {
         spec: &rollout.spec,
         generation: rollout.metadata.generation,
         status: &rollout.status.clone().unwrap_or_default(),
         observed: &world.observed,
         now: Timestamp::now(),
-    })
+    });
+    // The `scale` subresource's view (observation, not decision): the stable revision's pods,
+    // and the selector of every pod of the rollout.
+    let status = &mut decision.status;
+    status.replicas =
+        status.stable_revision.as_deref().map(|s| world.observed.revision(s).map_or(0, |r| r.pods));
+    status.selector = Some(format!("{}={}", labels::ROLLOUT, world.name));
+    decision
 }
 
 /// Status (when it changed, with the object's resourceVersion as a precondition), metrics

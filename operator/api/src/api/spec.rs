@@ -41,6 +41,13 @@ use super::{HumanDuration, McpRolloutStatus, protocol};
         description = "Index of the current canary step"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // A HorizontalPodAutoscaler (or KEDA) sets `spec.replicas` through it; canary sizing and
+    // drains follow the count like any change of `replicas`.
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
     // The name becomes the names of Services (`<name>`, `<name>-stable`, `<name>-canary`,
     // `<name>-router`: DNS-1035 labels of at most 63 characters) and a label value: a name that
     // does not fit is refused here, not found out by a reconcile that can never succeed.

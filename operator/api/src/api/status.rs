@@ -17,6 +17,16 @@ pub struct McpRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
+    /// Pods of the stable revision (not terminating): the count the `scale` subresource
+    /// reports to a HorizontalPodAutoscaler, which sets `spec.replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+
+    /// Label selector of the rollout's pods (every revision), for the `scale` subresource: what
+    /// a HorizontalPodAutoscaler reads resource metrics of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
     /// One-word summary: Progressing, Paused, Healthy or Degraded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
