@@ -6,7 +6,12 @@ use std::fmt::Write;
 
 use jiff::Timestamp;
 
-use crate::api::{CanaryStep, DrainClamp, McpRollout, StrategyRef, Verdict};
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::{
+    api::{CanaryStep, DrainClamp, IN_ROTATION_GATE, McpRollout, StrategyRef, Verdict, labels},
+    controller::disruption::DRAINING_LABEL,
+};
 
 fn ago(now: Timestamp, then: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> String {
     let secs = (now.as_second() - then.0.as_second()).max(0);
@@ -195,9 +200,115 @@ pub fn render(rollout: &McpRollout, now: Timestamp) -> String {
     out
 }
 
+/// One pod as the tree shows it: name, readiness, rotation, draining or terminating.
+fn pod_line(pod: &Pod) -> String {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    let is_true = |kind: &str| conditions.iter().any(|c| c.type_ == kind && c.status == "True");
+    let containers_ready = is_true("ContainersReady");
+    let mut notes = vec![
+        if containers_ready { "ready" } else { "not ready" },
+        if is_true(IN_ROTATION_GATE) { "in rotation" } else { "out of rotation" },
+    ];
+    let labels = pod.metadata.labels.as_ref();
+    if labels.and_then(|l| l.get(DRAINING_LABEL)).is_some_and(|v| v == "true") {
+        notes.push("draining");
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        notes.push("terminating");
+    }
+    format!("{}   {}", pod.metadata.name.as_deref().unwrap_or("?"), notes.join(", "))
+}
+
+/// The rollout's pods as a tree under their revisions (stable, canary, then any other still
+/// running: draining), each pod with its readiness and whether it is in rotation.
+pub fn pods_tree(rollout: &McpRollout, pods: &[Pod]) -> String {
+    let status = rollout.status.clone().unwrap_or_default();
+    let revision_of = |p: &Pod| p.metadata.labels.as_ref().and_then(|l| l.get(labels::REVISION)).cloned();
+    let mut revisions: Vec<(String, &str)> = Vec::new();
+    for (revision, role) in [(&status.stable_revision, "stable"), (&status.canary_revision, "canary")] {
+        if let Some(r) = revision {
+            revisions.push((r.clone(), role));
+        }
+    }
+    let mut others: Vec<String> = pods
+        .iter()
+        .filter_map(revision_of)
+        .filter(|r| !revisions.iter().any(|(known, _)| known == r))
+        .collect();
+    others.sort();
+    others.dedup();
+    revisions.extend(others.into_iter().map(|r| (r, "leaving")));
+    let mut out = String::from("Pods\n");
+    for (i, (revision, role)) in revisions.iter().enumerate() {
+        let last_revision = i + 1 == revisions.len();
+        let mut own: Vec<&Pod> = pods.iter().filter(|p| revision_of(p).as_ref() == Some(revision)).collect();
+        own.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let _ = writeln!(
+            out,
+            "  {} {revision} ({role}, {} pod(s))",
+            if last_revision { "└─" } else { "├─" },
+            own.len()
+        );
+        for (j, pod) in own.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  {}  {} {}",
+                if last_revision { " " } else { "│" },
+                if j + 1 == own.len() { "└─" } else { "├─" },
+                pod_line(pod)
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pods_tree_groups_pods_under_their_revision_with_rotation_and_drain() {
+        let rollout: McpRollout = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mcprollout.dev/v1alpha1", "kind": "McpRollout",
+            "metadata": {"name": "docs", "namespace": "mcp"},
+            "spec": {"template": {"spec": {"containers": [{"name": "s", "image": "i"}]}},
+                     "service": {"port": 8080}, "strategy": {"canary": {"steps": [{"setWeight": 5}]}}},
+            "status": {"stableRevision": "aaa", "canaryRevision": "bbb"}
+        }))
+        .unwrap();
+        let pod = |name: &str, revision: &str, ready: bool, rotation: bool, draining: bool| -> Pod {
+            let flag = |b: bool| if b { "True" } else { "False" };
+            let mut labels = serde_json::json!({labels::REVISION: revision});
+            if draining {
+                labels[DRAINING_LABEL] = "true".into();
+            }
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "labels": labels},
+                "status": {"conditions": [
+                    {"type": "ContainersReady", "status": flag(ready)},
+                    {"type": IN_ROTATION_GATE, "status": flag(rotation)}
+                ]}
+            }))
+            .unwrap()
+        };
+        let pods = [
+            pod("docs-bbb-1", "bbb", true, false, false),
+            pod("docs-aaa-2", "aaa", true, true, false),
+            pod("docs-aaa-1", "aaa", true, false, true),
+            pod("docs-ccc-1", "ccc", false, false, true),
+        ];
+        let tree = pods_tree(&rollout, &pods);
+        let expected = "Pods
+  ├─ aaa (stable, 2 pod(s))
+  │  ├─ docs-aaa-1   ready, out of rotation, draining
+  │  └─ docs-aaa-2   ready, in rotation
+  ├─ bbb (canary, 1 pod(s))
+  │  └─ docs-bbb-1   ready, out of rotation
+  └─ ccc (leaving, 1 pod(s))
+     └─ docs-ccc-1   not ready, out of rotation, draining
+";
+        assert_eq!(tree, expected);
+    }
 
     #[test]
     fn shows_the_current_step_weights_probes_verdicts_and_drain_countdown() {

@@ -92,6 +92,11 @@ async fn promote_abort_and_retry_from_the_command_line() {
     let (ok, out) = bed.cli(&["promote", "docs", "--full"]).await;
     assert!(ok, "{out}");
     bed.wait("docs", "restarted", Duration::from_secs(60), |r| e2e::stable_is(r, &revision)).await;
+    // `status` shows the pods under their revision, with readiness and rotation.
+    let (ok, shown) = bed.cli(&["status", "docs"]).await;
+    assert!(ok, "{shown}");
+    assert!(shown.contains(&format!("{revision} (stable, ")), "{shown}");
+    assert!(shown.contains("ready, in rotation"), "{shown}");
     traffic.abort();
     let handled: Vec<String> =
         bed.events("docs").await.into_iter().filter(|(r, _)| r == "RequestHandled").map(|(_, n)| n).collect();

@@ -513,7 +513,15 @@ fn status(args: &StatusArgs) -> Result<(), String> {
                 kube::Error::Api(s) if s.code == 404 => format!("no McpRollout {namespace}/{}", args.name),
                 other => other.to_string(),
             })?;
-            let view = mcp_rollout::status_view::render(&rollout, jiff::Timestamp::now());
+            let mut view = mcp_rollout::status_view::render(&rollout, jiff::Timestamp::now());
+            // The pods under their revisions; a user who may not list pods gets the rest.
+            let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                kube::Api::namespaced(api.clone().into_client(), &namespace);
+            let selector = format!("{}={}", mcp_rollout::api::labels::ROLLOUT, args.name);
+            match pods.list(&kube::api::ListParams::default().labels(&selector)).await {
+                Ok(list) => view.push_str(&mcp_rollout::status_view::pods_tree(&rollout, &list.items)),
+                Err(e) => view.push_str(&format!("Pods   cannot be listed: {e}\n")),
+            }
             if !args.watch {
                 print!("{view}");
                 return Ok(());
