@@ -100,7 +100,13 @@ async fn promote_abort_and_retry_from_the_command_line() {
     traffic.abort();
     let handled: Vec<String> =
         bed.events("docs").await.into_iter().filter(|(r, _)| r == "RequestHandled").map(|(_, n)| n).collect();
-    assert_eq!(handled.len(), 5, "each request acted on once: {handled:?}");
+    // The second promote-full's event repeats the first one's message: the recorder counts it
+    // on that event (a series) instead of making another.
+    assert_eq!(
+        handled,
+        ["promote requested", "abort requested", "retry requested", "promote-full requested"],
+        "each request acted on once"
+    );
     println!(
         "manual: promote at an indefinite pause, abort, retry, promote --full, list, restart: {handled:?}"
     );
