@@ -96,19 +96,23 @@ impl Drop for Bed {
                 logs
             })
         });
+        // The scenario's files go whatever its outcome (a failed scenario left its directory
+        // behind before), unless asked to keep them.
+        let keep = std::env::var_os("E2E_KEEP").is_some();
+        if !keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
         if panicking {
             eprintln!("{logs}");
-            eprintln!("(scenario namespace {}; E2E_KEEP=1 keeps it)", self.namespace);
+            eprintln!("(scenario namespace {}; E2E_KEEP=1 keeps it and its files)", self.namespace);
             return;
         }
         let seen = self.seen.lock().unwrap().clone();
         if let Err(disagreement) = kstatus::check(&seen) {
             panic!("{disagreement}");
         }
-        if std::env::var_os("E2E_KEEP").is_some() {
+        if keep {
             eprintln!("kept namespace {} and {}", self.namespace, self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
