@@ -190,13 +190,7 @@ fn main() -> ExitCode {
         Command::Retry(target) => request(&target, "retry"),
         Command::List(args) => report("list", list(&args)),
         Command::Restart(target) => report("restart", restart(&target)),
-        Command::Status(args) => match status(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("kubectl-mcprollout status: {message}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Status(args) => report("status", status(&args)),
         Command::Probe(args) => match run_probe(*args) {
             Ok(code) => code,
             Err(message) => {
@@ -410,14 +404,9 @@ fn report(command: &str, outcome: Result<(), String>) -> ExitCode {
 fn list(args: &ListArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
+        // One kubeconfig read: its client, namespaced or across all namespaces.
         let (api, _) = rollouts(&args.cluster).await?;
-        let api = if args.all_namespaces {
-            let client =
-                kube::Client::try_from(client_config(&args.cluster).await?).map_err(|e| e.to_string())?;
-            kube::Api::<McpRollout>::all(client)
-        } else {
-            api
-        };
+        let api = if args.all_namespaces { kube::Api::<McpRollout>::all(api.into_client()) } else { api };
         let mut items = api.list(&kube::api::ListParams::default()).await.map_err(|e| e.to_string())?.items;
         items.sort_by(|a, b| {
             (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
@@ -493,14 +482,7 @@ fn request(target: &Target, action: &str) -> ExitCode {
              for this request and never sends a second"
         ))
     };
-    let outcome = tokio::runtime::Runtime::new().map_err(|e| e.to_string()).and_then(|rt| rt.block_on(run));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("kubectl-mcprollout {action}: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    report(action, tokio::runtime::Runtime::new().map_err(|e| e.to_string()).and_then(|rt| rt.block_on(run)))
 }
 
 fn status(args: &StatusArgs) -> Result<(), String> {
