@@ -18,6 +18,7 @@
 //!   that restart its components or read its audit log need it, and skip without it.
 
 use std::{
+    collections::BTreeSet,
     path::PathBuf,
     process::Command,
     time::{Duration, Instant},
@@ -278,6 +279,26 @@ impl RealCluster {
         Some(started.elapsed())
     }
 
+    /// The endpoint addresses kube-proxy's rules send a Service's traffic to (its
+    /// `iptables-save -t nat`, read in the local cluster's network namespace through
+    /// `hack/cluster.sh exec`); `None` when the cluster is not the local one. An EndpointSlice
+    /// that no longer lists a pod is not yet a data plane that stops sending to it: kube-proxy
+    /// syncs its rules after it (a second or more on a busy machine).
+    pub fn proxied_endpoints(&self, namespace: &str, service: &str) -> Option<BTreeSet<String>> {
+        let dir = self.local_dir.as_ref()?;
+        let output = Command::new(crate::workspace().join("hack/cluster.sh"))
+            .env("MCP_CLUSTER_DIR", dir)
+            .args(["exec", "--", "iptables-save", "-t", "nat"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "iptables-save in the cluster: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Some(service_endpoints_in_rules(&String::from_utf8_lossy(&output.stdout), namespace, service))
+    }
+
     /// Runs the agents in a pod of `namespace` and returns their report.
     pub async fn run_agents(&self, client: Client, namespace: &str, mut config: AgentsConfig) -> Report {
         config.allow_remote_target = true;
@@ -344,5 +365,42 @@ impl Drop for Partition {
         if !self.run("off") {
             eprintln!("hack/cluster.sh partition off failed: {:?} may still be cut off", self.args);
         }
+    }
+}
+
+/// The endpoint addresses in kube-proxy's iptables rules for one Service: its service chains
+/// jump to each endpoint under a comment `"<namespace>/<service>[:<port name>] -> <ip>:<port>"`.
+fn service_endpoints_in_rules(rules: &str, namespace: &str, service: &str) -> BTreeSet<String> {
+    let name = format!("--comment \"{namespace}/{service}");
+    rules
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(&name)? + name.len()..];
+            // The next character ends the Service's name: a port name or the arrow.
+            let rest = rest.strip_prefix(':').map_or(Some(rest), |r| r.find(' ').map(|i| &r[i..]))?;
+            let target = rest.strip_prefix(" -> ")?;
+            let end = target.find('"')?;
+            let address = &target[..end];
+            Some(address.rsplit_once(':').map_or(address, |(ip, _)| ip).to_owned())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_endpoints_in_rules;
+
+    #[test]
+    fn a_services_endpoints_are_read_from_its_chains_and_no_other() {
+        let rules = r#"
+-A KUBE-SEP-AAA -s 10.244.0.7/32 -m comment --comment "e2e-1/docs:http" -j KUBE-MARK-MASQ
+-A KUBE-SVC-X -m comment --comment "e2e-1/docs:http -> 10.244.0.7:8080" -m statistic --mode random --probability 0.5 -j KUBE-SEP-AAA
+-A KUBE-SVC-X -m comment --comment "e2e-1/docs:http -> 10.244.0.8:8080" -j KUBE-SEP-BBB
+-A KUBE-SVC-Y -m comment --comment "e2e-1/docs-preview:http -> 10.244.0.9:8080" -j KUBE-SEP-CCC
+-A KUBE-SVC-Z -m comment --comment "e2e-1/docs -> 10.244.0.10:8080" -j KUBE-SEP-DDD
+-A KUBE-SVC-W -m comment --comment "e2e-2/docs:http -> 10.244.0.11:8080" -j KUBE-SEP-EEE
+"#;
+        let found: Vec<String> = service_endpoints_in_rules(rules, "e2e-1", "docs").into_iter().collect();
+        assert_eq!(found, ["10.244.0.10", "10.244.0.7", "10.244.0.8"]);
     }
 }

@@ -19,7 +19,7 @@ use std::{
     future::Future,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, OnceLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use clap::Parser;
@@ -303,6 +303,14 @@ impl Bed {
 
     /// Pods behind a Service's EndpointSlices that are ready (what kube-proxy routes to).
     pub async fn ready_endpoints(&self, service: &str) -> Vec<String> {
+        self.ready_endpoint_slices(service)
+            .await
+            .into_iter()
+            .filter_map(|e| e.target_ref.and_then(|t| t.name))
+            .collect()
+    }
+
+    async fn ready_endpoint_slices(&self, service: &str) -> Vec<k8s_openapi::api::discovery::v1::Endpoint> {
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &self.namespace);
         let params = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
         api.list(&params)
@@ -312,8 +320,24 @@ impl Bed {
             .into_iter()
             .flat_map(|slice| slice.endpoints.unwrap_or_default())
             .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
-            .filter_map(|e| e.target_ref.and_then(|t| t.name))
             .collect()
+    }
+
+    /// Waits until kube-proxy's rules send the Service's traffic to exactly the ready
+    /// endpoints its EndpointSlices list (on the local cluster, where its rules can be read;
+    /// elsewhere returns at once). Returns how long that took.
+    pub async fn wait_proxy_follows(&self, service: &str) -> Duration {
+        let started = Instant::now();
+        if self.real.local_dir.is_none() {
+            return started.elapsed();
+        }
+        eventually("kube-proxy's rules following the EndpointSlices", Duration::from_secs(30), || async {
+            let ready: std::collections::BTreeSet<String> =
+                self.ready_endpoint_slices(service).await.into_iter().flat_map(|e| e.addresses).collect();
+            self.real.proxied_endpoints(&self.namespace, service).is_some_and(|proxied| proxied == ready)
+        })
+        .await;
+        started.elapsed()
     }
 
     /// (reason, note) of the events about the rollout, oldest first.

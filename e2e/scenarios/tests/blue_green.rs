@@ -51,6 +51,9 @@ async fn a_flip_with_streams_in_flight_cuts_none_and_drains_them() {
     })
     .await;
     let propagated = flip.elapsed().as_secs_f64();
+    // ... and on to the data plane once kube-proxy has rewritten its rules (CI saw a request
+    // reach the old revision between the two when the machine was busy).
+    let proxied = bed.wait_proxy_follows("docs").await.as_secs_f64();
     // Requests that start after the flip.
     let after = bed
         .agents("docs", |c| {
@@ -82,7 +85,7 @@ async fn a_flip_with_streams_in_flight_cuts_none_and_drains_them() {
         .map(|(_, n)| n)
         .collect();
     println!(
-        "blue-green 1: flipped with 8 s streams in flight (endpoints followed {propagated:.1} s after status said 100%); drain window {} s ({:?}, measured {:?}); old revision \
+        "blue-green 1: flipped with 8 s streams in flight (endpoints followed {propagated:.1} s after status said 100%, kube-proxy's rules {proxied:.1} s after that); drain window {} s ({:?}, measured {:?}); old revision \
          released {drained_after:.1} s after the flip; {} streams, {} cut; after the flip only {r2} answered; \
          events {notes:?}",
         drain.window_seconds, drain.clamp, drain.measured_seconds, report.streams_started, report.streams_cut
