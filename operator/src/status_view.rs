@@ -9,7 +9,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::{
-    api::{CanaryStep, DrainClamp, IN_ROTATION_GATE, McpRollout, StrategyRef, Verdict, labels},
+    api::{
+        CanaryStep, DrainClamp, IN_ROTATION_GATE, McpRollout, StrategyRef, Verdict, WorkloadPhase, labels,
+    },
     controller::disruption::DRAINING_LABEL,
 };
 
@@ -182,6 +184,20 @@ pub fn render(rollout: &McpRollout, now: Timestamp) -> String {
         }
     }
 
+    if let Some(w) = &status.workload {
+        let detail = match (w.phase, &w.left_traffic_at, w.window_seconds) {
+            (WorkloadPhase::Serving, ..) => "serves until the first revision is ready and probed".to_owned(),
+            (WorkloadPhase::Draining, Some(left), Some(window)) => {
+                let remaining = (left.0.as_second() + window - now.as_second()).max(0);
+                format!("out of traffic {}, window {window}s, {remaining}s left", ago(now, left))
+            }
+            (WorkloadPhase::Draining, ..) => "still in the Service's endpoints".to_owned(),
+            (WorkloadPhase::ScaledDown, ..) => "drained and scaled to 0".to_owned(),
+            (WorkloadPhase::Kept, ..) => "drained, left running (scaleDown: Never)".to_owned(),
+        };
+        let _ = writeln!(out, "Migrating from Deployment {}: {:?}, {detail}", w.name, w.phase);
+    }
+
     if let Some(r) = &status.rollback {
         let _ = writeln!(
             out,
@@ -329,7 +345,9 @@ mod tests {
                 "analysis": [{"name": "errorRate", "verdict": "Pass", "value": 0.5, "threshold": 2.0,
                               "consecutiveFailures": 0, "at": "2026-01-01T00:00:08Z"}],
                 "drains": [{"revision": "old", "startedAt": "2026-01-01T00:00:00Z", "windowSeconds": 60,
-                            "replicas": 2, "measuredSeconds": 12.0, "clamp": "Min", "activeSessions": 3}]
+                            "replicas": 2, "measuredSeconds": 12.0, "clamp": "Min", "activeSessions": 3}],
+                "workload": {"name": "docs-legacy", "phase": "Draining", "leftTrafficAt": "2026-01-01T00:00:04Z",
+                             "windowSeconds": 30}
             }
         }))
         .unwrap();
@@ -342,5 +360,11 @@ mod tests {
         assert!(text.contains("errorRate                Pass"), "{text}");
         assert!(text.contains("50s left, 3 open session(s)"), "{text}");
         assert!(text.contains("measured 12.0s, raised to the minimum"), "{text}");
+        assert!(
+            text.contains(
+                "Migrating from Deployment docs-legacy: Draining, out of traffic 6s ago, window 30s, 24s left"
+            ),
+            "{text}"
+        );
     }
 }

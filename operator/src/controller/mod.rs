@@ -19,6 +19,7 @@ pub mod reconcile;
 pub mod resources;
 pub mod traffic;
 pub mod workers;
+pub mod workload;
 
 use std::{future::Future, sync::Arc};
 

@@ -41,8 +41,9 @@ use super::{
     names::{self, FIELD_MANAGER},
     observe,
     resources::{self, Tracks},
-    traffic::{RouteRequest, TrafficRouter},
+    traffic::{RouteRequest, Takeover, TrafficRouter},
     workers::{AnalysisJob, Baseline, MeasureJob, ProbeJob, RolloutKey},
+    workload,
 };
 use crate::{
     analysis::{self, Prometheus, Queries, Subject},
@@ -50,7 +51,7 @@ use crate::{
         McpRollout, McpRolloutStatus, REQUEST_ANNOTATION, Scheme, SecretKeyRef, StepProbe, StrategyRef,
         TlsSecretRef, Transport, Verdict, labels, revision_of,
     },
-    engine::{self, Decision, EventType, Input, Observed, ProbeRequest, Problem},
+    engine::{self, Decision, EventType, Input, Observed, ProbeRequest, Problem, WorkloadAction},
     probe::{ProbeConfig, TransportChoice},
 };
 
@@ -94,6 +95,11 @@ struct World {
     /// Pods of those Deployments' revisions.
     pods: Vec<Pod>,
     services: Vec<Service>,
+    /// The Service of the rollout's name that a migration takes over (`spec.workloadRef`):
+    /// somebody else made it, nobody controls it, and its clients are the workload's.
+    service_to_take_over: Option<Service>,
+    /// That Service cannot be taken over as it is (a problem says why): it is left alone.
+    takeover_refused: bool,
     /// PodDisruptionBudgets carrying this rollout's label (those of draining revisions).
     budgets: Vec<PodDisruptionBudget>,
     route: Option<serde_json::Value>,
@@ -236,6 +242,15 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
     );
 
     let mut problems = Vec::new();
+    let (mut workload_observed, mut service_to_take_over, mut takeover_refused) = (None, None, false);
+    if let Some(reference) = &rollout.spec.workload_ref {
+        workload_observed = Some(workload::observe(&deployments, &pods_api, reference, &endpoints).await?);
+        if let Some((service, problem)) = workload::service_to_take_over(&services_api, rollout).await? {
+            takeover_refused = problem.is_some();
+            service_to_take_over = Some(service);
+            problems.extend(problem);
+        }
+    }
     let secrets = read_secrets(ctx, &namespace, rollout).await?;
     if let Some(r) = secrets.missing.first() {
         problems.push(Problem::new(
@@ -358,6 +373,7 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
         problems,
         route_weight,
         router,
+        workload: workload_observed,
     };
     Ok(World {
         namespace,
@@ -366,6 +382,8 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
         owned,
         pods,
         services,
+        service_to_take_over,
+        takeover_refused,
         budgets,
         route,
         router_config,
@@ -592,6 +610,17 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
         }
     }
     let tracks = Tracks { stable: status.stable_revision.clone(), canary: status.canary_revision.clone() };
+    // The workload's Service is taken over once the stable revision has pods in rotation:
+    // pointed at them before, it would have no endpoint for a moment.
+    let stable_serves = status
+        .stable_revision
+        .as_ref()
+        .and_then(|s| world.observed.revision(s))
+        .is_some_and(|r| r.ready_in_rotation > 0);
+    let takeover = world
+        .service_to_take_over
+        .as_ref()
+        .map(|service| Takeover { service, now: stable_serves && !world.takeover_refused });
     let request = RouteRequest {
         rollout,
         plan: &plan.revisions,
@@ -601,6 +630,7 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
         route: world.route.as_ref(),
         status,
         router_config: world.router_config.as_ref(),
+        takeover,
     };
     let routing = rollout.spec.traffic_routing.as_ref();
     let routed = if routing.is_some_and(|t| t.gateway_api.is_some()) {
@@ -615,6 +645,12 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
         info!(rollout = %name, added = ?routed.pods_added, removed = ?routed.pods_removed, "rotation changed");
     }
     ctx.workers.record_conflicts(&world.key, &conflicts);
+    if plan.workload == WorkloadAction::ScaleToZero
+        && let Some(reference) = &rollout.spec.workload_ref
+    {
+        info!(rollout = %name, deployment = %reference.name, "scaling the drained workload to 0");
+        workload::scale_to_zero(&deployments, &reference.name).await?;
+    }
     budgets_applied
 }
 

@@ -40,6 +40,16 @@ pub struct RouteRequest<'a> {
     /// The MCP session router's configuration as read in this reconcile, if it routes through
     /// one.
     pub router_config: Option<&'a crate::router::config::RoutingConfig>,
+    /// The Service of the rollout's name that a migration takes over, if there is one.
+    pub takeover: Option<Takeover<'a>>,
+}
+
+/// A Service somebody made for the workload a migration takes over from (`spec.workloadRef`).
+#[derive(Clone, Copy, Debug)]
+pub struct Takeover<'a> {
+    pub service: &'a Service,
+    /// The rollout serves: take it over now. Until then it is left to the workload's pods.
+    pub now: bool,
 }
 
 /// What a router changed, for logs and events.
@@ -123,6 +133,15 @@ pub async fn apply_services(
     let mut conflicts = Vec::new();
     for service in resources::services(request.rollout, &request.tracks) {
         let name = service.metadata.name.clone().unwrap_or_default();
+        if let Some(takeover) = request.takeover.filter(|t| t.service.metadata.name.as_deref() == Some(&name))
+        {
+            if takeover.now {
+                super::workload::take_over_service(&services, takeover.service, &service).await?;
+                services.patch(&name, &apply, &Patch::Apply(&service)).await?;
+                tracing::info!(rollout = %request.rollout.metadata.name.as_deref().unwrap_or_default(), service = %name, "took over the workload's Service: it now selects the rollout's pods");
+            }
+            continue;
+        }
         let current = request.services.iter().find(|s| s.metadata.name.as_deref() == Some(name.as_str()));
         let controllers = |c: &Service| -> Vec<String> {
             let refs = c.metadata.owner_references.iter().flatten();

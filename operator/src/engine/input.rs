@@ -42,6 +42,21 @@ pub struct Observed {
     pub route_weight: Option<i32>,
     /// What the MCP session router's replicas report, when it routes the traffic.
     pub router: Option<RouterObserved>,
+    /// The Deployment `spec.workloadRef` names, when it is set.
+    pub workload: Option<WorkloadObserved>,
+}
+
+/// The Deployment a migration takes over from, as the reconciler found it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkloadObserved {
+    /// It exists (and is not one of this rollout's own).
+    pub exists: bool,
+    /// Its `spec.replicas`.
+    pub replicas: i32,
+    /// Its ready pods.
+    pub ready: i32,
+    /// Its pods the rollout Service's EndpointSlices list as ready: traffic it still gets.
+    pub in_endpoints: i32,
 }
 
 /// What the MCP session router's replicas have in force and carry, as they reported it.

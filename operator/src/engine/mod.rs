@@ -35,6 +35,9 @@ mod core;
 mod drain;
 mod gates;
 pub mod input;
+mod migrate;
+#[cfg(test)]
+mod migrate_tests;
 mod observations;
 mod output;
 pub mod plan;
@@ -125,6 +128,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
     e.handle_request();
     e.follow_template();
     e.check_problems();
+    e.check_workload();
     e.check_weights();
     e.check_triggers();
     // A transition (flip, promotion, rollback) lands in a new stage; let that stage speak too,
@@ -138,6 +142,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
         e.hold = None;
     }
     e.finish_drains();
+    e.drain_workload();
     e.finish()
 }
 

@@ -31,9 +31,17 @@ impl<'a> Engine<'a> {
         let probes = self.due_probes(stage);
         let analysis = self.due_analysis(stage);
         let requeue_after = Some(self.requeue_after(stage));
+        let workload = self.workload_action();
         Decision {
             status: self.st,
-            plan: Plan { revisions: plan_revisions, probes, analysis, events: self.events, requeue_after },
+            plan: Plan {
+                revisions: plan_revisions,
+                probes,
+                analysis,
+                events: self.events,
+                requeue_after,
+                workload,
+            },
         }
     }
 
@@ -118,7 +126,13 @@ impl<'a> Engine<'a> {
             (Some(Hold::Waiting(m)), _) => (Phase::Progressing, "Progressing".into(), m.clone()),
             (None, Stage::Steady) => {
                 let stable = self.st.stable_revision.clone().unwrap_or_default();
-                (Phase::Healthy, "RolloutComplete".into(), format!("revision {stable} serves all traffic"))
+                let mut message = format!("revision {stable} serves all traffic");
+                if let Some(w) =
+                    self.st.workload.as_ref().filter(|w| w.phase == crate::api::WorkloadPhase::Draining)
+                {
+                    message.push_str(&format!("; Deployment {} drains before it is let go", w.name));
+                }
+                (Phase::Healthy, "RolloutComplete".into(), message)
             }
             (None, _) => (Phase::Progressing, "Progressing".into(), "rolling out".into()),
         }
@@ -202,6 +216,9 @@ impl<'a> Engine<'a> {
         for d in &self.st.drains {
             consider(secs(&d.started_at) + d.window_seconds);
             consider(secs(&d.started_at) + max.max(d.window_seconds));
+        }
+        if let Some(end) = self.workload_drain_ends_at() {
+            consider(end);
         }
         if let Some(a) = &self.spec.analysis {
             let last = self.last_analysis_at().unwrap_or(self.now);

@@ -25,6 +25,25 @@ pub struct Plan {
     pub events: Vec<Event>,
     /// When to call the engine again at the latest.
     pub requeue_after: Option<Duration>,
+    /// What to do with the workload `spec.workloadRef` names.
+    pub workload: WorkloadAction,
+}
+
+/// What the reconciler does with the Deployment a migration takes over from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WorkloadAction {
+    /// Nothing: it serves, drains, or is kept (or there is none).
+    #[default]
+    Leave,
+    /// Scale it to 0 (it drained).
+    ScaleToZero,
+}
+
+impl WorkloadAction {
+    /// Whether the rollout's Service may be taken over from it: once the rollout serves.
+    pub fn is_leave(self) -> bool {
+        self == Self::Leave
+    }
 }
 
 impl Plan {

@@ -74,6 +74,14 @@ pub struct McpRolloutSpec {
     /// Pod template of the MCP server. Any change to it is a new revision and starts a rollout.
     pub template: PodTemplateSpec,
 
+    /// A Deployment of this MCP server that serves today and that this McpRollout takes over
+    /// from (migration): it keeps serving, untouched, while the first revision comes up and
+    /// passes its probe; then the rollout's Service serves the new pods (a Service named like
+    /// the McpRollout that already exists is adopted, keeping its address), and the Deployment
+    /// is scaled to 0 once its drain window has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_ref: Option<WorkloadRef>,
+
     /// How the MCP server is reached.
     #[serde(default)]
     pub service: McpServiceSpec,
@@ -116,6 +124,42 @@ fn default_replicas() -> i32 {
 
 fn default_progress_deadline() -> HumanDuration {
     HumanDuration::from_secs(600)
+}
+
+/// A workload this McpRollout takes over from.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    /// Kind of the workload: a Deployment (`apps/v1`) in the McpRollout's namespace.
+    #[serde(default)]
+    pub kind: WorkloadKind,
+
+    /// Name of the Deployment.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// What happens to the Deployment once the McpRollout serves and the drain window has
+    /// passed: `OnSuccess` scales it to 0 (its pods end through their own termination grace
+    /// period, long after they left traffic); `Never` leaves it running, out of the Service.
+    #[serde(default)]
+    pub scale_down: WorkloadScaleDown,
+}
+
+/// Kinds of workload a McpRollout can take over from.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WorkloadKind {
+    #[default]
+    Deployment,
+}
+
+/// What becomes of a workload taken over from.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WorkloadScaleDown {
+    /// Scaled to 0 once the drain window after the cut-over has passed.
+    #[default]
+    OnSuccess,
+    /// Left running (out of the rollout's Service).
+    Never,
 }
 
 /// The MCP transport the server speaks.

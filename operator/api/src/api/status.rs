@@ -131,10 +131,47 @@ pub struct McpRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_request: Option<String>,
 
+    /// The workload `spec.workloadRef` names, as the migration from it stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadStatus>,
+
     /// Conditions: Ready, Reconciling, Stalled (kstatus), and more.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// Where a migration from `spec.workloadRef` stands.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadStatus {
+    /// The Deployment.
+    pub name: String,
+
+    pub phase: WorkloadPhase,
+
+    /// When its pods were last seen in the rollout Service's endpoints after the cut-over had
+    /// begun: the drain window counts from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_traffic_at: Option<Time>,
+
+    /// The drain window (seconds) it is kept for after leaving traffic: the measured session
+    /// duration clamped to `drain.min`..`drain.max`, as for a revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<i64>,
+}
+
+/// Phases of a migration from a workload.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadPhase {
+    /// It serves; the McpRollout's first revision is brought up and probed beside it.
+    Serving,
+    /// The McpRollout serves; the workload waits out its drain window.
+    Draining,
+    /// Scaled to 0 (`scaleDown: OnSuccess`).
+    ScaledDown,
+    /// Drained and left running (`scaleDown: Never`).
+    Kept,
 }
 
 /// The stages of a rollout (the state diagram in the README).
