@@ -90,6 +90,54 @@ pub fn list_table(rollouts: &[McpRollout], now: Timestamp, with_namespace: bool)
     out
 }
 
+/// The `history` table: each template that was stable, numbered, with its revision, images
+/// and age, marking the stable one and the spec's.
+pub fn history_table(
+    rollout: &McpRollout,
+    entries: &[crate::controller::history::Entry],
+    now: Timestamp,
+) -> String {
+    let mut out = String::new();
+    if entries.is_empty() {
+        let _ = writeln!(out, "no history yet: a template is recorded when it becomes stable");
+        return out;
+    }
+    let spec = crate::api::revision_of(&rollout.spec.template);
+    let stable = rollout.status.as_ref().and_then(|s| s.stable_revision.clone());
+    let _ = writeln!(out, "{:<4} {:<12} {:<8} {:<22} IMAGES", "#", "REVISION", "AGE", "");
+    for e in entries {
+        let mut notes = Vec::new();
+        if stable.as_deref() == Some(e.revision.as_str()) {
+            notes.push("stable");
+        }
+        if e.revision == spec {
+            notes.push("spec");
+        }
+        let age = e.created.map_or_else(
+            || "?".to_owned(),
+            |t| {
+                let secs = (now.as_second() - t.as_second()).max(0);
+                match secs {
+                    0..120 => format!("{secs}s"),
+                    120..7200 => format!("{}m", secs / 60),
+                    7200..172_800 => format!("{}h", secs / 3600),
+                    _ => format!("{}d", secs / 86_400),
+                }
+            },
+        );
+        let _ = writeln!(
+            out,
+            "{:<4} {:<12} {:<8} {:<22} {}",
+            e.number,
+            e.revision,
+            age,
+            notes.join(", "),
+            e.images().join(", ")
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +154,46 @@ mod tests {
         });
         json_patch::merge(&mut base, &value);
         serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn the_history_numbers_each_stable_template_and_marks_stable_and_spec() {
+        use crate::controller::history::Entry;
+        let now: Timestamp = "2026-12-04T12:30:00Z".parse().unwrap();
+        let r = rollout(json!({}));
+        let spec_revision = crate::api::revision_of(&r.spec.template);
+        let r = rollout(json!({"status": {"stableRevision": "aaaaaaaaaa"}}));
+        let entry = |number: i64, revision: &str, image: &str, at: &str| Entry {
+            name: format!("docs-{revision}"),
+            number,
+            revision: revision.into(),
+            template: Some(
+                serde_json::from_value(json!({"spec": {"containers": [{"name": "s", "image": image}]}}))
+                    .unwrap(),
+            ),
+            created: Some(at.parse().unwrap()),
+        };
+        let text = history_table(
+            &r,
+            &[
+                entry(1, "aaaaaaaaaa", "mcp:v1", "2026-12-04T10:30:00Z"),
+                entry(2, &spec_revision, "i", "2026-12-04T12:29:00Z"),
+            ],
+            now,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[1].starts_with("1    aaaaaaaaaa   2h")
+                && lines[1].contains("stable")
+                && lines[1].ends_with("mcp:v1"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with(&format!("2    {spec_revision}   60s")) && lines[2].contains("spec"),
+            "{text}"
+        );
+        assert!(history_table(&r, &[], now).starts_with("no history yet"));
     }
 
     #[test]

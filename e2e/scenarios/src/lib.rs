@@ -218,7 +218,10 @@ impl Bed {
             .output()
             .await
             .unwrap();
-        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+        // Standard output, then standard error (where a failing command says why).
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
     }
 
     pub fn rollouts(&self) -> Api<McpRollout> {

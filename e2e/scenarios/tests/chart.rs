@@ -178,6 +178,8 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
     let mut v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
     v1["spec"]["replicas"] = json!(2);
     v1["spec"]["probe"]["bearerTokenSecretRef"] = json!({"name": "mcp-token", "key": "token"});
+    // One template of history: v2's promotion deletes v1's ControllerRevision.
+    v1["spec"]["revisionHistoryLimit"] = json!(1);
     bed.apply(&v1).await;
 
     // A Gateway API rollout, deleted at the end (finalizer, route restored).
@@ -242,6 +244,14 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
     })
     .await;
     traffic.abort();
+    let history: Api<k8s_openapi::api::apps::v1::ControllerRevision> =
+        Api::namespaced(bed.client.clone(), &bed.namespace);
+    e2e::eventually("v2 alone in the history (revisionHistoryLimit 1)", Duration::from_secs(30), || async {
+        let kept =
+            history.list(&ListParams::default().labels("mcprollout.dev/rollout=docs")).await.unwrap().items;
+        kept.len() == 1 && kept[0].metadata.name.as_deref() == Some(format!("docs-{v2_revision}").as_str())
+    })
+    .await;
     bed.wait("routed", "routed v2 promoted", Duration::from_secs(120), |r| {
         e2e::stable_is(r, &revision_of(&with_image(&routed, "mcp-fixture:v2-compatible", &[])))
     })

@@ -97,6 +97,43 @@ async fn promote_abort_and_retry_from_the_command_line() {
     assert!(ok, "{shown}");
     assert!(shown.contains(&format!("{revision} (stable, ")), "{shown}");
     assert!(shown.contains("ready, in rotation"), "{shown}");
+
+    // `history`: every template that was stable, numbered in order; `undo` goes back to the
+    // one before, through the steps like any change (and the pause), and it is then the newest.
+    let (ok, listed) = bed.cli(&["history", "docs"]).await;
+    assert!(ok, "{listed}");
+    let numbered: Vec<(String, String)> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut cells = l.split_whitespace();
+            Some((cells.next()?.to_owned(), cells.next()?.to_owned()))
+        })
+        .collect();
+    let stables = [revision_of(&v1), revision_of(&v2), revision_of(&v3), revision.clone()];
+    let expected: Vec<(String, String)> =
+        stables.iter().enumerate().map(|(i, r)| ((i + 1).to_string(), r.clone())).collect();
+    assert_eq!(numbered, expected, "{listed}");
+    let (ok, out) = bed.cli(&["undo", "docs"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("revision {} (history entry 3", revision_of(&v3))), "{out}");
+    assert_eq!(mcp_rollout::api::revision_of(&bed.get("docs").await.spec.template), revision_of(&v3));
+    bed.wait("docs", "the undo paused at the indefinite step", Duration::from_secs(60), at_pause).await;
+    let (ok, out) = bed.cli(&["promote", "docs", "--full"]).await;
+    assert!(ok, "{out}");
+    bed.wait("docs", "undone", Duration::from_secs(60), |r| e2e::stable_is(r, &revision_of(&v3))).await;
+    e2e::eventually("v3 recorded again as entry 5", Duration::from_secs(30), || async {
+        let (ok, listed) = bed.cli(&["history", "docs"]).await;
+        ok && listed.lines().any(|l| l.starts_with(&format!("5    {}", revision_of(&v3))))
+    })
+    .await;
+    let (_, renumbered) = bed.cli(&["history", "docs"]).await;
+    assert!(!renumbered.contains(&format!("3    {}", revision_of(&v3))), "{renumbered}");
+    let (ok, out) = bed.cli(&["undo", "docs", "--to-revision", "1"]).await;
+    assert!(ok, "{out}");
+    assert_eq!(mcp_rollout::api::revision_of(&bed.get("docs").await.spec.template), revision_of(&v1));
+    let (ok, out) = bed.cli(&["undo", "docs", "--to-revision", "9"]).await;
+    assert!(!ok && out.contains("no history entry numbered 9"), "{out}");
     traffic.abort();
     let handled: Vec<String> =
         bed.events("docs").await.into_iter().filter(|(r, _)| r == "RequestHandled").map(|(_, n)| n).collect();
@@ -108,6 +145,6 @@ async fn promote_abort_and_retry_from_the_command_line() {
         "each request acted on once"
     );
     println!(
-        "manual: promote at an indefinite pause, abort, retry, promote --full, list, restart: {handled:?}"
+        "manual: promote at an indefinite pause, abort, retry, promote --full, list, restart, history, undo: {handled:?}"
     );
 }

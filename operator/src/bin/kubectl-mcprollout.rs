@@ -63,6 +63,19 @@ enum Command {
     /// template's `mcprollout.dev/restartedAt`, a new revision (as `kubectl rollout restart`
     /// does to a Deployment; under GitOps, make the change in Git instead).
     Restart(Target),
+    /// The templates that were stable, newest last (kept by the operator as ControllerRevisions,
+    /// `spec.revisionHistoryLimit` of them).
+    History(Target),
+    /// Set `spec.template` back to the template that was stable before the current one (or to
+    /// history entry --to-revision): a new rollout through the steps, probes and gates. Under
+    /// GitOps, revert the change in Git instead (the tool would put the template back).
+    Undo {
+        #[command(flatten)]
+        target: Target,
+        /// The history entry's number (`kubectl mcprollout history`).
+        #[arg(long)]
+        to_revision: Option<i64>,
+    },
 }
 
 /// Which cluster and namespace.
@@ -190,6 +203,8 @@ fn main() -> ExitCode {
         Command::Retry(target) => request(&target, "retry"),
         Command::List(args) => report("list", list(&args)),
         Command::Restart(target) => report("restart", restart(&target)),
+        Command::History(target) => report("history", history(&target)),
+        Command::Undo { target, to_revision } => report("undo", undo(&target, to_revision)),
         Command::Status(args) => report("status", status(&args)),
         Command::Probe(args) => match run_probe(*args) {
             Ok(code) => code,
@@ -438,6 +453,67 @@ fn restart(target: &Target) -> Result<(), String> {
         println!(
             "restart requested: revision {} replaces every pod through the rollout's steps and drains",
             mcp_rollout::api::revision_of(&patched.spec.template)
+        );
+        Ok(())
+    })
+}
+
+/// The rollout and its history (oldest first).
+async fn rollout_history(
+    target: &Target,
+) -> Result<(kube::Api<McpRollout>, McpRollout, Vec<mcp_rollout::controller::history::Entry>), String> {
+    let (api, namespace) = rollouts(&target.cluster).await?;
+    let rollout = api.get(&target.name).await.map_err(|e| match e {
+        kube::Error::Api(s) if s.code == 404 => format!("no McpRollout {namespace}/{}", target.name),
+        other => other.to_string(),
+    })?;
+    let revisions: kube::Api<k8s_openapi::api::apps::v1::ControllerRevision> =
+        kube::Api::namespaced(api.clone().into_client(), &namespace);
+    let entries =
+        mcp_rollout::controller::history::list(&revisions, &rollout).await.map_err(|e| e.to_string())?;
+    Ok((api, rollout, entries))
+}
+
+fn history(target: &Target) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let (_, rollout, entries) = rollout_history(target).await?;
+        print!("{}", mcp_rollout::plugin::history_table(&rollout, &entries, jiff::Timestamp::now()));
+        Ok(())
+    })
+}
+
+fn undo(target: &Target, to: Option<i64>) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let (api, rollout, entries) = rollout_history(target).await?;
+        let current = mcp_rollout::api::revision_of(&rollout.spec.template);
+        let stable = rollout.status.as_ref().and_then(|s| s.stable_revision.as_deref());
+        let entry = mcp_rollout::controller::history::undo_target(&entries, &current, stable, to)
+            .map_err(|e| e.to_string())?;
+        if entry.revision == current {
+            println!("spec.template is already revision {current} (history entry {})", entry.number);
+            return Ok(());
+        }
+        let version = rollout.metadata.resource_version.clone().unwrap_or_default();
+        // Tested against the version read: a template changed meanwhile is not overwritten.
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+            {"op": "replace", "path": "/spec/template", "value": entry.template},
+        ]))
+        .map_err(|e| e.to_string())?;
+        let params = kube::api::PatchParams { field_manager: Some("kubectl-mcprollout".into()), ..Default::default() };
+        api.patch(&target.name, &params, &kube::api::Patch::<()>::Json(patch)).await.map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 422 || s.code == 409 => {
+                "the McpRollout changed while undo read it; run undo again".to_owned()
+            }
+            other => other.to_string(),
+        })?;
+        println!(
+            "undo: spec.template set back to revision {} (history entry {}, {}); it rolls out through the              steps, probes and gates",
+            entry.revision,
+            entry.number,
+            entry.images().join(", ")
         );
         Ok(())
     })

@@ -10,6 +10,7 @@ pub mod destinations;
 pub mod disruption;
 pub mod error;
 pub mod gateway;
+pub mod history;
 pub mod leader;
 pub mod mcp_router;
 pub mod metrics;

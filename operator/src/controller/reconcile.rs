@@ -17,7 +17,7 @@ use std::{
 
 use jiff::Timestamp;
 use k8s_openapi::api::{
-    apps::v1::Deployment,
+    apps::v1::{ControllerRevision, Deployment},
     core::v1::{ConfigMap, Pod, Secret, Service},
     discovery::v1::EndpointSlice,
     policy::v1::PodDisruptionBudget,
@@ -36,7 +36,7 @@ use super::{
     destinations::Pinned,
     disruption,
     error::Error,
-    gateway, mcp_router,
+    gateway, history, mcp_router,
     metrics::{ReasonLabels, RolloutLabels},
     names::{self, FIELD_MANAGER},
     observe,
@@ -650,6 +650,16 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
     {
         info!(rollout = %name, deployment = %reference.name, "scaling the drained workload to 0");
         workload::scale_to_zero(&deployments, &reference.name).await?;
+    }
+    // The template that became stable goes into the history (`kubectl mcprollout undo`); read
+    // and written only when the stable revision changed since the last time.
+    if let Some(stable) = status.stable_revision.as_deref()
+        && stable == desired
+        && !ctx.workers.history_recorded(&world.key, stable)
+    {
+        let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &world.namespace);
+        history::record(&revisions, rollout, stable).await?;
+        ctx.workers.set_history_recorded(&world.key, stable);
     }
     budgets_applied
 }

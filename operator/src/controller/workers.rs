@@ -42,6 +42,9 @@ struct RolloutState {
     last_write_error: Option<String>,
     /// Objects of our names that exist and are not ours, found by the last reconcile.
     conflicts: Vec<String>,
+    /// The revision the template history (ControllerRevisions) was last brought up to date
+    /// for: it is read again only when the stable revision changes (or the operator restarts).
+    history_recorded: Option<String>,
 }
 
 /// What the jobs found, as the engine takes it.
@@ -165,6 +168,15 @@ impl Workers {
                 s.last_write_error = Some(e);
             }
         });
+    }
+
+    /// Whether the template history was brought up to date for `revision` as stable.
+    pub fn history_recorded(&self, key: &RolloutKey, revision: &str) -> bool {
+        self.with(key, |s| s.history_recorded.as_deref() == Some(revision))
+    }
+
+    pub fn set_history_recorded(&self, key: &RolloutKey, revision: &str) {
+        self.with(key, |s| s.history_recorded = Some(revision.to_owned()));
     }
 
     pub fn record_conflicts(&self, key: &RolloutKey, conflicts: &[String]) {

@@ -112,6 +112,13 @@ pub struct McpRolloutSpec {
     #[serde(default = "default_progress_deadline")]
     pub progress_deadline: HumanDuration,
 
+    /// How many templates that were stable are kept as ControllerRevisions
+    /// (`<name>-<revision>`, owned by the McpRollout), for `kubectl mcprollout history` and
+    /// `undo`. The current stable one is always among them.
+    #[serde(default = "default_revision_history_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub revision_history_limit: i32,
+
     /// Stop advancing (no new steps, no promotion). Rollbacks still happen: pausing never keeps
     /// a failing canary in traffic.
     #[serde(default)]
@@ -120,6 +127,10 @@ pub struct McpRolloutSpec {
 
 fn default_replicas() -> i32 {
     1
+}
+
+fn default_revision_history_limit() -> i32 {
+    10
 }
 
 fn default_progress_deadline() -> HumanDuration {
