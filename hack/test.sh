@@ -4,7 +4,8 @@
 # Kubernetes cluster — the one E2E_KUBECONFIG names, or else a local one
 # this script starts (hack/cluster.sh: kube-apiserver, kubelet, containerd, ... built from their
 # Go modules), with the operator installed by `helm install`; then the offline checks of crds/
-# and examples/ with Kubernetes' own schemas, and of the Helm chart with Helm's own engine.
+# and examples/ with Kubernetes' own schemas, and of the Helm chart with Helm's own engine. On
+# the local cluster it also checks the plugin as released (hack/check-plugin-release.sh).
 #
 #   hack/test.sh                      # everything, on a local cluster started and stopped here
 #   E2E_KUBECONFIG=... hack/test.sh   # the scenarios on that cluster (hack/e2e-install.sh first)
@@ -71,6 +72,8 @@ if [[ -z ${E2E_KUBECONFIG:-} ]]; then
   while IFS='=' read -r key value; do
     [[ $key == E2E_* ]] && export "$key=$value"
   done <"$settings"
+  phase "the plugin as released: static binary, checksum, krew install, an empty root (hack/check-plugin-release.sh)"
+  KUBECTL=$(hack/cluster.sh bin)/kubectl KUBECONFIG=$E2E_KUBECONFIG hack/check-plugin-release.sh
 else
   phase "fuzzing the parsers of what the operator reads (bounded)"
   fuzz

@@ -138,6 +138,50 @@ pub fn history_table(
     out
 }
 
+/// Points a client configuration at the API server's address, resolved here, keeping its name
+/// for TLS (`tls_server_name`, as kubeconfig's `tls-server-name` does). The released plugin is
+/// linked statically, and a static glibc cannot load the NSS modules behind `getaddrinfo`; the
+/// HTTP connector skips the lookup for an address, so no name reaches it. The name is resolved
+/// by hickory, which reads `/etc/hosts` and `/etc/resolv.conf` itself.
+pub async fn pin_api_server_address(config: &mut kube::Config) -> Result<(), String> {
+    let Some(host) = config.cluster_url.host().map(str::to_owned) else { return Ok(()) };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let resolver = hickory_resolver::TokioResolver::builder_tokio()
+        .map_err(|e| format!("cannot read the resolver configuration: {e}"))?
+        .build()
+        .map_err(|e| format!("cannot build a resolver: {e}"))?;
+    let address = resolver
+        .lookup_ip(bare)
+        .await
+        .map_err(|e| format!("cannot resolve the API server {bare}: {e}"))?
+        .iter()
+        .next()
+        .ok_or_else(|| format!("the API server {bare} has no address"))?;
+    config.cluster_url = with_host(&config.cluster_url, address)?;
+    if config.tls_server_name.is_none() {
+        config.tls_server_name = Some(bare.to_owned());
+    }
+    Ok(())
+}
+
+/// `uri` with its host replaced by `address` (port, path and query kept).
+fn with_host(uri: &hyper::Uri, address: std::net::IpAddr) -> Result<hyper::Uri, String> {
+    let host = match address {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    let authority = match uri.port_u16() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(authority.parse().map_err(|e| format!("{authority}: {e}"))?);
+    hyper::Uri::from_parts(parts).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +238,33 @@ mod tests {
             "{text}"
         );
         assert!(history_table(&r, &[], now).starts_with("no history yet"));
+    }
+
+    #[test]
+    fn the_api_servers_host_is_replaced_by_its_address_keeping_port_and_path() {
+        let uri: hyper::Uri = "https://api.example.internal:6443/prefix".parse().unwrap();
+        let v4 = with_host(&uri, "10.1.2.3".parse().unwrap()).unwrap();
+        assert_eq!(v4.to_string(), "https://10.1.2.3:6443/prefix");
+        let v6 =
+            with_host(&"https://api.example.internal".parse().unwrap(), "fd00::1".parse().unwrap()).unwrap();
+        assert_eq!(v6.to_string(), "https://[fd00::1]/");
+    }
+
+    #[tokio::test]
+    async fn a_name_in_the_hosts_file_is_pinned_with_the_name_kept_for_tls() {
+        // `localhost` is in every /etc/hosts; no DNS server is asked.
+        let mut config = kube::Config::new("https://localhost:6443".parse().unwrap());
+        pin_api_server_address(&mut config).await.unwrap();
+        let host =
+            config.cluster_url.host().unwrap().trim_start_matches('[').trim_end_matches(']').to_owned();
+        assert!(host.parse::<std::net::IpAddr>().unwrap().is_loopback(), "{}", config.cluster_url);
+        assert_eq!(config.cluster_url.port_u16(), Some(6443));
+        assert_eq!(config.tls_server_name.as_deref(), Some("localhost"));
+        // An address is left as it is, and so is a name the kubeconfig set.
+        let mut config = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
+        pin_api_server_address(&mut config).await.unwrap();
+        assert_eq!(config.cluster_url.to_string(), "https://127.0.0.1:6443/");
+        assert_eq!(config.tls_server_name, None);
     }
 
     #[test]

@@ -394,6 +394,8 @@ async fn client_config(cluster: &Cluster) -> Result<kube::Config, String> {
         (None, Some(_)) => kube::Config::from_kubeconfig(&options).await.map_err(|e| e.to_string())?,
         (None, None) => kube::Config::infer().await.map_err(|e| e.to_string())?,
     };
+    let mut config = config;
+    mcp_rollout::plugin::pin_api_server_address(&mut config).await?;
     Ok(config)
 }
 
