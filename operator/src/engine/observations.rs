@@ -2,6 +2,23 @@
 
 use super::prelude::*;
 
+/// How often, at rest, a passing probe of stable that finds nothing new is still written to
+/// status (its `at`): at most one status write per rollout per this period when nothing moves.
+pub(super) const PROBE_AT_REST_REFRESH: Duration = Duration::from_secs(600);
+
+/// A passing probe that found what the stored one found: same pods, tools, protocol versions,
+/// schema verdict and message.
+fn same_finding(stored: &ProbeStatus, report: &ProbeReport) -> bool {
+    stored.passed
+        && report.passed
+        && stored.consecutive_failures == 0
+        && stored.pods == report.pods
+        && stored.tool_count == report.tool_count
+        && stored.protocol_versions == report.protocol_versions
+        && stored.schema_compatible == report.schema_compatible
+        && stored.message == report.message
+}
+
 impl<'a> Engine<'a> {
     /// Folds new probe and analysis results into status (only results newer than what status
     /// already holds count, so a repeated call changes nothing).
@@ -18,6 +35,22 @@ impl<'a> Engine<'a> {
             }
             let previous = self.st.probes.iter().position(|p| p.revision == report.revision);
             if previous.is_some_and(|i| secs(&self.st.probes[i].at) >= at) {
+                continue;
+            }
+            // At rest (no rollout in flight), a passing probe of stable that finds what the
+            // last one found is not written: a status write is a watch event for every client
+            // and another reconcile, and at rest nothing a user would look at changed. The time
+            // is still refreshed every `PROBE_AT_REST_REFRESH`, and `due_probes` reads the
+            // workers' latest report, so probing keeps its interval.
+            if let Some(i) = previous
+                && self.st.canary_revision.is_none()
+                && self.st.stable_revision.as_deref() == Some(report.revision.as_str())
+                // ... and stays at rest: the spec's template is stable's (a changed one starts a
+                // rollout in this very decision, which records every probe).
+                && self.desired == report.revision
+                && same_finding(&self.st.probes[i], report)
+                && at - secs(&self.st.probes[i].at) < PROBE_AT_REST_REFRESH.as_secs() as i64
+            {
                 continue;
             }
             let failures = match (report.passed, previous) {
@@ -89,6 +122,14 @@ impl<'a> Engine<'a> {
             })
             .collect();
         self.st.analysis = checks;
+    }
+
+    /// When a probe was last run for `revision`: the latest of what status holds and what the
+    /// workers last reported (at rest a repeated finding is not written to status).
+    pub(super) fn last_probe_at(&self, revision: &str) -> Option<i64> {
+        let stored = self.st.probes.iter().find(|p| p.revision == revision).map(|p| secs(&p.at));
+        let reported = self.observed.probe(revision).map(|r| r.at.as_second());
+        stored.max(reported)
     }
 
     /// Whether a result for the new revision predates its current rollout (a replaced and

@@ -142,10 +142,7 @@ impl<'a> Engine<'a> {
         let interval = self.spec.probe.interval.as_secs() as i64;
         let step_start = self.st.step_started_at.as_ref().map_or(i64::MIN, secs);
         let stale = |revision: &str, needs_newer_than: i64| {
-            self.st.probes.iter().find(|p| p.revision == revision).is_none_or(|p| {
-                let at = secs(&p.at);
-                at + interval <= self.now || at <= needs_newer_than
-            })
+            self.last_probe_at(revision).is_none_or(|at| at + interval <= self.now || at <= needs_newer_than)
         };
         let mut due = Vec::new();
         if let Some(stable) = &self.st.stable_revision

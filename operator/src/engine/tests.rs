@@ -1089,3 +1089,43 @@ fn lowering_replicas_drains_the_pods_that_leave_before_the_deployment_shrinks() 
     assert!(w.status.drains.is_empty(), "{:?}", w.status.drains);
     assert_eq!(w.status.phase, Some(Phase::Healthy));
 }
+
+#[test]
+fn at_rest_a_passing_probe_that_finds_nothing_new_writes_no_status() {
+    let mut w = World::new(spec(canary_steps(), "mcp-fixture:v1"));
+    for _ in 0..3 {
+        w.round(1);
+    }
+    assert_eq!(w.status.phase, Some(Phase::Healthy));
+    // 30 minutes at rest, probed every 10 s as the plan asks: the status changes only when
+    // its probe time is refreshed (every 10 minutes).
+    let (mut writes, mut probes) = (0, 0);
+    for _ in 0..180 {
+        let before = w.status.clone();
+        w.tick(10);
+        if !w.plan().probes.is_empty() {
+            probes += 1;
+            w.run_probes(true);
+            w.decide();
+        }
+        if w.status != before {
+            writes += 1;
+        }
+    }
+    assert_eq!(probes, 180, "probing keeps its interval");
+    assert_eq!(writes, 3, "one write per 10 minutes");
+    // A finding that changes is written at once: a tool more.
+    let before = w.status.clone();
+    w.tick(10);
+    let stable = w.revision();
+    w.set_probe(&stable, true, 4, Some(true));
+    w.observed.probes[0].tool_count = Some(4);
+    w.decide();
+    assert_ne!(w.status, before);
+    assert_eq!(w.status.probes[0].tool_count, Some(4));
+    // And so is a failure.
+    w.tick(10);
+    w.set_probe(&stable, false, 4, Some(true));
+    w.decide();
+    assert_eq!(w.status.probes[0].consecutive_failures, 1);
+}
