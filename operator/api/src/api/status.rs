@@ -223,7 +223,9 @@ pub struct ProbeStatus {
     /// Whether the probe (and the schema gate, for the canary) passed.
     pub passed: bool,
 
-    /// When the probe finished.
+    /// When the probe that found this finished. At rest (nothing rolling out) a probe that finds
+    /// the same again is not written, so this may be up to 10 minutes old while probes still run
+    /// every `probe.interval`; any change of finding is written at once.
     pub at: Time,
 
     /// Consecutive failed probes.
