@@ -185,14 +185,25 @@ async fn lowering_replicas_mid_canary_and_mid_drain_cuts_no_stream() {
         .events("docs")
         .await
         .into_iter()
-        .filter(|(reason, note)| reason == "DrainFinished" && note.contains("pod(s) of revision"))
+        .filter(|(reason, _)| reason == "DrainFinished")
         .map(|(_, note)| note)
         .collect();
-    assert!(finished.len() >= 2, "both drains of some pods finished: {finished:?}");
+    let partial = |rev: &str| finished.iter().any(|n| n.contains(&format!("pod(s) of revision {rev} ")));
+    assert!(partial(&r2), "the drain of some v2 pods finished: {finished:?}");
+    // The mid-canary surplus drain ends on its own, or — when it is the old stable's and the
+    // canary is promoted before its window ends (a busy machine) — the drain of the whole
+    // revision takes its place (by design: one drain per revision leaving altogether) and ends.
+    let absorbed = revision == r1
+        && !partial(&r1)
+        && finished.iter().any(|n| n.starts_with(&format!("revision {r1} drained")));
+    assert!(
+        partial(&revision) || absorbed,
+        "the mid-canary drain of {revision}'s pods neither finished nor was taken over by the whole revision's: {finished:?}"
+    );
     println!(
-        "replicas lowered mid-canary ({} pod(s) of {revision} drained) and mid-drain (old revision \
+        "replicas lowered mid-canary (a drain of {revision}'s surplus: {}) and mid-drain (old revision \
          still draining: {old_still_draining}; {} of v2 drained, exactly those removed): {}",
-        finished.len().min(1),
+        if absorbed { "taken over by the drain of the whole revision on promotion" } else { "finished" },
         leaving.len(),
         report.summary()
     );
