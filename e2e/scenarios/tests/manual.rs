@@ -100,6 +100,12 @@ async fn promote_abort_and_retry_from_the_command_line() {
 
     // `history`: every template that was stable, numbered in order; `undo` goes back to the
     // one before, through the steps like any change (and the pause), and it is then the newest.
+    // Recorded by the reconcile that wrote the promotion, after its status: a moment later.
+    e2e::eventually("the restart recorded as entry 4", Duration::from_secs(30), || async {
+        let (ok, listed) = bed.cli(&["history", "docs"]).await;
+        ok && listed.lines().any(|l| l.starts_with(&format!("4    {revision}")))
+    })
+    .await;
     let (ok, listed) = bed.cli(&["history", "docs"]).await;
     assert!(ok, "{listed}");
     let numbered: Vec<(String, String)> = listed
