@@ -29,8 +29,13 @@ pub fn restart_patch(now: Timestamp) -> Value {
 }
 
 fn age(rollout: &McpRollout, now: Timestamp) -> String {
-    let Some(created) = &rollout.metadata.creation_timestamp else { return "?".into() };
-    let secs = (now.as_second() - created.0.as_second()).max(0);
+    age_since(rollout.metadata.creation_timestamp.as_ref().map(|t| t.0), now)
+}
+
+/// How long ago `then` was, as kubectl prints ages; "?" when unknown.
+fn age_since(then: Option<Timestamp>, now: Timestamp) -> String {
+    let Some(then) = then else { return "?".into() };
+    let secs = (now.as_second() - then.as_second()).max(0);
     match secs {
         0..120 => format!("{secs}s"),
         120..7200 => format!("{}m", secs / 60),
@@ -113,18 +118,7 @@ pub fn history_table(
         if e.revision == spec {
             notes.push("spec");
         }
-        let age = e.created.map_or_else(
-            || "?".to_owned(),
-            |t| {
-                let secs = (now.as_second() - t.as_second()).max(0);
-                match secs {
-                    0..120 => format!("{secs}s"),
-                    120..7200 => format!("{}m", secs / 60),
-                    7200..172_800 => format!("{}h", secs / 3600),
-                    _ => format!("{}d", secs / 86_400),
-                }
-            },
-        );
+        let age = age_since(e.created, now);
         let _ = writeln!(
             out,
             "{:<4} {:<12} {:<8} {:<22} {}",
