@@ -8,11 +8,11 @@
 
 use jiff::Timestamp;
 use mcp_rollout::{
-    api::{McpRolloutSpec, McpRolloutStatus, Verdict, revision_of},
+    api::{McpRolloutSpec, McpRolloutStatus, SchemaChange, Verdict, revision_of},
     engine::{
-        ActiveSessions, AnalysisReport, CheckResult, Decision, DrainId, Input, Observed, Plan, ProbeReport,
-        RevisionObserved, Role, RouterLoad, SessionDuration, Stage, TRANSITIONS, decide, replicas_for,
-        stage_of,
+        ActiveSessions, AnalysisReport, CheckResult, Decision, DrainId, GateAnswer, GateOutcome, Input,
+        Observed, Plan, ProbeReport, RevisionObserved, Role, RouterLoad, SessionDuration, Stage, TRANSITIONS,
+        decide, replicas_for, stage_of,
     },
 };
 use proptest::prelude::*;
@@ -51,6 +51,8 @@ enum Op {
         young: bool,
         load: u8,
     },
+    /// The gate webhooks the plan called answer: 0 closed, 1 open, 2 roll back.
+    AnswerGates(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -64,8 +66,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Crash),
         1 => (0u8..4).prop_map(Op::NewTemplate),
         1 => prop_oneof![
-            Just("promote"), Just("promote-full"), Just("pause"), Just("resume"), Just("abort"), Just("retry")
+            Just("promote"), Just("promote-full"), Just("pause"), Just("resume"), Just("abort"), Just("retry"),
+            Just("approve"), Just("approve=cab")
         ].prop_map(Op::Request),
+        2 => prop_oneof![4 => Just(0u8), 4 => Just(1u8), 1 => Just(2u8)].prop_map(Op::AnswerGates),
         1 => prop::option::of(0u16..600).prop_map(Op::MeasureSessions),
         1 => (0u8..3).prop_map(Op::SessionsOpen),
         1 => Just(Op::Restart),
@@ -105,7 +109,8 @@ fn spec() -> impl Strategy<Value = (McpRolloutSpec, McpRolloutSpec)> {
         },
     );
     let routing = (prop::bool::weighted(0.35), any::<bool>());
-    (1i32..7, canary, blue_green, any::<bool>(), any::<bool>(), 1i32..4, any::<bool>(), routing).prop_map(
+    let gated = prop::bool::weighted(0.3);
+    (1i32..7, canary, blue_green, any::<bool>(), any::<bool>(), 1i32..4, any::<bool>(), routing, gated).prop_map(
         |(
             replicas,
             canary,
@@ -115,6 +120,7 @@ fn spec() -> impl Strategy<Value = (McpRolloutSpec, McpRolloutSpec)> {
             failure_limit,
             paused,
             (routed, evacuate),
+            gated,
         )| {
             let (strategy, other) = if canary_first { (canary, blue_green) } else { (blue_green, canary) };
             let mut spec = spec_json(replicas, strategy, failure_limit, evacuate);
@@ -125,6 +131,12 @@ fn spec() -> impl Strategy<Value = (McpRolloutSpec, McpRolloutSpec)> {
             }
             if routed {
                 spec["trafficRouting"] = json!({"mcpRouter": {}});
+            }
+            if gated {
+                spec["gates"] = json!([
+                    {"name": "cab", "at": ["Start", "WeightIncrease", "Flip"], "when": "SchemaChanged", "approval": {}},
+                    {"name": "ticket", "at": ["Promotion"], "webhook": {"url": "http://cm.example/gate", "interval": "20s"}}
+                ]);
             }
             let mut alternate = spec.clone();
             alternate["strategy"] = other;
@@ -225,6 +237,9 @@ impl Sim {
                         passed: *passed && pods > 0,
                         pods,
                         schema_compatible: request.baseline.as_ref().map(|_| *compatible),
+                        schema_change: request.baseline.as_ref().map(|_| {
+                            if *compatible { SchemaChange::NonBreaking } else { SchemaChange::Breaking }
+                        }),
                         protocol_versions: vec!["2025-11-25".into()],
                         tool_count: Some(3),
                         message: None,
@@ -260,6 +275,23 @@ impl Sim {
             Op::Request(action) => {
                 self.request_seq += 1;
                 self.observed.request = Some(format!("{action}@{}", self.request_seq));
+            }
+            Op::AnswerGates(kind) => {
+                let at = Timestamp::from_second(self.now).unwrap();
+                for call in self.plan.gate_calls.clone() {
+                    self.observed.gate_answers.retain(|a| a.call != call);
+                    let outcome = match kind {
+                        0 => GateOutcome::Closed,
+                        1 => GateOutcome::Open,
+                        _ => GateOutcome::Rollback,
+                    };
+                    self.observed.gate_answers.push(GateAnswer {
+                        call,
+                        at,
+                        outcome,
+                        message: format!("answer {kind}"),
+                    });
+                }
             }
             Op::MeasureSessions(s) => {
                 self.observed.session_duration = Some(SessionDuration { seconds: s.map(f64::from) });

@@ -72,6 +72,11 @@ struct RunArgs {
     /// (ServiceCIDRs) and pod networks (nodes' podCIDRs, and any pod not on its node's network).
     #[arg(long, env = "ALLOWED_DESTINATIONS", default_value = "", value_parser = parse_destinations, global = true)]
     allowed_destinations: Destinations,
+    /// Notification receivers (a JSON list of `spec.notifications.receivers` entries) told
+    /// about every McpRollout that names none; their Secrets are read from the operator's
+    /// namespace (POD_NAMESPACE). The chart's `notifications.defaultReceivers`.
+    #[arg(long, env = "DEFAULT_NOTIFICATION_RECEIVERS", default_value = "[]", value_parser = parse_receivers, global = true)]
+    default_notification_receivers: Receivers,
     /// Log as JSON lines.
     #[arg(long, env = "LOG_JSON", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", global = true)]
     log_json: bool,
@@ -84,6 +89,14 @@ struct Destinations(Option<Vec<ipnet::IpNet>>);
 fn parse_destinations(text: &str) -> Result<Destinations, String> {
     let list = controller::destinations::parse_list(text)?;
     Ok(Destinations(if list.is_empty() { None } else { Some(list) }))
+}
+
+/// The parsed `--default-notification-receivers`.
+#[derive(Clone, Debug)]
+struct Receivers(Vec<mcp_rollout::api::Receiver>);
+
+fn parse_receivers(text: &str) -> Result<Receivers, String> {
+    serde_json::from_str(text).map(Receivers).map_err(|e| format!("not a JSON list of receivers: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -173,6 +186,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = controller::Settings {
         router_image: args.router_image.clone(),
         allowed_destinations: args.allowed_destinations.0.clone(),
+        default_receivers: controller::notify::Defaults {
+            namespace: args.lease_namespace.clone().unwrap_or_else(|| "default".into()),
+            receivers: args.default_notification_receivers.0.clone(),
+        },
     };
     match &settings.allowed_destinations {
         Some(list) => info!(networks = ?list, "Prometheus and probe destinations: the configured networks"),

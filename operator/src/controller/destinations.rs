@@ -142,13 +142,19 @@ impl Destinations {
     /// host resolves to must be allowed, and the client is pinned to them, so a second lookup
     /// cannot answer differently (DNS rebinding).
     pub async fn prometheus(&self, address: &str) -> Result<Pinned, Problem> {
-        let url = reqwest::Url::parse(address).map_err(|e| {
-            Problem::new(REASON, format!("analysis.prometheus.address {address:?} is not a URL: {e}"))
-        })?;
+        self.url(&format!("Prometheus ({address})"), "analysis.prometheus.address", address).await
+    }
+
+    /// Whether `address` (a URL: a Prometheus, a gate's webhook, a notification receiver) may
+    /// be reached, and the checked addresses its host is to be reached at. `field` names where
+    /// the URL came from, `what` what it is (without secrets: a receiver's URL is one).
+    pub async fn url(&self, what: &str, field: &str, address: &str) -> Result<Pinned, Problem> {
+        let url = reqwest::Url::parse(address)
+            .map_err(|e| Problem::new(REASON, format!("{field} is not a URL: {e}")))?;
         let host =
             url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
         let port = url.port_or_known_default().unwrap_or(80);
-        let what = format!("Prometheus ({address})");
+        let what = what.to_owned();
         if let Ok(ip) = host.parse::<IpAddr>() {
             self.check(&what, &[ip]).await?;
             return Ok(Pinned { host, addresses: Vec::new() });

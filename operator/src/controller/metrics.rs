@@ -34,6 +34,11 @@ pub struct RolloutLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub namespace: String,
     pub rollout: String,
@@ -102,6 +107,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Rollouts the operator keeps state for (their jobs' results).
     pub tracked_rollouts: Gauge,
+    /// Notifications by result: sent, failed (after every attempt), dropped (queue full).
+    pub notifications: Family<ResultLabels, Counter>,
     /// The process's resident memory, read at each scrape.
     resident_memory: Gauge,
     ready: AtomicBool,
@@ -201,6 +208,12 @@ impl Default for Metrics {
             "Rollouts whose probe, analysis and drain results the operator keeps",
             tracked_rollouts.clone(),
         );
+        let notifications = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications by result: sent, failed (every attempt), dropped (queue full)",
+            notifications.clone(),
+        );
         let resident_memory = Gauge::default();
         registry.register(
             "resident_memory_bytes",
@@ -226,6 +239,7 @@ impl Default for Metrics {
             reconcile_errors,
             leader,
             tracked_rollouts,
+            notifications,
             resident_memory,
             ready: AtomicBool::new(false),
             published: Mutex::default(),

@@ -6,15 +6,19 @@
 //! routing interface and the plain-Service router), [`workers`] (probes and analysis beside the
 //! loop), [`metrics`] and [`leader`].
 
+mod backoff;
 pub mod destinations;
 pub mod disruption;
 pub mod error;
+mod gate_calls;
 pub mod gateway;
 pub mod history;
+pub mod hooks;
 pub mod leader;
 pub mod mcp_router;
 pub mod metrics;
 pub mod names;
+pub mod notify;
 pub mod observe;
 pub mod reconcile;
 pub mod resources;
@@ -55,8 +59,10 @@ pub struct Context {
     pub mcp_router: mcp_router::McpRouterRouting,
     /// For the MCP session router replicas' `/state`.
     pub http: reqwest::Client,
-    /// Where Prometheus and probes may be reached.
-    pub destinations: destinations::Destinations,
+    /// Where Prometheus, probes, gate webhooks and notification receivers may be reached.
+    pub destinations: Arc<destinations::Destinations>,
+    /// Notifications, delivered beside the reconciles.
+    pub notifier: notify::Notifier,
 }
 
 /// The operator's own settings (its flags).
@@ -68,6 +74,8 @@ pub struct Settings {
     /// Networks Prometheus and probe targets must be in; `None`: the cluster's own Service
     /// and pod networks.
     pub allowed_destinations: Option<Vec<ipnet::IpNet>>,
+    /// Receivers told about rollouts that name none.
+    pub default_receivers: notify::Defaults,
 }
 
 /// The client configuration: the given kubeconfig file, or else `KUBECONFIG`, `~/.kube/config`
@@ -126,6 +134,14 @@ pub async fn run(
 ) -> Result<(), NotListed> {
     let (wake, woken): (_, UnboundedReceiver<ObjectRef<McpRollout>>) = futures::channel::mpsc::unbounded();
     let reporter = Reporter { controller: "mcp-rollout-operator".into(), instance: Some(identity) };
+    let destinations =
+        Arc::new(destinations::Destinations::new(client.clone(), settings.allowed_destinations));
+    let notifier = notify::Notifier::start(
+        client.clone(),
+        destinations.clone(),
+        metrics.clone(),
+        settings.default_receivers,
+    );
     let context = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
@@ -135,7 +151,8 @@ pub async fn run(
         gateway: gateway::GatewayRouter::new(client.clone()),
         mcp_router: mcp_router::McpRouterRouting::new(client.clone(), settings.router_image),
         http: reqwest::Client::new(),
-        destinations: destinations::Destinations::new(client.clone(), settings.allowed_destinations),
+        destinations,
+        notifier,
     });
     let owned = watcher::Config::default().labels(labels::ROLLOUT);
     let forgetting = context.clone();

@@ -36,10 +36,11 @@ use super::{
     destinations::Pinned,
     disruption,
     error::Error,
-    gateway, history, mcp_router,
+    gate_calls::GateJob,
+    gateway, history, hooks, mcp_router,
     metrics::{ReasonLabels, RolloutLabels},
     names::{self, FIELD_MANAGER},
-    observe,
+    notify, observe,
     resources::{self, Tracks},
     traffic::{RouteRequest, Takeover, TrafficRouter},
     workers::{AnalysisJob, Baseline, MeasureJob, ProbeJob, RolloutKey},
@@ -111,6 +112,8 @@ struct World {
     prometheus: Option<Pinned>,
     /// Pods whose address the destination list refuses: never probed.
     refused_pods: BTreeSet<String>,
+    /// Each gate webhook's checked addresses (a refused one is a problem, and not here).
+    gate_targets: BTreeMap<String, Pinned>,
     observed: Observed,
 }
 
@@ -353,6 +356,21 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
             Err(p) => problems.push(p),
         }
     }
+    // Gate webhooks are only called while a revision rolls out: checked then.
+    let mut gate_targets = BTreeMap::new();
+    if before.canary_revision.is_some() {
+        for gate in &rollout.spec.gates {
+            let Some(webhook) = &gate.webhook else { continue };
+            let what = format!("the webhook of gate {} ({})", gate.name, hooks::redacted(&webhook.url));
+            let field = format!("gates[{}].webhook.url", gate.name);
+            match ctx.destinations.url(&what, &field, &webhook.url).await {
+                Ok(pinned) => {
+                    gate_targets.insert(gate.name.clone(), pinned);
+                }
+                Err(p) => problems.push(p),
+            }
+        }
+    }
     let mut refused_pods = BTreeSet::new();
     for pod in &pods {
         if let Err(p) = ctx.destinations.probe_target(pod).await {
@@ -374,6 +392,7 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
         route_weight,
         router,
         workload: workload_observed,
+        gate_answers: results.gate_answers,
     };
     Ok(World {
         namespace,
@@ -390,6 +409,7 @@ async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
         secrets,
         prometheus,
         refused_pods,
+        gate_targets,
         observed,
     })
 }
@@ -479,6 +499,7 @@ async fn report(
     for event in &events {
         publish(ctx, rollout, event).await;
     }
+    ctx.notifier.notify(rollout, &notify::notices(&before, status, &events));
     Ok(true)
 }
 
@@ -495,6 +516,11 @@ fn start_jobs(ctx: &Context, rollout: &McpRollout, world: &World, decision: &Dec
     for request in &plan.probes {
         if let Some(job) = probe_job(rollout, status, &probed, request, &world.secrets.values) {
             ctx.workers.spawn_probe(key.clone(), job);
+        }
+    }
+    for call in &plan.gate_calls {
+        if let Some(job) = gate_job(rollout, world, status, call) {
+            ctx.workers.spawn_gate_call(key.clone(), job);
         }
     }
     let Some(spec) = &rollout.spec.analysis else { return };
@@ -540,6 +566,54 @@ fn start_jobs(ctx: &Context, rollout: &McpRollout, world: &World, decision: &Dec
             },
         );
     }
+}
+
+/// The webhook call of a gate the engine asked for, with the rollout's context; `None` when its
+/// URL was refused (a problem says so) or the gate is gone from the spec.
+fn gate_job(
+    rollout: &McpRollout,
+    world: &World,
+    status: &McpRolloutStatus,
+    call: &engine::GateCall,
+) -> Option<GateJob> {
+    let gate = rollout.spec.gates.iter().find(|g| g.name == call.gate)?;
+    let webhook = gate.webhook.as_ref()?;
+    let pinned = world.gate_targets.get(&gate.name)?;
+    let token = webhook
+        .token_secret_ref
+        .as_ref()
+        .and_then(lookup(&world.secrets.values))
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned());
+    let images: Vec<&str> = rollout
+        .spec
+        .template
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .filter_map(|c| c.image.as_deref())
+        .collect();
+    let probe = status.probes.iter().find(|p| p.revision == call.revision);
+    let context = json!({
+        "kind": "GateRequest",
+        "gate": call.gate,
+        "point": call.point,
+        "weight": call.weight,
+        "rollout": {"namespace": world.namespace, "name": world.name, "uid": rollout.metadata.uid},
+        "revision": call.revision,
+        "stableRevision": status.stable_revision,
+        "images": images,
+        "schemaChange": probe.and_then(|p| p.schema_change),
+        "probe": probe,
+        "analysis": status.analysis,
+    });
+    Some(GateJob {
+        call: call.clone(),
+        url: webhook.url.clone(),
+        pinned: pinned.addresses.clone(),
+        token,
+        timeout: webhook.timeout.as_std(),
+        context,
+    })
 }
 
 /// Makes the plan true: each revision's Deployment at its size, revisions the plan no longer
@@ -723,6 +797,7 @@ fn secret_refs(rollout: &McpRollout) -> Vec<SecretKeyRef> {
     let mut refs: Vec<SecretKeyRef> = probe.headers.iter().filter_map(|h| h.value_from.clone()).collect();
     refs.extend(probe.bearer_token_secret_ref.clone());
     refs.extend(probe.ca_bundle_secret_ref.clone());
+    refs.extend(rollout.spec.gates.iter().filter_map(|g| g.webhook.as_ref()?.token_secret_ref.clone()));
     if let Some(a) = &rollout.spec.analysis {
         let prometheus = &a.prometheus;
         refs.extend(prometheus.bearer_token_secret_ref.clone());

@@ -13,11 +13,12 @@ use futures::channel::mpsc::UnboundedSender;
 use jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 
+use super::gate_calls::{self, GateJob};
 use super::metrics::{Metrics, TrackLabels, VerdictLabels};
 use crate::{
     analysis::{self, Prometheus, Queries, Subject},
     api::{AnalysisSpec, DrainSpec, McpRollout, SchemaCompatibility, Verdict},
-    engine::{ActiveSessions, AnalysisReport, ProbeReport, Problem, SessionDuration},
+    engine::{ActiveSessions, AnalysisReport, GateAnswer, GateCall, ProbeReport, Problem, SessionDuration},
     probe::{self, ProbeConfig, Snapshot},
 };
 
@@ -42,6 +43,9 @@ struct RolloutState {
     last_write_error: Option<String>,
     /// Objects of our names that exist and are not ours, found by the last reconcile.
     conflicts: Vec<String>,
+    /// The latest answer of each gate webhook call, and the calls under way.
+    gate_answers: BTreeMap<GateCall, GateAnswer>,
+    gate_calling: BTreeSet<GateCall>,
     /// The revision the template history (ControllerRevisions) was last brought up to date
     /// for: it is read again only when the stable revision changes (or the operator restarts).
     history_recorded: Option<String>,
@@ -54,6 +58,7 @@ pub struct Results {
     pub analysis: Option<AnalysisReport>,
     pub session_duration: Option<SessionDuration>,
     pub active_sessions: Vec<ActiveSessions>,
+    pub gate_answers: Vec<GateAnswer>,
 }
 
 /// A probe of one revision: every target pod, compared with a baseline revision.
@@ -139,6 +144,7 @@ impl Workers {
             s.probes.retain(|revision, _| live.contains(revision));
             s.snapshots.retain(|revision, _| live.contains(revision));
             s.active_sessions.retain(|revision, _| live.contains(revision));
+            s.gate_answers.retain(|call, _| live.contains(&call.revision));
         });
     }
 
@@ -153,6 +159,7 @@ impl Workers {
             analysis: s.analysis.clone(),
             session_duration: s.session_duration,
             active_sessions: s.active_sessions.values().cloned().collect(),
+            gate_answers: s.gate_answers.values().cloned().collect(),
         })
     }
 
@@ -276,12 +283,14 @@ impl Workers {
             ));
         }
         let mut schema_compatible = None;
+        let mut schema_change = None;
         if let (Some(baseline), Some(candidate)) = (&job.baseline, &snapshot) {
             match self.baseline_snapshot(key, baseline).await {
                 Ok(base) => {
                     let diff = probe::diff::diff(&base, candidate);
                     let blocking = diff.blocking(baseline.policy);
                     schema_compatible = Some(blocking.is_empty());
+                    schema_change = Some(diff.change());
                     if !blocking.is_empty() {
                         let changes: Vec<String> =
                             blocking.iter().map(|c| format!("{} ({})", c.detail, c.path)).collect();
@@ -306,6 +315,7 @@ impl Workers {
             passed,
             pods: i32::try_from(reports.len()).unwrap_or(i32::MAX),
             schema_compatible,
+            schema_change,
             protocol_versions: sample.map(|r| r.protocol_versions.clone()).unwrap_or_default(),
             tool_count: sample.filter(|r| r.passed).and_then(|r| i32::try_from(r.tools.len()).ok()),
             message: (!messages.is_empty()).then(|| messages.join(". ")),
@@ -327,6 +337,23 @@ impl Workers {
         let snapshot = report.snapshot();
         self.with_known(key, |s| s.snapshots.insert(baseline.revision.clone(), snapshot.clone()));
         Ok(snapshot)
+    }
+
+    /// Calls a gate's webhook unless a call for the same gate, point and revision is under way.
+    pub fn spawn_gate_call(self: &Arc<Self>, key: RolloutKey, job: GateJob) {
+        if !self.with(&key, |s| s.gate_calling.insert(job.call.clone())) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let call = job.call.clone();
+            let answer = gate_calls::call(job).await;
+            this.with_known(&key, |s| {
+                s.gate_calling.remove(&call);
+                s.gate_answers.insert(call, answer);
+            });
+            this.wake(&key);
+        });
     }
 
     /// Starts an analysis run unless one is running.

@@ -1,6 +1,7 @@
 //! Blue-green: the preview, the flip, and the post-promotion window.
 
 use super::prelude::*;
+use crate::api::GatePoint;
 
 impl<'a> Engine<'a> {
     pub(super) fn preview_replicas(&self) -> i32 {
@@ -29,6 +30,11 @@ impl<'a> Engine<'a> {
         }
         if self.paused() {
             self.hold(Hold::Paused("paused".into()));
+            return;
+        }
+        // Gates are asked as soon as the preview is ready, so a ticket is approved while the
+        // auto-promotion delay (or a person's `promote`) is still to come.
+        if !self.change_gates_open(&[GatePoint::Start, GatePoint::Flip, GatePoint::Promotion], None) {
             return;
         }
         let ready_at = self.st.preview_ready_at.as_ref().map_or(self.now, secs);

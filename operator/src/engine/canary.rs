@@ -1,6 +1,7 @@
 //! The canary stage: setWeight and pause steps, one at a time.
 
 use super::prelude::*;
+use crate::api::GatePoint;
 
 impl<'a> Engine<'a> {
     pub(super) fn progress_canary(&mut self) {
@@ -41,6 +42,15 @@ impl<'a> Engine<'a> {
                 }
                 let analysis_step = if full { None } else { self.weighted_step(steps, index) };
                 if !full && !self.analysis_allows_increase(analysis_step) {
+                    return;
+                }
+                let points: &[GatePoint] = match (self.st.desired_weight == 0, target >= 100) {
+                    (true, true) => &[GatePoint::Start, GatePoint::Promotion],
+                    (true, false) => &[GatePoint::Start, GatePoint::WeightIncrease],
+                    (false, true) => &[GatePoint::Promotion],
+                    (false, false) => &[GatePoint::WeightIncrease],
+                };
+                if !self.change_gates_open(points, Some(target)) {
                     return;
                 }
                 let from = self.st.desired_weight;

@@ -45,6 +45,10 @@ pub(super) struct Engine<'a> {
     pub(super) hold: Option<Hold>,
     /// An abort request arrived in this call.
     pub(super) abort_now: bool,
+    /// Gate webhooks to call now.
+    pub(super) gate_calls: Vec<GateCall>,
+    /// The soonest moment a gate may open by itself (a freeze ends, a webhook is asked again).
+    pub(super) gates_wake_at: Option<i64>,
 }
 
 pub(super) fn secs(t: &Time) -> i64 {
@@ -97,7 +101,14 @@ impl<'a> Engine<'a> {
             events: Vec::new(),
             hold: None,
             abort_now: false,
+            gate_calls: Vec::new(),
+            gates_wake_at: None,
         }
+    }
+
+    /// Asks for a decision again at `at` at the latest.
+    pub(super) fn wake_at(&mut self, at: i64) {
+        self.gates_wake_at = Some(self.gates_wake_at.map_or(at, |w| w.min(at)));
     }
 
     /// The stage the rollout is in: the one stored in status (set by every change of
@@ -183,6 +194,7 @@ impl<'a> Engine<'a> {
         self.st.full_promotion_requested = false;
         self.st.promotion_requested = false;
         self.st.analysis.clear();
+        self.st.gates.clear();
     }
 
     /// Blue-green: the old revision takes traffic again; its drain is cancelled.

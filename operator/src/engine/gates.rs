@@ -18,8 +18,12 @@ impl<'a> Engine<'a> {
             }
             format!("waiting for a passing MCP probe of {pods} pod(s) of revision {revision}")
         };
+        // Time at a change gate is a person's (or a freeze's), not the revision's: no deadline
+        // while one waits, and the clock restarts when the last one opened.
+        let gate_waits = self.st.gates.iter().any(|g| g.state == crate::api::GateState::Waiting);
+        let progress_since = self.st.gates.iter().map(|g| secs(&g.since)).fold(since, i64::max);
         let deadline = self.spec.progress_deadline.as_secs() as i64;
-        if self.now - since > deadline {
+        if !gate_waits && self.now - progress_since > deadline {
             if self.stage() == Stage::FirstDeploy {
                 self.hold(Hold::stalled(
                     "ProgressDeadlineExceeded",

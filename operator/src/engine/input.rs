@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
-use crate::api::{DrainStatus, McpRolloutSpec, McpRolloutStatus, Verdict};
+use super::plan::GateCall;
+use crate::api::{DrainStatus, McpRolloutSpec, McpRolloutStatus, SchemaChange, Verdict};
 
 /// One call's input.
 #[derive(Clone, Debug)]
@@ -44,6 +45,30 @@ pub struct Observed {
     pub router: Option<RouterObserved>,
     /// The Deployment `spec.workloadRef` names, when it is set.
     pub workload: Option<WorkloadObserved>,
+    /// The latest answer of each gate webhook called for this rollout.
+    pub gate_answers: Vec<GateAnswer>,
+}
+
+/// What a gate's webhook answered, for one gate at one point of one revision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateAnswer {
+    pub call: GateCall,
+    /// When the call ended.
+    pub at: Timestamp,
+    pub outcome: GateOutcome,
+    /// The answer in words: status code and the start of the body, or why the call failed.
+    pub message: String,
+}
+
+/// How a webhook answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateOutcome {
+    /// 2xx: the gate opens.
+    Open,
+    /// Anything else, or no answer in time: it stays closed.
+    Closed,
+    /// 2xx with `{"action": "rollback"}`: roll the revision back.
+    Rollback,
 }
 
 /// The Deployment a migration takes over from, as the reconciler found it.
@@ -220,6 +245,8 @@ pub struct ProbeReport {
     /// Compatibility with the stable revision's tools and protocol versions, already judged
     /// under the rollout's policy. `None` when there was nothing to compare with.
     pub schema_compatible: Option<bool>,
+    /// How the tools differ from the stable revision's, whatever the policy allows.
+    pub schema_change: Option<SchemaChange>,
     pub protocol_versions: Vec<String>,
     pub tool_count: Option<i32>,
     /// Failure detail or diff summary.

@@ -29,11 +29,15 @@
 mod adopt;
 mod blue_green;
 mod canary;
+mod change_gates;
 mod conditions;
 pub mod control;
 mod core;
 mod drain;
+pub mod freeze;
 mod gates;
+#[cfg(test)]
+mod gates_tests;
 pub mod input;
 mod migrate;
 #[cfg(test)]

@@ -16,6 +16,7 @@ fn same_finding(stored: &ProbeStatus, report: &ProbeReport) -> bool {
         && stored.tool_count == report.tool_count
         && stored.protocol_versions == report.protocol_versions
         && stored.schema_compatible == report.schema_compatible
+        && stored.schema_change == report.schema_change
         && stored.message == report.message
 }
 
@@ -78,6 +79,7 @@ impl<'a> Engine<'a> {
                 tool_count: report.tool_count,
                 pods: report.pods,
                 schema_compatible: report.schema_compatible,
+                schema_change: report.schema_change,
                 message: report.message.clone(),
             };
             match previous {

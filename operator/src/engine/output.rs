@@ -41,6 +41,7 @@ impl<'a> Engine<'a> {
                 events: self.events,
                 requeue_after,
                 workload,
+                gate_calls: self.gate_calls,
             },
         }
     }
@@ -216,6 +217,9 @@ impl<'a> Engine<'a> {
         }
         if let Some(end) = self.workload_drain_ends_at() {
             consider(end);
+        }
+        if let Some(at) = self.gates_wake_at {
+            consider(at);
         }
         if let Some(a) = &self.spec.analysis {
             let last = self.last_analysis_at().unwrap_or(self.now);

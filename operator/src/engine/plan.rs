@@ -27,6 +27,18 @@ pub struct Plan {
     pub requeue_after: Option<Duration>,
     /// What to do with the workload `spec.workloadRef` names.
     pub workload: WorkloadAction,
+    /// Gate webhooks to call now.
+    pub gate_calls: Vec<GateCall>,
+}
+
+/// A call of a gate's webhook: which gate, at which point of which revision.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GateCall {
+    pub gate: String,
+    pub point: crate::api::GatePoint,
+    /// The weight the increase leads to (canary WeightIncrease and Promotion).
+    pub weight: Option<i32>,
+    pub revision: String,
 }
 
 /// What the reconciler does with the Deployment a migration takes over from.

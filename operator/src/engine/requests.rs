@@ -48,6 +48,7 @@ impl<'a> Engine<'a> {
                 self.abort_now = in_rollout;
                 in_rollout
             }
+            Action::Approve => self.approve_gates(request.gate.as_deref()),
             Action::Retry => {
                 let retry = stage == Stage::RolledBack;
                 if retry {
@@ -57,13 +58,16 @@ impl<'a> Engine<'a> {
                 retry
             }
         };
+        let what = match &request.gate {
+            Some(gate) => format!("{} of gate {gate}", request.action.as_str()),
+            None => request.action.as_str().to_owned(),
+        };
         if accepted {
-            self.events
-                .push(Event::normal("RequestHandled", format!("{} requested", request.action.as_str())));
+            self.events.push(Event::normal("RequestHandled", format!("{what} requested")));
         } else {
             self.events.push(Event::warning(
                 "RequestIgnored",
-                format!("{} does not apply now (stage {stage:?})", request.action.as_str()),
+                format!("{what} does not apply now (stage {stage:?})"),
             ));
         }
     }

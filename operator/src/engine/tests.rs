@@ -17,6 +17,8 @@ pub(super) struct World {
     pub now: i64,
     pub last: Option<Decision>,
     pub events: Vec<Event>,
+    /// What the canary's probes find of its tools against stable's.
+    pub schema_change: Option<crate::api::SchemaChange>,
 }
 
 pub(super) fn spec(strategy: serde_json::Value, image: &str) -> McpRolloutSpec {
@@ -48,6 +50,7 @@ impl World {
             now: T0,
             last: None,
             events: vec![],
+            schema_change: None,
         }
     }
 
@@ -116,6 +119,7 @@ impl World {
             passed,
             pods,
             schema_compatible,
+            schema_change: schema_compatible.and(self.schema_change),
             protocol_versions: vec!["2025-06-18".into(), "2026-07-28".into()],
             tool_count: Some(3),
             message: (!passed).then(|| "initialize: HTTP 503".to_owned()),
@@ -291,6 +295,7 @@ fn no_weight_increase_without_a_probe_newer_than_the_scale_up() {
         passed: true,
         pods: 1,
         schema_compatible: Some(true),
+        schema_change: None,
         protocol_versions: vec![],
         tool_count: Some(3),
         message: None,
@@ -362,6 +367,7 @@ fn incompatible_schema_is_blocked_before_any_traffic() {
         passed: true,
         pods: 1,
         schema_compatible: Some(false),
+        schema_change: None,
         protocol_versions: vec![],
         tool_count: Some(2),
         message: Some("tool removed: search_documents; required parameter added: get_document.tenant".into()),

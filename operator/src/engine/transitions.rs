@@ -22,7 +22,11 @@ impl<'a> Engine<'a> {
             let evacuate = self.spec.drain.on_rollback == OnRollback::Evacuate;
             self.start_drain(canary, replicas, evacuate);
         }
+        // The analysis that judged it stays in status (and goes into the notification) until
+        // the next rollout begins: the numbers behind a rollback are what people ask first.
+        let analysis = std::mem::take(&mut self.st.analysis);
         self.reset_rollout_fields();
+        self.st.analysis = analysis;
         self.events.push(Event::warning(
             "RolledBack",
             format!("revision {canary} rolled back ({reason:?}): {message}"),

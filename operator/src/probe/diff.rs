@@ -101,6 +101,18 @@ impl SchemaDiff {
     pub fn is_compatible(&self, policy: SchemaCompatibility) -> bool {
         self.blocking(policy).is_empty()
     }
+
+    /// The diff in one word, whatever the policy allows: what schema-aware gates read.
+    pub fn change(&self) -> crate::api::SchemaChange {
+        use crate::api::SchemaChange;
+        if self.changes.is_empty() {
+            SchemaChange::Unchanged
+        } else if self.changes.iter().any(|c| c.severity == Severity::Breaking) {
+            SchemaChange::Breaking
+        } else {
+            SchemaChange::NonBreaking
+        }
+    }
 }
 
 /// Compares a candidate (canary) with a baseline (stable).

@@ -1,12 +1,14 @@
 //! The `McpRollout` API, group `mcprollout.dev`, version `v1alpha1`.
 
 mod duration;
+mod gates;
 pub mod protocol;
 mod revision;
 mod spec;
 mod status;
 
 pub use duration::{DURATION_PATTERN, DurationError, HumanDuration};
+pub use gates::*;
 pub use revision::revision_of;
 pub use spec::*;
 pub use status::*;
@@ -29,7 +31,7 @@ pub mod labels {
 pub const IN_ROTATION_GATE: &str = "mcprollout.dev/in-rotation";
 
 /// Annotation through which people (and `kubectl mcprollout`, Argo CD resource actions) ask for
-/// `promote`, `promote-full`, `pause`, `resume`, `abort` or `retry`, as `<action>@<unique id>`.
+/// `promote`, `promote-full`, `pause`, `resume`, `abort`, `retry` or `approve[=<gate>]`, as `<action>@<unique id>`.
 /// The operator acts on each id once and records it in `status.lastHandledRequest`. An
 /// annotation rather than a spec field: Git owns the spec, and Argo CD self-heal or Flux would
 /// undo a CLI's edit there, while neither touches an annotation it does not manage.

@@ -8,7 +8,7 @@ use k8s_openapi::{api::core::v1::PodTemplateSpec, apimachinery::pkg::util::intst
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{HumanDuration, McpRolloutStatus, protocol};
+use super::{Gate, HumanDuration, McpRolloutStatus, NotificationsSpec, protocol};
 
 /// Desired state of an MCP server rollout.
 // Each printcolumn(...) repeats `type_`; clippy reads them as one attribute repeated.
@@ -123,6 +123,18 @@ pub struct McpRolloutSpec {
     /// a failing canary in traffic.
     #[serde(default)]
     pub paused: bool,
+
+    /// Change gates: where the rollout waits for a webhook, a person's approval, or the end of
+    /// a freeze window. Names are unique (a list map keyed by name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub gates: Vec<Gate>,
+
+    /// Whom the rollout tells what happens to it. Without it, the operator's cluster-wide
+    /// default receivers (Helm value `notifications.defaultReceivers`) are told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationsSpec>,
 }
 
 fn default_replicas() -> i32 {

@@ -131,6 +131,11 @@ pub struct McpRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_request: Option<String>,
 
+    /// The change gates met by the current rollout, at each point they stood at: waiting or
+    /// open, since when, and what they last answered. Cleared when a new rollout begins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateStatus>,
+
     /// The workload `spec.workloadRef` names, as the migration from it stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<WorkloadStatus>,
@@ -139,6 +144,47 @@ pub struct McpRolloutStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// One gate at one point of the current rollout.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GateStatus {
+    /// The gate's name in `spec.gates`.
+    pub name: String,
+
+    /// Where it stands: `Start`, `WeightIncrease`, `Flip` or `Promotion`.
+    pub point: crate::api::GatePoint,
+
+    /// The weight the increase it holds leads to (WeightIncrease and Promotion of a canary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+
+    pub state: GateState,
+
+    /// Since when it has been in this state.
+    pub since: Time,
+
+    /// An approval was given for this point.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approved: bool,
+
+    /// When its webhook last answered (or failed to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<Time>,
+
+    /// What keeps it closed, or what opened it: the webhook's answer, the approval, the freeze.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// States of a gate at a point.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateState {
+    /// Closed: the rollout waits here.
+    Waiting,
+    /// Opened; the rollout went past it.
+    Open,
 }
 
 /// Where a migration from `spec.workloadRef` stands.
@@ -250,9 +296,28 @@ pub struct ProbeStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_compatible: Option<bool>,
 
+    /// How the tool schemas and protocol versions differ from the stable revision's, whatever
+    /// the policy allows (canary only): what schema-aware gates read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_change: Option<SchemaChange>,
+
     /// Failure class and detail, or the schema-diff summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// How a revision's tools differ from the stable revision's.
+#[derive(
+    Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
+pub enum SchemaChange {
+    /// Same tools, schemas, descriptions and protocol versions.
+    Unchanged,
+    /// Different, nothing breaking (added tools or optional parameters, new descriptions, …).
+    NonBreaking,
+    /// A removed tool or parameter, a new required parameter, a narrowed type or enum, a
+    /// protocol version dropped.
+    Breaking,
 }
 
 /// Latest verdict of one analysis check.
@@ -389,6 +454,8 @@ pub enum RollbackReason {
     ProgressDeadlineExceeded,
     /// A human aborted it.
     Aborted,
+    /// A gate's webhook answered `rollback`.
+    GateRejected,
 }
 
 /// Condition types this operator sets.
