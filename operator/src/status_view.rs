@@ -110,6 +110,22 @@ pub fn render(rollout: &McpRollout, now: Timestamp) -> String {
         }
     }
 
+    if !status.gates.is_empty() {
+        let _ = writeln!(out, "Gates");
+        for g in &status.gates {
+            let point = match g.weight {
+                Some(w) => format!("{:?} to {w}%", g.point),
+                None => format!("{:?}", g.point),
+            };
+            let state = match g.state {
+                crate::api::GateState::Waiting => format!("WAITING since {}", ago(now, &g.since)),
+                crate::api::GateState::Open => format!("open {}", ago(now, &g.since)),
+            };
+            let _ =
+                writeln!(out, "  {:<20} {point:<22} {state}  {}", g.name, g.message.as_deref().unwrap_or(""));
+        }
+    }
+
     if !status.probes.is_empty() {
         let _ = writeln!(out, "Probes");
         for p in &status.probes {
@@ -124,10 +140,11 @@ pub fn render(rollout: &McpRollout, now: Timestamp) -> String {
                 (Some(a), _) => a.clone(),
                 _ => "-".into(),
             };
-            let schema = match p.schema_compatible {
-                Some(true) => "schema compatible",
-                Some(false) => "schema INCOMPATIBLE",
-                None => "",
+            let schema = match (p.schema_compatible, p.schema_change) {
+                (Some(false), _) => "schema INCOMPATIBLE".to_owned(),
+                (Some(true), Some(change)) => format!("schema compatible ({change:?})"),
+                (Some(true), None) => "schema compatible".to_owned(),
+                (None, _) => String::new(),
             };
             let _ = writeln!(
                 out,
@@ -341,7 +358,11 @@ mod tests {
                 "stepStartedAt": "2026-01-01T00:00:00Z", "desiredWeight": 5, "effectiveWeight": 20,
                 "probes": [{"revision": "bbb", "passed": true, "at": "2026-01-01T00:00:05Z",
                             "consecutiveFailures": 0, "pods": 1, "toolCount": 4,
-                            "protocolVersions": ["2024-11-05", "2026-07-28"], "schemaCompatible": true}],
+                            "protocolVersions": ["2024-11-05", "2026-07-28"], "schemaCompatible": true,
+                            "schemaChange": "NonBreaking"}],
+                "gates": [{"name": "schema-review", "point": "WeightIncrease", "weight": 50, "state": "Waiting",
+                           "since": "2026-01-01T00:00:02Z",
+                           "message": "waiting for approval (`kubectl mcprollout approve <name> --gate schema-review`)"}],
                 "analysis": [{"name": "errorRate", "verdict": "Pass", "value": 0.5, "threshold": 2.0,
                               "consecutiveFailures": 0, "at": "2026-01-01T00:00:08Z"}],
                 "drains": [{"revision": "old", "startedAt": "2026-01-01T00:00:00Z", "windowSeconds": 60,
@@ -359,6 +380,13 @@ mod tests {
         assert!(text.contains("bbb          canary  passed  5s ago"), "{text}");
         assert!(text.contains("errorRate                Pass"), "{text}");
         assert!(text.contains("50s left, 3 open session(s)"), "{text}");
+        assert!(text.contains("schema compatible (NonBreaking)"), "{text}");
+        assert!(
+            text.contains(
+                "schema-review        WeightIncrease to 50%  WAITING since 8s ago  waiting for approval"
+            ),
+            "{text}"
+        );
         assert!(text.contains("measured 12.0s, raised to the minimum"), "{text}");
         assert!(
             text.contains(

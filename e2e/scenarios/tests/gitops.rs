@@ -108,7 +108,7 @@ fn argo_cd_actions_are_offered_when_they_apply() {
 #[test]
 fn each_argo_cd_action_writes_a_fresh_request_and_nothing_else() {
     let obj = fixture("paused-at-step");
-    for action in ["promote", "promote-full", "abort", "retry", "pause", "resume"] {
+    for action in ["promote", "promote-full", "abort", "retry", "pause", "resume", "approve"] {
         let r = lua(&obj, &format!("actions/{action}/action.lua"));
         let request = r["metadata"]["annotations"]["mcprollout.dev/request"].as_str().unwrap();
         let lines = [
@@ -174,7 +174,7 @@ fn argocd_cm() -> String {
     let read = |p: &str| std::fs::read_to_string(root().join("deploy/argocd").join(p)).unwrap();
     let mut actions =
         format!("discovery.lua: |\n{}\ndefinitions:\n", indent(&read("actions/discovery.lua"), 2));
-    for action in ["promote", "promote-full", "pause", "resume", "abort", "retry"] {
+    for action in ["promote", "promote-full", "pause", "resume", "abort", "retry", "approve"] {
         actions.push_str(&format!(
             "- name: {action}\n  action.lua: |\n{}\n",
             indent(&read(&format!("actions/{action}/action.lua")), 4)
@@ -209,5 +209,5 @@ fn argocd_cm_embeds_the_lua_files_as_they_are() {
         cm["data"]["resource.customizations.actions.mcprollout.dev_McpRollout"].as_str().unwrap(),
     )
     .unwrap();
-    assert_eq!(actions["definitions"].as_array().unwrap().len(), 6);
+    assert_eq!(actions["definitions"].as_array().unwrap().len(), 7);
 }

@@ -56,6 +56,15 @@ enum Command {
     Abort(Target),
     /// Start a rolled-back revision again from the first step.
     Retry(Target),
+    /// Open the approval gates (`spec.gates[].approval`) the rollout waits at now — all of
+    /// them, or only --gate NAME. An approval counts for the point it is given at only.
+    Approve {
+        #[command(flatten)]
+        target: Target,
+        /// The gate to approve (default: every approval gate waiting now).
+        #[arg(long)]
+        gate: Option<String>,
+    },
     /// Every McpRollout of the namespace (or all, with -A): phase, weights (desired/effective),
     /// step, revisions, age.
     List(ListArgs),
@@ -201,6 +210,10 @@ fn main() -> ExitCode {
         Command::Resume(target) => request(&target, "resume"),
         Command::Abort(target) => request(&target, "abort"),
         Command::Retry(target) => request(&target, "retry"),
+        Command::Approve { target, gate } => match gate {
+            Some(gate) => request(&target, &format!("approve={gate}")),
+            None => request(&target, "approve"),
+        },
         Command::List(args) => report("list", list(&args)),
         Command::Restart(target) => report("restart", restart(&target)),
         Command::History(target) => report("history", history(&target)),

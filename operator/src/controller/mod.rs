@@ -10,7 +10,7 @@ mod backoff;
 pub mod destinations;
 pub mod disruption;
 pub mod error;
-mod gate_calls;
+pub mod gate_calls;
 pub mod gateway;
 pub mod history;
 pub mod hooks;

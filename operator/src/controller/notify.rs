@@ -42,7 +42,7 @@ const QUEUE: usize = 1024;
 /// Deliveries under way at once.
 const PARALLEL: usize = 8;
 /// Attempts per delivery, and the timeout of each.
-const ATTEMPTS: u32 = 4;
+pub const ATTEMPTS: u32 = 4;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One thing to tell.
@@ -217,17 +217,52 @@ impl Notifier {
     }
 }
 
-async fn deliver(client: &Client, destinations: &Destinations, delivery: &Delivery) -> Result<(), String> {
+async fn deliver(client: &Client, destinations: &Destinations, delivery: &Delivery) -> Result<u32, String> {
+    let read_url = || read_url(client, delivery);
+    send_with_retries(read_url, destinations, &delivery.receiver.name, &delivery.body, TIMEOUT).await
+}
+
+/// Reads the receiver's URL from its Secret (again on every attempt: a Secret fixed meanwhile
+/// is used).
+async fn read_url(client: &Client, delivery: &Delivery) -> Result<String, String> {
+    let reference = &delivery.receiver.url_secret_ref;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &delivery.secret_namespace);
+    let secret = secrets.get_opt(&reference.name).await.map_err(|e| e.to_string())?;
+    secret
+        .and_then(|s| s.data)
+        .and_then(|d| d.get(&reference.key).map(|b| String::from_utf8_lossy(&b.0).trim().to_owned()))
+        .ok_or_else(|| {
+            format!("Secret {}/{} has no key {}", delivery.secret_namespace, reference.name, reference.key)
+        })
+}
+
+/// Delivers `body` to the URL `read_url` gives, `ATTEMPTS` times at most with jittered
+/// exponential backoff between attempts; the attempts it took.
+pub async fn send_with_retries<F, Fut>(
+    read_url: F,
+    destinations: &Destinations,
+    receiver: &str,
+    body: &Value,
+    timeout: Duration,
+) -> Result<u32, String>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<String, String>>,
+{
     let mut last = String::new();
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
-            tokio::time::sleep(backoff::delay(attempt - 1, Duration::from_secs(1), Duration::from_secs(30)))
-                .await;
+            tokio::time::sleep(backoff::delay(
+                attempt - 1,
+                Duration::from_millis(500),
+                Duration::from_secs(30),
+            ))
+            .await;
         }
-        match attempt_once(client, destinations, delivery).await {
+        match send_once(read_url().await, destinations, receiver, body, timeout).await {
             Ok(()) => {
-                debug!(notification = %delivery.what, attempt, "notification delivered");
-                return Ok(());
+                debug!(receiver, attempt, "notification delivered");
+                return Ok(attempt + 1);
             }
             Err(e) => last = e,
         }
@@ -235,27 +270,19 @@ async fn deliver(client: &Client, destinations: &Destinations, delivery: &Delive
     Err(format!("{ATTEMPTS} attempts, the last: {last}"))
 }
 
-async fn attempt_once(
-    client: &Client,
+async fn send_once(
+    url: Result<String, String>,
     destinations: &Destinations,
-    delivery: &Delivery,
+    receiver: &str,
+    body: &Value,
+    timeout: Duration,
 ) -> Result<(), String> {
-    let reference = &delivery.receiver.url_secret_ref;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &delivery.secret_namespace);
-    let secret = secrets.get_opt(&reference.name).await.map_err(|e| e.to_string())?;
-    let url = secret
-        .and_then(|s| s.data)
-        .and_then(|d| d.get(&reference.key).map(|b| String::from_utf8_lossy(&b.0).trim().to_owned()))
-        .ok_or_else(|| {
-            format!("Secret {}/{} has no key {}", delivery.secret_namespace, reference.name, reference.key)
-        })?;
-    let what = format!("receiver {} ({})", delivery.receiver.name, hooks::redacted(&url));
-    let pinned = destinations
-        .url(&what, &format!("receiver {}", delivery.receiver.name), &url)
-        .await
-        .map_err(|p| p.message)?;
-    let target = Target { url: &url, pinned: &pinned.addresses, token: None, timeout: TIMEOUT };
-    let answer = hooks::post_json(&target, &delivery.body).await.map_err(|e| e.to_string())?;
+    let url = url?;
+    let what = format!("receiver {receiver} ({})", hooks::redacted(&url));
+    let pinned =
+        destinations.url(&what, &format!("receiver {receiver}"), &url).await.map_err(|p| p.message)?;
+    let target = Target { url: &url, pinned: &pinned.addresses, token: None, timeout };
+    let answer = hooks::post_json(&target, body).await.map_err(|e| e.to_string())?;
     if answer.success() { Ok(()) } else { Err(answer.describe()) }
 }
 
