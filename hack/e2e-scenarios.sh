@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 # Files with the longest scenarios first (seen here, one scenario at a time: router 31–272 s
 # each, safety 12–127 s, canary 14–93 s, blue_green 50–62 s, the rest under 50 s; 25 scenarios,
 # 1,343 s in all, done two at a time in 672 s).
-SHARED=(router canary safety blue_green migration chart manual gateway gitops)
+SHARED=(router canary safety blue_green migration chart manual gateway gitops gates)
 ALONE=(operations resilience cluster_restarts)
 
 # Every scenario file runs: a file in no list fails the run rather than being skipped.

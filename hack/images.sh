@@ -9,7 +9,8 @@
 # Images (names as the chart and the scenarios use them):
 #   ghcr.io/mcp-rollout/mcp-rollout-operator:e2e   the operator (and kubectl-mcprollout, mcp-rollout-router)
 #   docker.io/library/mcp-fixture:{v1,v2-compatible,v2-breaking}   one per tool profile
-#   docker.io/library/mcp-agents:e2e               the simulated agents
+#   docker.io/library/mcp-agents:e2e               the simulated agents (and mcp-hooks, the recording
+#                                                  receiver of gate webhooks and notifications)
 #   localhost/prometheus:e2e                       Prometheus for the scenarios ($PROMETHEUS: the
 #                                                  build of hack/cluster.sh, from its Go module)
 set -euo pipefail
@@ -24,12 +25,12 @@ started=$SECONDS
 profile=${IMAGES_PROFILE:-release}
 echo "images: building $profile binaries" >&2
 cargo build --profile "$profile" --locked --quiet -p mcp-rollout --bin mcp-rollout-operator --bin kubectl-mcprollout \
-  --bin mcp-rollout-router -p mcp-fixture --bin mcp-fixture --bin mcp-agents
+  --bin mcp-rollout-router -p mcp-fixture --bin mcp-fixture --bin mcp-agents --bin mcp-hooks
 built=target/$([[ $profile == dev ]] && echo debug || echo "$profile")
 # Stripped copies: what the images carry (debug builds keep line tables, 4x the size).
 release=$OUT/bin
 mkdir -p "$release"
-for b in mcp-rollout-operator kubectl-mcprollout mcp-rollout-router mcp-fixture mcp-agents; do
+for b in mcp-rollout-operator kubectl-mcprollout mcp-rollout-router mcp-fixture mcp-agents mcp-hooks; do
   strip -o "$release/$b" "$built/$b"
 done
 
@@ -57,7 +58,8 @@ for profile in v1 v2-compatible v2-breaking; do
 done
 image --name docker.io/library/mcp-agents:e2e --out "$OUT/mcp-agents.tar" \
   --entrypoint /usr/local/bin/mcp-agents --file "$CA_BUNDLE:$CA_BUNDLE" \
-  --file "$release/mcp-agents:/usr/local/bin/mcp-agents" --libs-of "$release/mcp-agents"
+  --file "$release/mcp-agents:/usr/local/bin/mcp-agents" --libs-of "$release/mcp-agents" \
+  --file "$release/mcp-hooks:/usr/local/bin/mcp-hooks"
 if [[ -n ${PROMETHEUS:-} ]]; then
   image --name localhost/prometheus:e2e --out "$OUT/prometheus.tar" \
     --entrypoint /usr/bin/prometheus --file "$PROMETHEUS:/usr/bin/prometheus" --libs-of "$PROMETHEUS" \

@@ -7,6 +7,7 @@ pub mod agents;
 pub mod client;
 pub mod config;
 pub mod handler;
+pub mod hooks;
 pub mod legacy_sse;
 pub mod metrics;
 pub mod server;

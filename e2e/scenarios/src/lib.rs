@@ -26,7 +26,7 @@ use clap::Parser;
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
-        core::v1::{Namespace, Pod, Service},
+        core::v1::{Namespace, Pod, Secret, Service},
         discovery::v1::EndpointSlice,
         events::v1::Event,
     },
@@ -34,7 +34,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams},
+    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
 };
 use mcp_fixture::agents::{AgentsConfig, Report};
 use mcp_rollout::api::{McpRollout, Phase, labels};
@@ -356,6 +356,67 @@ impl Bed {
             .collect();
         events.sort_by(|a, b| a.event_time.as_ref().map(|t| t.0).cmp(&b.event_time.as_ref().map(|t| t.0)));
         events.into_iter().map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default())).collect()
+    }
+
+    /// Creates a Secret in the scenario's namespace from string data.
+    pub async fn secret(&self, name: &str, data: &[(&str, &str)]) {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let data: serde_json::Map<String, Value> =
+            data.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+        let secret: Secret =
+            serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).unwrap();
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+    }
+
+    /// Starts `mcp-hooks` (the recording receiver of gate webhooks and notifications, from the
+    /// agents image) in the scenario's namespace behind a Service `hooks`; its cluster IP once
+    /// it answers.
+    pub async fn hooks(&self) -> String {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "hooks", "labels": {"app": "hooks"}},
+            "spec": {"containers": [{
+                "name": "hooks", "image": self.real.agents_image, "imagePullPolicy": "IfNotPresent",
+                "command": ["/usr/local/bin/mcp-hooks"],
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1}
+            }]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"name": "hooks"},
+            "spec": {"selector": {"app": "hooks"}, "ports": [{"port": 8080, "targetPort": "http"}]}
+        }))
+        .unwrap();
+        services.create(&PostParams::default(), &service).await.unwrap();
+        eventually("mcp-hooks answering", Duration::from_secs(60), || async {
+            self.service_request("hooks", http::Method::GET, "/healthz", None)
+                .await
+                .is_some_and(|t| t == "ok")
+        })
+        .await;
+        self.cluster_ip("hooks").await
+    }
+
+    /// A request to a Service of the scenario's namespace through the API server's service
+    /// proxy (port 8080); the answer's text, `None` when it failed.
+    pub async fn service_request(
+        &self,
+        service: &str,
+        method: http::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Option<String> {
+        let uri = format!("/api/v1/namespaces/{}/services/{service}:8080/proxy{path}", self.namespace);
+        let request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(body.map(|b| b.to_string().into_bytes()).unwrap_or_default())
+            .unwrap();
+        self.client.request_text(request).await.ok()
     }
 
     /// Agents against the rollout's Service, in a pod, in the background.
