@@ -70,6 +70,15 @@ async fn a_schema_change_waits_for_approval_while_an_image_only_change_flows_and
     let docs_v2 = with_image(&docs, "mcp-fixture:v2-compatible", &[]);
     let tools_v2 = with_image(&tools, "mcp-fixture:v1", &[("FIXTURE_LATENCY_MS", "1")]);
     let (docs_rev, tools_rev) = (revision_of(&docs_v2), revision_of(&tools_v2));
+    // Calls for the analysis of tools' canary to judge (it holds at an inconclusive verdict).
+    let tools_traffic = bed
+        .agents("tools", |c| {
+            c.duration = 100.0;
+            c.rate = 10.0;
+            c.era = AgentEra::Stateless;
+            c.no_keepalive = true;
+        })
+        .await;
     let started = Instant::now();
     bed.apply(&docs_v2).await;
     bed.apply(&tools_v2).await;
@@ -99,6 +108,7 @@ async fn a_schema_change_waits_for_approval_while_an_image_only_change_flows_and
         })
         .await;
     let tools_secs = started.elapsed().as_secs_f64();
+    tools_traffic.abort();
     let tools_gates = promoted.status.unwrap().gates;
     assert!(
         tools_gates.iter().all(|g| g.name == "ticket"),

@@ -28,7 +28,7 @@ pub struct Gate {
     /// and probed, so the gate knows its schema diff). `WeightIncrease`: before each canary weight
     /// increase short of 100%. `Flip`: before a blue-green flip. `Promotion`: before the new
     /// revision takes all traffic (a canary's last increase, a blue-green flip).
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 4))]
     pub at: Vec<GatePoint>,
 
     /// Which revisions it applies to: `Always`, only those whose tool schemas differ from the
@@ -123,7 +123,7 @@ pub struct FreezeSpec {
     pub time_zone: String,
 
     /// The windows; the gate is closed while any one holds.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 32))]
     pub windows: Vec<FreezeWindow>,
 }
 
@@ -142,6 +142,7 @@ fn default_time_zone() -> String {
 pub struct FreezeWindow {
     /// Weekly: the days it begins on (empty: every day).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 7))]
     pub days: Vec<Weekday>,
 
     /// Weekly: local time it begins, `HH:MM`.
@@ -182,6 +183,7 @@ pub enum Weekday {
 #[serde(rename_all = "camelCase")]
 pub struct NotificationsSpec {
     #[serde(default)]
+    #[schemars(length(max = 16))]
     pub receivers: Vec<Receiver>,
 }
 
@@ -203,6 +205,7 @@ pub struct Receiver {
 
     /// What it is told; empty: everything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 7))]
     pub on: Vec<NotificationKind>,
 }
 
