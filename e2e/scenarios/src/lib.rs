@@ -431,6 +431,14 @@ impl Bed {
         let (real, client, namespace) = (self.real.clone(), self.client.clone(), self.namespace.clone());
         tokio::spawn(async move { real.run_agents(client, &namespace, config).await })
     }
+
+    /// Ends every agents pod of this bed now (aborting the handle from `agents` leaves its pod
+    /// calling until its duration is over).
+    pub async fn stop_agents(&self) {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let selected = ListParams::default().labels("app=e2e-agents");
+        let _ = pods.delete_collection(&DeleteParams::default(), &selected).await;
+    }
 }
 
 fn record_seen(seen: &Mutex<Vec<Value>>, rollout: &McpRollout) {

@@ -109,6 +109,7 @@ async fn a_schema_change_waits_for_approval_while_an_image_only_change_flows_and
         .await;
     let tools_secs = started.elapsed().as_secs_f64();
     tools_traffic.abort();
+    bed.stop_agents().await;
     let tools_gates = promoted.status.unwrap().gates;
     assert!(
         tools_gates.iter().all(|g| g.name == "ticket"),
@@ -129,6 +130,16 @@ async fn a_schema_change_waits_for_approval_while_an_image_only_change_flows_and
     // What a person sees, then the approval.
     let (ok, view) = bed.cli(&["status", "docs"]).await;
     assert!(ok && view.contains("Gates") && view.contains("WAITING"), "{view}");
+    // Calls for the analysis of docs' canary once it takes traffic (without them it holds at an
+    // inconclusive verdict: too few canary calls at 5%).
+    let docs_traffic = bed
+        .agents("docs", |c| {
+            c.duration = 110.0;
+            c.rate = 20.0;
+            c.era = AgentEra::Stateless;
+            c.no_keepalive = true;
+        })
+        .await;
     let (ok, out) = bed.cli(&["approve", "docs", "--gate", "schema-review"]).await;
     assert!(ok, "{out}");
     let approved_at = Instant::now();
@@ -138,6 +149,8 @@ async fn a_schema_change_waits_for_approval_while_an_image_only_change_flows_and
         })
         .await;
     let docs_secs = approved_at.elapsed().as_secs_f64();
+    docs_traffic.abort();
+    bed.stop_agents().await;
     let gates = done.status.unwrap().gates;
     assert!(gates.iter().all(|g| g.state == GateState::Open), "{gates:?}");
     let docs_call = received(&bed)

@@ -4,7 +4,7 @@
 //! (`sigs.k8s.io/cli-utils/pkg/kstatus`) computes the health of the same status fixtures.
 //! Both through `e2e/cluster/cmd/gitops-check`, built here from the Go module beside it. The
 //! fixtures in `deploy/argocd/testdata/` are McpRollouts read back from a run of the real
-//! operator (first deploy, healthy, canary, paused at a step and by request, aborted, a missing
+//! operator (first deploy, healthy, canary, paused at a step, by request and at a gate, aborted, a missing
 //! Secret, a spec change not yet observed), with server-only metadata removed.
 
 #![allow(clippy::unwrap_used)]
@@ -56,6 +56,7 @@ fn health(obj: &Value) -> (String, String) {
 #[test]
 fn argo_cd_health_follows_phase_and_conditions() {
     let expected = [
+        ("gate-waiting", "Suspended"),
         ("generation-not-observed", "Progressing"),
         ("healthy", "Healthy"),
         ("paused-at-step", "Suspended"),
@@ -102,6 +103,10 @@ fn argo_cd_actions_are_offered_when_they_apply() {
         ["abort", "promote", "promote-full", "resume"]
     );
     assert_eq!(enabled_actions(&fixture("rolled-back")), ["resume", "retry"]);
+    assert_eq!(
+        enabled_actions(&fixture("gate-waiting")),
+        ["abort", "approve", "pause", "promote", "promote-full"]
+    );
     assert!(enabled_actions(&fixture("healthy")).is_empty());
 }
 

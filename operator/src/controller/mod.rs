@@ -36,7 +36,7 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
-        Controller,
+        Controller, controller,
         events::{Recorder, Reporter},
         reflector::ObjectRef,
         watcher,
@@ -115,6 +115,17 @@ where
 /// fresh one lists again.
 const FIRST_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Triggers for one rollout within this long of each other make one reconcile, after the last
+/// (trailing edge): a rollout step changes its Deployments, their pods and its status within
+/// milliseconds, each a watch event. Short, because the scheduler keeps postponing while
+/// events keep coming.
+const RECONCILE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Reconciles running at once, across all rollouts (one rollout never has two). Unbounded, a
+/// restart of an operator with a thousand rollouts would send a thousand reconciles' requests
+/// to the API server at once; reconciles wait on the API server, not on this process's CPU.
+const RECONCILE_CONCURRENCY: u16 = 16;
+
 /// The McpRollouts were not listed in time after this replica began leading.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -159,6 +170,9 @@ pub async fn run(
     let controller = Controller::new(api::<McpRollout>(&client, &scope), watcher::Config::default());
     let listed = controller.store();
     let running = controller
+        .with_config(
+            controller::Config::default().debounce(RECONCILE_DEBOUNCE).concurrency(RECONCILE_CONCURRENCY),
+        )
         .owns(api::<Deployment>(&client, &scope), owned.clone())
         .owns(api::<Service>(&client, &scope), owned.clone())
         .watches(api::<Pod>(&client, &scope), owned, |pod: Pod| {

@@ -32,7 +32,7 @@ use sha2::Digest;
 use tracing::{info, warn};
 
 use super::{
-    Context,
+    Context, backoff,
     destinations::Pinned,
     disruption,
     error::Error,
@@ -63,10 +63,21 @@ const STALLED_REQUEUE: Duration = Duration::from_secs(10);
 /// Consecutive failed writes after which a reconcile's API errors become a Stalled condition.
 const FAILED_WRITES_TO_STALL: u32 = 3;
 
+/// Retries of a failing reconcile: 0.5-1 s after the first failure, twice that after each
+/// further one in a row, at most 30 s (jittered, so that rollouts failing for one reason — the
+/// API server away — come back spread out, not in step).
+const ERROR_BACKOFF_BASE: Duration = Duration::from_secs(1);
+const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
 pub async fn reconcile(rollout: Arc<McpRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_inner(&rollout, &ctx).await;
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    if result.is_ok()
+        && let Some(namespace) = rollout.namespace()
+    {
+        ctx.workers.record_reconciled(&(namespace, rollout.name_any()));
+    }
     result
 }
 
@@ -81,8 +92,14 @@ pub fn error_policy(rollout: Arc<McpRollout>, error: &Error, ctx: Arc<Context>) 
         rollout: rollout.name_any(),
         reason: reason.into(),
     });
-    warn!(rollout = %rollout.name_any(), namespace = ?rollout.namespace(), %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    let in_a_row =
+        ctx.workers.record_failed_reconcile(&(rollout.namespace().unwrap_or_default(), rollout.name_any()));
+    let retry = backoff::delay(in_a_row.saturating_sub(1), ERROR_BACKOFF_BASE, ERROR_BACKOFF_MAX);
+    warn!(
+        rollout = %rollout.name_any(), namespace = ?rollout.namespace(), %error, failures_in_a_row = in_a_row,
+        retry_in = ?retry, "reconcile failed; retrying"
+    );
+    Action::requeue(retry)
 }
 
 /// Everything one reconcile read: the rollout's own objects (only those it controls), the

@@ -41,6 +41,8 @@ struct RolloutState {
     /// Reconciles in a row whose writes the API server refused, and the last refusal.
     failed_writes: u32,
     last_write_error: Option<String>,
+    /// Reconciles in a row that ended in an error (the backoff before the next one).
+    failed_reconciles: u32,
     /// Objects of our names that exist and are not ours, found by the last reconcile.
     conflicts: Vec<String>,
     /// The latest answer of each gate webhook call, and the calls under way.
@@ -175,6 +177,20 @@ impl Workers {
                 s.last_write_error = Some(e);
             }
         });
+    }
+
+    /// A reconcile ended in an error: how many have, in a row (1 for the first).
+    pub fn record_failed_reconcile(&self, key: &RolloutKey) -> u32 {
+        self.with(key, |s| {
+            s.failed_reconciles = s.failed_reconciles.saturating_add(1);
+            s.failed_reconciles
+        })
+    }
+
+    /// A reconcile succeeded: the next failure backs off from the start again.
+    pub fn record_reconciled(&self, key: &RolloutKey) {
+        // A rollout deleted during the reconcile is not brought back.
+        self.with_known(key, |s| s.failed_reconciles = 0);
     }
 
     /// Whether the template history was brought up to date for `revision` as stable.
