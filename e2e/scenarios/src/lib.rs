@@ -36,7 +36,7 @@ use kube::{
     Api, Client,
     api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
 };
-use mcp_fixture::agents::{AgentsConfig, Report};
+use mcp_fixture::agents::{AgentEra, AgentsConfig, Report};
 use mcp_rollout::api::{McpRollout, Phase, labels};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -430,6 +430,19 @@ impl Bed {
         configure(&mut config);
         let (real, client, namespace) = (self.real.clone(), self.client.clone(), self.namespace.clone());
         tokio::spawn(async move { real.run_agents(client, &namespace, config).await })
+    }
+
+    /// Stateless-era tool calls at `per_second` for `seconds`, each on a fresh connection so
+    /// that kube-proxy splits them by the pods' ratio: pooled keep-alive connections land on a
+    /// canary's one pod or do not, and its analysis then sees a few calls a minute.
+    pub async fn calls(&self, rollout: &str, seconds: f64, per_second: f64) -> JoinHandle<Report> {
+        self.agents(rollout, |c| {
+            c.duration = seconds;
+            c.rate = per_second;
+            c.era = AgentEra::Stateless;
+            c.no_keepalive = true;
+        })
+        .await
     }
 
     /// Ends every agents pod of this bed now (aborting the handle from `agents` leaves its pod

@@ -130,22 +130,13 @@ async fn a_canary_with_tool_call_errors_is_rolled_back_automatically() {
     let v1 = fixture_rollout("docs", "mcp-fixture:v1", &[], &bed.prometheus_url());
     bed.apply(&v1).await;
     bed.wait_healthy("docs").await;
-    let traffic = bed
-        .agents("docs", |c| {
-            c.duration = 60.0;
-            // Enough canary calls that a clean window is not luck: a pass needs every point of
-            // the 6 s window (3 s rates, so ~9 s of calls) free of errors. At 10 calls/s and 10%
-            // errors the canary's ~18 calls there were all fine about one run in seven, and the
-            // bad canary stepped to 25% (seen in CI with another scenario beside it). At 20
-            // calls/s and 30% errors that is 0.7^36 ≈ 3e-6 (0.2% if a busy machine halves it).
-            c.rate = 20.0;
-            c.era = AgentEra::Stateless;
-            // Every call on a fresh connection, so kube-proxy splits calls by the pod ratio:
-            // four pooled keep-alive connections land on the canary's one pod or do not, and
-            // its error signal was a few calls a minute (it reached 25% on such a run).
-            c.no_keepalive = true;
-        })
-        .await;
+    // Enough canary calls that a clean window is not luck: a pass needs every point of the 6 s
+    // window (3 s rates, so ~9 s of calls) free of errors. At 10 calls/s and 10% errors the
+    // canary's ~18 calls there were all fine about one run in seven, and the bad canary stepped
+    // to 25% (seen in CI with another scenario beside it). At 20 calls/s and 30% errors that is
+    // 0.7^36 ≈ 3e-6 (0.2% if a busy machine halves it). Each on a fresh connection (`calls`):
+    // with pooled keep-alive connections the canary reached 25% on one run.
+    let traffic = bed.calls("docs", 60.0, 20.0).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut bad = with_image(&v1, "mcp-fixture:v2-compatible", &[("FIXTURE_ERROR_RATE", "0.3")]);
     // The analysis is what this scenario tests: the probe keeps its handshake and tools/list

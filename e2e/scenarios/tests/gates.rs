@@ -10,7 +10,6 @@
 use std::time::{Duration, Instant};
 
 use e2e::{Bed, fixture_rollout, phase, revision_of, with_image};
-use mcp_fixture::agents::AgentEra;
 use mcp_rollout::api::{GateState, McpRollout, Phase, RollbackReason};
 use serde_json::{Value, json};
 
@@ -71,14 +70,7 @@ async fn a_schema_change_waits_for_approval_while_an_image_only_change_flows_and
     let tools_v2 = with_image(&tools, "mcp-fixture:v1", &[("FIXTURE_LATENCY_MS", "1")]);
     let (docs_rev, tools_rev) = (revision_of(&docs_v2), revision_of(&tools_v2));
     // Calls for the analysis of tools' canary to judge (it holds at an inconclusive verdict).
-    let tools_traffic = bed
-        .agents("tools", |c| {
-            c.duration = 100.0;
-            c.rate = 10.0;
-            c.era = AgentEra::Stateless;
-            c.no_keepalive = true;
-        })
-        .await;
+    let tools_traffic = bed.calls("tools", 100.0, 10.0).await;
     let started = Instant::now();
     bed.apply(&docs_v2).await;
     bed.apply(&tools_v2).await;
@@ -132,14 +124,7 @@ async fn a_schema_change_waits_for_approval_while_an_image_only_change_flows_and
     assert!(ok && view.contains("Gates") && view.contains("WAITING"), "{view}");
     // Calls for the analysis of docs' canary once it takes traffic (without them it holds at an
     // inconclusive verdict: too few canary calls at 5%).
-    let docs_traffic = bed
-        .agents("docs", |c| {
-            c.duration = 110.0;
-            c.rate = 20.0;
-            c.era = AgentEra::Stateless;
-            c.no_keepalive = true;
-        })
-        .await;
+    let docs_traffic = bed.calls("docs", 110.0, 20.0).await;
     let (ok, out) = bed.cli(&["approve", "docs", "--gate", "schema-review"]).await;
     assert!(ok, "{out}");
     let approved_at = Instant::now();
@@ -165,14 +150,7 @@ async fn a_schema_change_waits_for_approval_while_an_image_only_change_flows_and
     }
 
     // A failing canary of docs: rolled back by the analysis, and told with its numbers.
-    let traffic = bed
-        .agents("docs", |c| {
-            c.duration = 45.0;
-            c.rate = 20.0;
-            c.era = AgentEra::Stateless;
-            c.no_keepalive = true;
-        })
-        .await;
+    let traffic = bed.calls("docs", 45.0, 20.0).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut bad = with_image(&docs_v2, "mcp-fixture:v2-compatible", &[("FIXTURE_ERROR_RATE", "0.3")]);
     bad["spec"]["probe"].as_object_mut().unwrap().remove("toolCall");
