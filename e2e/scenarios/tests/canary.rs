@@ -31,6 +31,13 @@ async fn first_deploy_then_a_healthy_canary_completes_without_agent_errors() {
     assert_eq!(status.stable_revision.as_deref(), Some(r1.as_str()));
     assert_eq!(status.canary_revision, None, "a first deploy has no canary");
     assert_eq!(bed.deployments("docs").await.len(), 1);
+    // Healthy means the Service routes to it (it was once written before the pods entered
+    // rotation, and agents started on it found no endpoint).
+    let endpoints = bed.ready_endpoints("docs").await;
+    assert!(!endpoints.is_empty(), "Healthy with no ready endpoint in the Service");
+    // kube-proxy's rules follow the EndpointSlices by themselves (the data plane, not the
+    // operator): waited for, and its lag printed.
+    let proxy_lag = bed.wait_proxy_follows("docs").await;
     let warmup = bed
         .agents("docs", |c| {
             c.duration = 2.0;
@@ -39,9 +46,19 @@ async fn first_deploy_then_a_healthy_canary_completes_without_agent_errors() {
         .await
         .await
         .unwrap();
-    assert_eq!(warmup.by_server_version.keys().cloned().collect::<Vec<_>>(), vec![r1.clone()]);
+    assert_eq!(
+        warmup.by_server_version.keys().cloned().collect::<Vec<_>>(),
+        vec![r1.clone()],
+        "{}",
+        warmup.summary()
+    );
     assert_eq!(failed_calls(&warmup), 0, "{}", warmup.summary());
-    println!("scenario 1: first deploy healthy in {first_secs:.1} s; {}", warmup.summary());
+    println!(
+        "scenario 1: first deploy healthy in {first_secs:.1} s with {} endpoints (kube-proxy followed {:.1} s later); {}",
+        endpoints.len(),
+        proxy_lag.as_secs_f64(),
+        warmup.summary()
+    );
 
     // Scenario 2: a compatible new version, under traffic with streamed calls.
     let (poller, timeline) = watch_status(&bed, "docs");

@@ -32,6 +32,7 @@ use futures::{StreamExt, channel::mpsc::UnboundedReceiver};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Service},
+    discovery::v1::EndpointSlice,
 };
 use kube::{
     Api, Client, ResourceExt,
@@ -166,6 +167,7 @@ pub async fn run(
         notifier,
     });
     let owned = watcher::Config::default().labels(labels::ROLLOUT);
+    let owned_slices = owned.clone();
     let forgetting = context.clone();
     let controller = Controller::new(api::<McpRollout>(&client, &scope), watcher::Config::default());
     let listed = controller.store();
@@ -178,6 +180,13 @@ pub async fn run(
         .watches(api::<Pod>(&client, &scope), owned, |pod: Pod| {
             let rollout = pod.labels().get(labels::ROLLOUT)?.clone();
             Some(ObjectRef::new(&rollout).within(&pod.namespace()?))
+        })
+        // The rollout's Services' EndpointSlices (the EndpointSlice controller copies a
+        // Service's labels onto them): what kube-proxy routes to changes the weight in force
+        // and whether stable serves, and nothing else would wake the rollout when it does.
+        .watches(api::<EndpointSlice>(&client, &scope), owned_slices, |slice: EndpointSlice| {
+            let rollout = slice.labels().get(labels::ROLLOUT)?.clone();
+            Some(ObjectRef::new(&rollout).within(&slice.namespace()?))
         })
         // The MCP session router's pods: a replica becoming ready (or leaving) changes what
         // is in force.

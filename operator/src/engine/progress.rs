@@ -29,6 +29,14 @@ impl<'a> Engine<'a> {
             self.observed.revision(&stable).map_or((0, false, 0), |o| (o.ready, o.crash_looping, o.restarts));
         if ready >= total && !crash_looping {
             self.st.unavailable_since = None;
+            if !self.stable_routed(&stable) {
+                // "Serves all traffic" only once it does: a first deploy is promoted before its
+                // pods enter rotation, and the Service sends them nothing until its endpoints
+                // list them (seen: agents started on Healthy found no endpoint).
+                self.hold(Hold::Waiting(format!(
+                    "revision {stable} is ready; waiting for the Service to route traffic to it"
+                )));
+            }
             return;
         }
         let now = self.now;
@@ -49,6 +57,17 @@ impl<'a> Engine<'a> {
         } else {
             self.hold(Hold::Waiting(format!("{ready} of {total} pods of stable revision {stable} ready")));
         }
+    }
+
+    /// Whether traffic reaches `stable`: a router replica weights it (with the MCP session
+    /// router; all of them answered), or the rollout Service's endpoints list one of its pods
+    /// (that Service is over every in-rotation pod, with a Gateway API route too).
+    fn stable_routed(&self, stable: &str) -> bool {
+        if self.mcp_router() {
+            let router = self.observed.router.as_ref().filter(|r| r.complete);
+            return router.and_then(|r| r.min_weight.get(stable)).is_some_and(|w| *w > 0);
+        }
+        self.observed.revision(stable).is_some_and(|o| o.in_endpoints > 0)
     }
 
     pub(super) fn progress_first_deploy(&mut self) {

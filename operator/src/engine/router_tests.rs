@@ -180,3 +180,28 @@ fn a_tool_route_puts_a_probed_canary_in_rotation_at_weight_zero() {
     w.round(1);
     assert_eq!(w.plan().revision(&canary).unwrap().in_rotation, 0);
 }
+
+#[test]
+fn with_the_router_a_stable_revision_is_healthy_once_every_replica_weights_it() {
+    let mut w =
+        World::new(super::tests::spec(json!({"canary": {"steps": [{"setWeight": 50}]}}), "mcp-fixture:v1"));
+    routed(&mut w);
+    let stable = w.revision();
+    for _ in 0..3 {
+        w.round(1);
+    }
+    assert_eq!(w.status.stable_revision.as_deref(), Some(stable.as_str()));
+    assert_eq!(
+        w.status.phase,
+        Some(Phase::Progressing),
+        "no router replica has answered: {:?}",
+        w.status.message
+    );
+    router_reports(&mut w, &[(&stable, 100)], &[], false);
+    w.observed.router.as_mut().unwrap().complete = false;
+    w.round(1);
+    assert_eq!(w.status.phase, Some(Phase::Progressing), "one replica has not answered");
+    router_reports(&mut w, &[(&stable, 100)], &[], false);
+    w.round(1);
+    assert_eq!(w.status.phase, Some(Phase::Healthy), "{:?}", w.status.message);
+}

@@ -200,10 +200,21 @@ fn first_deploy_becomes_stable_once_ready_and_probed_with_no_canary() {
     let d = w.decide().clone();
     assert_eq!(d.status.stable_revision.as_deref(), Some(rev.as_str()));
     assert_eq!(d.status.canary_revision, None);
-    assert_eq!(d.status.phase, Some(Phase::Healthy));
     assert_eq!(d.plan.revisions[0].in_rotation, 4);
     assert_eq!(d.plan.revisions[0].weight, 100);
     assert!(w.saw("Promoted"));
+    // Stable, but not Healthy until the Service routes to it: its pods are not in the
+    // endpoints until the plan's rotation is applied.
+    assert_eq!(d.status.phase, Some(Phase::Progressing));
+    assert!(
+        d.status.message.as_deref().unwrap_or_default().contains("waiting for the Service"),
+        "{:?}",
+        d.status.message
+    );
+    w.tick(1);
+    w.pods_follow_plan();
+    let d = w.decide().clone();
+    assert_eq!(d.status.phase, Some(Phase::Healthy));
     let ready = d.status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!(ready.status, "True");
 }
@@ -1134,4 +1145,20 @@ fn at_rest_a_passing_probe_that_finds_nothing_new_writes_no_status() {
     w.set_probe(&stable, false, 4, Some(true));
     w.decide();
     assert_eq!(w.status.probes[0].consecutive_failures, 1);
+}
+
+#[test]
+fn a_stable_revision_the_service_does_not_route_to_is_not_healthy() {
+    let (mut w, stable, _) = with_stable_then(canary_steps(), false);
+    w.spec.template.spec.as_mut().unwrap().containers[0].image = Some("mcp-fixture:v1".into());
+    w.round(1);
+    assert_eq!(w.status.phase, Some(Phase::Healthy), "{:?}", w.status.message);
+    // Ready pods, but the Service's endpoints list none of them (the readiness gate lost, the
+    // Service's selector changed by hand): no traffic reaches the rollout.
+    w.observed.revisions.iter_mut().filter(|r| r.revision == stable).for_each(|r| r.in_endpoints = 0);
+    let d = w.decide().clone();
+    assert_eq!(d.status.phase, Some(Phase::Progressing));
+    assert!(d.status.message.as_deref().unwrap_or_default().contains(&stable));
+    w.observed.revisions.iter_mut().filter(|r| r.revision == stable).for_each(|r| r.in_endpoints = 4);
+    assert_eq!(w.decide().status.phase, Some(Phase::Healthy));
 }
