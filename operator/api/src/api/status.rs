@@ -244,7 +244,8 @@ pub enum Phase {
     Progressing,
     /// Waiting for a human (pause step, `paused`, or an inconclusive gate).
     Paused,
-    /// The stable revision serves all traffic and nothing is in progress.
+    /// The stable revision serves all traffic (observed: its pods in the rollout Service's
+    /// endpoints, or weighted by every router replica) and nothing is in progress.
     Healthy,
     /// The latest rollout was rolled back or aborted, or the rollout cannot proceed.
     Degraded,
