@@ -131,9 +131,13 @@ async fn first_deploy_then_a_healthy_canary_completes_without_agent_errors() {
     for reason in ["RolloutStarted", "StepAdvanced", "Promoted", "DrainStarted", "DrainFinished"] {
         assert!(events.iter().any(|e| e == reason), "event {reason} in {events:?}");
     }
+    // Reconciles read the watches' caches (listing only when a cache had not caught up with
+    // the operator's own writes); counted over every rollout this operator has run.
+    let reads = object_reads(&bed.operator_get("/metrics").await);
+    assert!(reads.get("cache").copied().unwrap_or(0.0) > 0.0, "no reconcile read a cache: {reads:?}");
     println!(
         "scenario 2: promoted in {promoted_secs:.1} s, drained in {drained_secs:.1} s; weights {weights:?}; \
-         max effective weight seen {}; {}",
+         max effective weight seen {}; {}; reconciles by where they read: {reads:?}",
         timeline.max_effective_weight(),
         report.summary()
     );
@@ -294,4 +298,16 @@ async fn a_crash_looping_canary_is_rolled_back_at_once() {
     })
     .await;
     println!("scenario 5: crash-looping canary rolled back {secs:.1} s after apply: {}", rollback.message);
+}
+
+/// `mcprollout_object_reads_total` by source, from the operator's metrics.
+fn object_reads(metrics: &str) -> std::collections::BTreeMap<String, f64> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("mcprollout_object_reads_total{source=\""))
+        .filter_map(|l| {
+            let (source, value) = l.split_once("\"} ")?;
+            Some((source.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
 }

@@ -100,6 +100,7 @@ pub async fn mark_pods(
     pods_api: &Api<Pod>,
     plan: &[RevisionPlan],
     pods: &[Pod],
+    writes: &super::caches::Writes,
 ) -> Result<Vec<String>, Error> {
     let mut marked = Vec::new();
     for (name, draining) in marking_changes(plan, pods) {
@@ -109,7 +110,7 @@ pub async fn mark_pods(
             json!({"metadata": {"labels": {DRAINING_LABEL: null}, "annotations": {DELETION_COST: null}}})
         };
         match pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
-            Ok(_) => {}
+            Ok(patched) => writes.record(&patched),
             Err(kube::Error::Api(e)) if e.code == 404 => continue,
             Err(e) => return Err(e.into()),
         }
@@ -127,6 +128,7 @@ pub async fn apply_budgets(
     rollout: &McpRollout,
     plan: &[RevisionPlan],
     current: &[PodDisruptionBudget],
+    writes: &super::caches::Writes,
 ) -> Result<(), Error> {
     let wanted = draining_revisions(plan);
     let existing: BTreeMap<String, &PodDisruptionBudget> = current
@@ -144,15 +146,17 @@ pub async fn apply_budgets(
             continue; // its spec never changes
         }
         let budget = budget(rollout, revision);
-        api.patch(&names::drain_budget(&rollout.name_any(), revision), &apply, &Patch::Apply(&budget))
-            .await?;
+        writes.record(
+            &api.patch(&names::drain_budget(&rollout.name_any(), revision), &apply, &Patch::Apply(&budget))
+                .await?,
+        );
     }
     for (revision, budget) in existing {
         if wanted.contains(&revision) || budget.metadata.deletion_timestamp.is_some() {
             continue;
         }
         match api.delete(&budget.name_any(), &DeleteParams::default()).await {
-            Ok(_) => {}
+            Ok(answer) => writes.record_delete(&budget.name_any(), &answer),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),
         }

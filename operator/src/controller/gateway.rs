@@ -469,7 +469,7 @@ impl TrafficRouter for GatewayRouter {
             .iter()
             .map(|r| RevisionPlan { in_rotation: if r.weight > 0 { r.replicas } else { 0 }, ..r.clone() })
             .collect();
-        let mut outcome = patch_rotation(&pods, &plan, request.pods).await?;
+        let mut outcome = patch_rotation(&pods, &plan, request.pods, request.writes).await?;
         outcome.conflicts = conflicts;
         if let Some(routing) =
             request.rollout.spec.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref())

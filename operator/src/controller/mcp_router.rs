@@ -580,7 +580,7 @@ impl TrafficRouter for McpRouterRouting {
         self.apply(&namespace, &budget(rollout)).await?;
         self.apply(&namespace, &deployment(rollout, &self.image)).await?;
         let (pods, conflicts) = apply_services(&self.client, request).await?;
-        let mut outcome = patch_rotation(&pods, request.plan, request.pods).await?;
+        let mut outcome = patch_rotation(&pods, request.plan, request.pods, request.writes).await?;
         outcome.conflicts = conflicts;
         Ok(outcome)
     }

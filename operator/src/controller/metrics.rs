@@ -34,6 +34,11 @@ pub struct RolloutLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: String,
 }
@@ -109,6 +114,8 @@ pub struct Metrics {
     pub tracked_rollouts: Gauge,
     /// Notifications by result: sent, failed (after every attempt), dropped (queue full).
     pub notifications: Family<ResultLabels, Counter>,
+    /// Reconciles by where they read the rollout's objects: `cache`, or why they listed.
+    pub reads: Family<SourceLabels, Counter>,
     /// The process's resident memory, read at each scrape.
     resident_memory: Gauge,
     ready: AtomicBool,
@@ -214,6 +221,13 @@ impl Default for Metrics {
             "Notifications by result: sent, failed (every attempt), dropped (queue full)",
             notifications.clone(),
         );
+        let reads = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "object_reads",
+            "Reconciles by where they read the rollout's objects: cache, or why they listed \
+             (not_synced, behind, incomparable, migration)",
+            reads.clone(),
+        );
         let resident_memory = Gauge::default();
         registry.register(
             "resident_memory_bytes",
@@ -240,6 +254,7 @@ impl Default for Metrics {
             leader,
             tracked_rollouts,
             notifications,
+            reads,
             resident_memory,
             ready: AtomicBool::new(false),
             published: Mutex::default(),
@@ -309,6 +324,11 @@ impl Metrics {
     }
 
     /// Gauges that mirror one rollout's status and its revisions' pods.
+    /// One reconcile read its rollout's objects from `source` (`cache`, or why it listed).
+    pub fn count_read(&self, source: &str) {
+        self.reads.get_or_create(&SourceLabels { source: source.to_owned() }).inc();
+    }
+
     pub fn observe_status(
         &self,
         namespace: &str,

@@ -3,10 +3,12 @@
 //!
 //! Modules: [`reconcile`] (observe → decide → report → apply), [`resources`] and [`names`]
 //! (the objects, built purely), [`observe`] (pods → engine observations), [`traffic`] (the
-//! routing interface and the plain-Service router), [`workers`] (probes and analysis beside the
+//! routing interface and the plain-Service router), [`caches`] (the watches' stores, read once
+//! they show the operator's own writes), [`workers`] (probes and analysis beside the
 //! loop), [`metrics`] and [`leader`].
 
 mod backoff;
+pub mod caches;
 pub mod destinations;
 pub mod disruption;
 pub mod error;
@@ -33,13 +35,14 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Service},
     discovery::v1::EndpointSlice,
+    policy::v1::PodDisruptionBudget,
 };
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
-        Controller, controller,
+        Controller, WatchStreamExt, controller,
         events::{Recorder, Reporter},
-        reflector::ObjectRef,
+        reflector::{self, ObjectRef},
         watcher,
     },
 };
@@ -64,6 +67,8 @@ pub struct Context {
     pub destinations: Arc<destinations::Destinations>,
     /// Notifications, delivered beside the reconciles.
     pub notifier: notify::Notifier,
+    /// The rollouts' objects as the watches see them, read once they show our writes.
+    pub caches: caches::Caches,
 }
 
 /// The operator's own settings (its flags).
@@ -154,6 +159,41 @@ pub async fn run(
         metrics.clone(),
         settings.default_receivers,
     );
+    // Each watch feeds a store before it wakes a rollout; reconciles read the stores (see
+    // `caches`). Managed fields are dropped: they are most of an object's size and never read.
+    let owned = watcher::Config::default().labels(labels::ROLLOUT);
+    let (deployments, deployments_writer) = reflector::store();
+    let (pods, pods_writer) = reflector::store();
+    let (services, services_writer) = reflector::store();
+    let (budgets, budgets_writer) = reflector::store();
+    let (slices, slices_writer) = reflector::store();
+    let deployment_events = watcher(api::<Deployment>(&client, &scope), owned.clone())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(deployments_writer)
+        .touched_objects();
+    let pod_events = watcher(api::<Pod>(&client, &scope), owned.clone())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(pods_writer)
+        .touched_objects();
+    let service_events = watcher(api::<Service>(&client, &scope), owned.clone())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(services_writer)
+        .touched_objects();
+    let budget_events = watcher(api::<PodDisruptionBudget>(&client, &scope), owned.clone())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(budgets_writer)
+        .touched_objects();
+    // The EndpointSlice controller copies a Service's labels onto its slices.
+    let slice_events = watcher(api::<EndpointSlice>(&client, &scope), owned)
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(slices_writer)
+        .touched_objects();
+    let stores = caches::Stores { deployments, pods, services, budgets, slices };
     let context = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
@@ -165,9 +205,8 @@ pub async fn run(
         http: reqwest::Client::new(),
         destinations,
         notifier,
+        caches: caches::Caches::new(stores),
     });
-    let owned = watcher::Config::default().labels(labels::ROLLOUT);
-    let owned_slices = owned.clone();
     let forgetting = context.clone();
     let controller = Controller::new(api::<McpRollout>(&client, &scope), watcher::Config::default());
     let listed = controller.store();
@@ -175,19 +214,20 @@ pub async fn run(
         .with_config(
             controller::Config::default().debounce(RECONCILE_DEBOUNCE).concurrency(RECONCILE_CONCURRENCY),
         )
-        .owns(api::<Deployment>(&client, &scope), owned.clone())
-        .owns(api::<Service>(&client, &scope), owned.clone())
-        .watches(api::<Pod>(&client, &scope), owned, |pod: Pod| {
+        .owns_stream(deployment_events)
+        .owns_stream(service_events)
+        .watches_stream(pod_events, |pod: Pod| {
             let rollout = pod.labels().get(labels::ROLLOUT)?.clone();
             Some(ObjectRef::new(&rollout).within(&pod.namespace()?))
         })
-        // The rollout's Services' EndpointSlices (the EndpointSlice controller copies a
-        // Service's labels onto them): what kube-proxy routes to changes the weight in force
-        // and whether stable serves, and nothing else would wake the rollout when it does.
-        .watches(api::<EndpointSlice>(&client, &scope), owned_slices, |slice: EndpointSlice| {
+        // What kube-proxy routes to changes the weight in force and whether stable serves,
+        // and nothing else would wake the rollout when it does.
+        .watches_stream(slice_events, |slice: EndpointSlice| {
             let rollout = slice.labels().get(labels::ROLLOUT)?.clone();
             Some(ObjectRef::new(&rollout).within(&slice.namespace()?))
         })
+        // Budgets change with every pod of a draining revision: read, never a trigger.
+        .watches_stream(budget_events, |_: PodDisruptionBudget| None::<ObjectRef<McpRollout>>)
         // The MCP session router's pods: a replica becoming ready (or leaving) changes what
         // is in force.
         .watches(
@@ -235,6 +275,7 @@ async fn forget_if_deleted(context: &Context, object: &ObjectRef<kube::core::Dyn
     match api.get_opt(&object.name).await {
         Ok(None) => {
             context.workers.forget(&(namespace.clone(), object.name.clone()));
+            context.caches.forget(&(namespace.clone(), object.name.clone()));
             context.metrics.forget(&namespace, &object.name);
             debug!(rollout = %object.name, %namespace, "deleted: its state and series dropped");
         }

@@ -32,7 +32,7 @@ use sha2::Digest;
 use tracing::{info, warn};
 
 use super::{
-    Context, backoff,
+    Context, backoff, caches,
     destinations::Pinned,
     disruption,
     error::Error,
@@ -202,6 +202,7 @@ async fn finalize(ctx: &Context, rollout: &McpRollout) -> Result<Action, Error> 
         remove_finalizer(ctx, rollout).await?;
     }
     ctx.workers.forget(&(namespace.clone(), name.clone()));
+    ctx.caches.forget(&(namespace.clone(), name.clone()));
     ctx.metrics.forget(&namespace, &name);
     Ok(Action::await_change())
 }
@@ -224,42 +225,71 @@ fn controlled_by(meta: &kube::api::ObjectMeta, rollout: &McpRollout) -> bool {
     meta.owner_references.iter().flatten().any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
 }
 
+/// The rollout's Deployments, pods, Services, budgets and its Service's EndpointSlices: from
+/// the watches' stores once they show this operator's writes, else listed. A migrating
+/// rollout always lists: the Service it takes over is not yet labelled as ours, so its
+/// EndpointSlices (which say whether the old Deployment still gets traffic) are in no store.
+async fn read_objects(
+    ctx: &Context,
+    rollout: &McpRollout,
+    key: &RolloutKey,
+) -> Result<caches::Snapshot, Error> {
+    let miss = if rollout.spec.workload_ref.is_some() {
+        "migration"
+    } else {
+        match ctx.caches.read(key).await {
+            Ok(snapshot) => {
+                ctx.metrics.count_read("cache");
+                return Ok(snapshot);
+            }
+            Err(miss) => miss.as_str(),
+        }
+    };
+    ctx.metrics.count_read(miss);
+    let (namespace, name) = key;
+    let selector = ListParams::default().labels(&format!("{}={name}", labels::ROLLOUT));
+    let slices = ListParams::default().labels(&format!("kubernetes.io/service-name={name}"));
+    Ok(caches::Snapshot {
+        deployments: Api::<Deployment>::namespaced(ctx.client.clone(), namespace)
+            .list(&selector)
+            .await?
+            .items,
+        pods: Api::<Pod>::namespaced(ctx.client.clone(), namespace).list(&selector).await?.items,
+        services: Api::<Service>::namespaced(ctx.client.clone(), namespace).list(&selector).await?.items,
+        budgets: Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), namespace)
+            .list(&selector)
+            .await?
+            .items,
+        slices: Api::<EndpointSlice>::namespaced(ctx.client.clone(), namespace).list(&slices).await?.items,
+    })
+}
+
 async fn observe(ctx: &Context, rollout: &McpRollout) -> Result<World, Error> {
     let namespace = rollout.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let name = rollout.name_any();
     let key: RolloutKey = (namespace.clone(), name.clone());
-    // Fresh lists, not watch caches: a cache can lag the event that woke this reconcile, and a
-    // decision on a stale pod would wait for the next event (tried: rollouts stalled).
-    let selector = ListParams::default().labels(&format!("{}={name}", labels::ROLLOUT));
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let services_api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    let read = read_objects(ctx, rollout, &key).await?;
     let mut owned = Vec::new();
-    for deployment in deployments.list(&selector).await?.items {
+    for deployment in read.deployments {
         if controlled_by(&deployment.metadata, rollout) {
             owned.push(deployment);
         } else if let Some(adopted) = adopt_orphan(&deployments, rollout, &deployment).await? {
+            ctx.caches.wrote(&key, caches::Written::of(&adopted, false).into_iter().collect());
             owned.push(adopted);
         }
     }
     let known: Vec<String> = owned.iter().filter_map(revision_of_deployment).collect();
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let pods: Vec<Pod> = pods_api
-        .list(&selector)
-        .await?
-        .items
+    let pods: Vec<Pod> = read
+        .pods
         .into_iter()
         .filter(|p| observe::revision_of(p).is_some_and(|r| known.iter().any(|k| k == r)))
         .collect();
-    let services_api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
-    let services: Vec<Service> = services_api.list(&selector).await?.items;
-    let budgets_api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &namespace);
-    let budgets = budgets_api.list(&selector).await?.items;
-    let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &namespace);
-    let endpoints = observe::ready_endpoints(
-        &slices
-            .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
-            .await?
-            .items,
-    );
+    let services = read.services;
+    let budgets = read.budgets;
+    let endpoints = observe::ready_endpoints(&read.slices);
 
     let mut problems = Vec::new();
     let (mut workload_observed, mut service_to_take_over, mut takeover_refused) = (None, None, false);
@@ -638,6 +668,20 @@ fn gate_job(
 /// the route. A name already taken by an object this McpRollout does not control is never
 /// taken over: `create` fails with 409, which becomes a `NameConflict` problem.
 async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &Decision) -> Result<(), Error> {
+    let writes = caches::Writes::default();
+    let applied = apply_writing(ctx, rollout, world, decision, &writes).await;
+    // Also the writes made before a refused one: the next reconcile must see them.
+    ctx.caches.wrote(&world.key, writes.take());
+    applied
+}
+
+async fn apply_writing(
+    ctx: &Context,
+    rollout: &McpRollout,
+    world: &World,
+    decision: &Decision,
+    writes: &caches::Writes,
+) -> Result<(), Error> {
     let (plan, status, name) = (&decision.plan, &decision.status, &world.name);
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &world.namespace);
     let desired = revision_of(&rollout.spec.template);
@@ -646,14 +690,15 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
     // Draining pods are marked and guarded before any Deployment shrinks: the ReplicaSet then
     // removes exactly them, and evictions wait for their drain.
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &world.namespace);
-    let marked = disruption::mark_pods(&pods_api, &plan.revisions, &world.pods).await?;
+    let marked = disruption::mark_pods(&pods_api, &plan.revisions, &world.pods, writes).await?;
     if !marked.is_empty() {
         info!(rollout = %name, pods = ?marked, "marked draining");
     }
     // A budget the API server refuses never holds back the rest (the drain itself does not
     // need it); its error is returned at the end, so it still counts as a refused write.
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &world.namespace);
-    let budgets_applied = disruption::apply_budgets(&budgets, rollout, &plan.revisions, &world.budgets).await;
+    let budgets_applied =
+        disruption::apply_budgets(&budgets, rollout, &plan.revisions, &world.budgets, writes).await;
     for revision in &plan.revisions {
         let deployment_name = names::deployment(name, &revision.revision);
         let current =
@@ -669,7 +714,8 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
             Some(d) if d.spec.replicas == Some(revision.replicas) => {}
             Some(_) => {
                 info!(rollout = %name, revision = %revision.revision, replicas = revision.replicas, role = ?revision.role, "scaling revision");
-                deployments.patch(&deployment_name, &apply, &Patch::Apply(&deployment)).await?;
+                writes
+                    .record(&deployments.patch(&deployment_name, &apply, &Patch::Apply(&deployment)).await?);
             }
             None => match deployments
                 .create(
@@ -678,11 +724,22 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
                 )
                 .await
             {
-                Ok(_) => {
+                Ok(created) => {
+                    writes.record(&created);
                     info!(rollout = %name, revision = %revision.revision, replicas = revision.replicas, "created revision")
                 }
+                // Ours already (a cache behind a write that is not this replica's: a
+                // previous leader's), or somebody else's: only the latter is a conflict. Read
+                // by a list of that one name: the operator holds no `get` on Deployments.
                 Err(kube::Error::Api(e)) if e.code == 409 => {
-                    conflicts.push(format!("Deployment {deployment_name}"))
+                    let by_name = ListParams::default().fields(&format!("metadata.name={deployment_name}"));
+                    match deployments.list(&by_name).await?.items.into_iter().next() {
+                        Some(found) if controlled_by(&found.metadata, rollout) => {
+                            info!(rollout = %name, deployment = %deployment_name, "created already (the cache was behind)");
+                            writes.record(&found)
+                        }
+                        _ => conflicts.push(format!("Deployment {deployment_name}")),
+                    }
                 }
                 Err(e) => return Err(e.into()),
             },
@@ -694,7 +751,7 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
         if !planned.contains(revision.as_str()) && deployment.metadata.deletion_timestamp.is_none() {
             info!(rollout = %name, %revision, "removing revision");
             match deployments.delete(&deployment.name_any(), &DeleteParams::background()).await {
-                Ok(_) => {}
+                Ok(answer) => writes.record_delete(&deployment.name_any(), &answer),
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),
             }
@@ -722,6 +779,7 @@ async fn apply(ctx: &Context, rollout: &McpRollout, world: &World, decision: &De
         status,
         router_config: world.router_config.as_ref(),
         takeover,
+        writes,
     };
     let routing = rollout.spec.traffic_routing.as_ref();
     let routed = if routing.is_some_and(|t| t.gateway_api.is_some()) {

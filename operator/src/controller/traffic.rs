@@ -8,7 +8,7 @@ use std::future::Future;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::{
     Api, Client,
-    api::{Patch, PatchParams, PostParams},
+    api::{ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
@@ -42,6 +42,8 @@ pub struct RouteRequest<'a> {
     pub router_config: Option<&'a crate::router::config::RoutingConfig>,
     /// The Service of the rollout's name that a migration takes over, if there is one.
     pub takeover: Option<Takeover<'a>>,
+    /// Where the writes made are kept, so that the next reconcile reads caches that show them.
+    pub writes: &'a super::caches::Writes,
 }
 
 /// A Service somebody made for the workload a migration takes over from (`spec.workloadRef`).
@@ -114,7 +116,7 @@ pub fn rotation_changes(plan: &[RevisionPlan], pods: &[Pod]) -> Vec<(String, boo
 impl TrafficRouter for PlainServiceRouter {
     async fn route(&self, request: &RouteRequest<'_>) -> Result<RouteOutcome, Error> {
         let (pods, conflicts) = apply_services(&self.client, request).await?;
-        let mut outcome = patch_rotation(&pods, request.plan, request.pods).await?;
+        let mut outcome = patch_rotation(&pods, request.plan, request.pods, request.writes).await?;
         outcome.conflicts = conflicts;
         Ok(outcome)
     }
@@ -137,7 +139,7 @@ pub async fn apply_services(
         {
             if takeover.now {
                 super::workload::take_over_service(&services, takeover.service, &service).await?;
-                services.patch(&name, &apply, &Patch::Apply(&service)).await?;
+                request.writes.record(&services.patch(&name, &apply, &Patch::Apply(&service)).await?);
                 tracing::info!(rollout = %request.rollout.metadata.name.as_deref().unwrap_or_default(), service = %name, "took over the workload's Service: it now selects the rollout's pods");
             }
             continue;
@@ -158,7 +160,7 @@ pub async fn apply_services(
             // A no-op apply still costs a request per Service per reconcile: skip what is as wanted.
             Some(c) if service_up_to_date(c, &service) => {}
             Some(_) => {
-                services.patch(&name, &apply, &Patch::Apply(&service)).await?;
+                request.writes.record(&services.patch(&name, &apply, &Patch::Apply(&service)).await?);
             }
             // Not listed (it would carry our labels): created, so one of that name that is
             // somebody else's fails with 409 instead of being taken over.
@@ -166,8 +168,20 @@ pub async fn apply_services(
                 let params =
                     PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
                 match services.create(&params, &service).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 409 => conflicts.push(name),
+                    Ok(created) => request.writes.record(&created),
+                    // Ours already (a cache behind a write that is not this replica's), or
+                    // somebody else's: only the latter is a conflict. Read by a list of that
+                    // one name: the operator holds no `get` on Services.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+                        match services.list(&by_name).await?.items.into_iter().next() {
+                            Some(found) if controllers(&found).iter().any(|u| Some(u.as_str()) == uid) => {
+                                tracing::info!(service = %name, "created already (the cache was behind)");
+                                request.writes.record(&found)
+                            }
+                            _ => conflicts.push(name),
+                        }
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -206,6 +220,7 @@ pub async fn patch_rotation(
     pods_api: &Api<Pod>,
     plan: &[RevisionPlan],
     pods: &[Pod],
+    writes: &super::caches::Writes,
 ) -> Result<RouteOutcome, Error> {
     // Into rotation first, as a Deployment surges: taking pods out first left a blue-green
     // flip with no ready endpoint for a moment, and agents saw connections refused (found in
@@ -224,7 +239,7 @@ pub async fn patch_rotation(
         }]}});
         let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
         match pods_api.patch_status(&name, &params, &Patch::Strategic(patch)).await {
-            Ok(_) => {}
+            Ok(patched) => writes.record(&patched),
             // Deleted since it was listed: nothing to route.
             Err(kube::Error::Api(e)) if e.code == 404 => continue,
             Err(e) => return Err(e.into()),
