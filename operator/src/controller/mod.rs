@@ -114,6 +114,31 @@ where
     }
 }
 
+/// A watch of the objects labelled with a rollout, feeding a store before it passes each
+/// object on to wake its rollout; reconciles read the store (see `caches`). Managed fields are
+/// dropped: they are most of an object's size and never read.
+fn cached_watch<K>(
+    client: &Client,
+    scope: &Scope,
+) -> (reflector::Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let events = watcher(api::<K>(client, scope), watcher::Config::default().labels(labels::ROLLOUT))
+        .default_backoff()
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .reflect(writer)
+        .touched_objects();
+    (store, events)
+}
+
 /// How long a new leader's first list of the McpRollouts may take. A list the API server
 /// accepts and never answers (seen once while etcd came back from a restart: no answer for
 /// ~5 min, the client's read timeout) would leave the leader holding its Lease and doing
@@ -159,40 +184,12 @@ pub async fn run(
         metrics.clone(),
         settings.default_receivers,
     );
-    // Each watch feeds a store before it wakes a rollout; reconciles read the stores (see
-    // `caches`). Managed fields are dropped: they are most of an object's size and never read.
-    let owned = watcher::Config::default().labels(labels::ROLLOUT);
-    let (deployments, deployments_writer) = reflector::store();
-    let (pods, pods_writer) = reflector::store();
-    let (services, services_writer) = reflector::store();
-    let (budgets, budgets_writer) = reflector::store();
-    let (slices, slices_writer) = reflector::store();
-    let deployment_events = watcher(api::<Deployment>(&client, &scope), owned.clone())
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(deployments_writer)
-        .touched_objects();
-    let pod_events = watcher(api::<Pod>(&client, &scope), owned.clone())
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(pods_writer)
-        .touched_objects();
-    let service_events = watcher(api::<Service>(&client, &scope), owned.clone())
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(services_writer)
-        .touched_objects();
-    let budget_events = watcher(api::<PodDisruptionBudget>(&client, &scope), owned.clone())
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(budgets_writer)
-        .touched_objects();
+    let (deployments, deployment_events) = cached_watch::<Deployment>(&client, &scope);
+    let (pods, pod_events) = cached_watch::<Pod>(&client, &scope);
+    let (services, service_events) = cached_watch::<Service>(&client, &scope);
+    let (budgets, budget_events) = cached_watch::<PodDisruptionBudget>(&client, &scope);
     // The EndpointSlice controller copies a Service's labels onto its slices.
-    let slice_events = watcher(api::<EndpointSlice>(&client, &scope), owned)
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(slices_writer)
-        .touched_objects();
+    let (slices, slice_events) = cached_watch::<EndpointSlice>(&client, &scope);
     let stores = caches::Stores { deployments, pods, services, budgets, slices };
     let context = Arc::new(Context {
         client: client.clone(),
