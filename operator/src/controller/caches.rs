@@ -246,19 +246,13 @@ impl Caches {
 
     fn cached_version(&self, namespace: &str, w: &Written) -> Option<String> {
         let s = &self.stores;
-        let kind = w.kind.as_str();
-        let version = |meta: &kube::api::ObjectMeta| meta.resource_version.clone();
-        let r = |store_kind: &str| kind == store_kind;
-        if r("Deployment") {
-            find(&s.deployments, namespace, &w.name).and_then(|o| version(o.meta()))
-        } else if r("Pod") {
-            find(&s.pods, namespace, &w.name).and_then(|o| version(o.meta()))
-        } else if r("Service") {
-            find(&s.services, namespace, &w.name).and_then(|o| version(o.meta()))
-        } else if r("PodDisruptionBudget") {
-            find(&s.budgets, namespace, &w.name).and_then(|o| version(o.meta()))
-        } else {
-            find(&s.slices, namespace, &w.name).and_then(|o| version(o.meta()))
+        let (ns, name) = (namespace, w.name.as_str());
+        match w.kind.as_str() {
+            "Deployment" => version_in(&s.deployments, ns, name),
+            "Pod" => version_in(&s.pods, ns, name),
+            "Service" => version_in(&s.services, ns, name),
+            "PodDisruptionBudget" => version_in(&s.budgets, ns, name),
+            _ => version_in(&s.slices, ns, name),
         }
     }
 
@@ -281,11 +275,13 @@ impl Caches {
     }
 }
 
-fn find<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<std::sync::Arc<K>>
+/// The resourceVersion of an object in a store, if it is there.
+fn version_in<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<String>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
-    store.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+    let object = store.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))?;
+    object.meta().resource_version.clone()
 }
 
 /// The objects of one rollout in a store (its label).
