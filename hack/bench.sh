@@ -4,15 +4,56 @@
 #   hack/bench.sh router   # mcp-rollout-router against Debian's nginx as a plain reverse proxy,
 #                          # both in front of the same mcp-fixture, same load; and the fixture
 #                          # called directly (the baseline the added latency is measured from)
+#   hack/bench.sh scale [N...]   # N McpRollouts (default 100 300 1000) on one operator, then N
+#                          # equivalent Argo Rollouts on Argo's controller (built from its Go
+#                          # module), on a local cluster of its own with kwok's fake nodes:
+#                          # API requests by verb and resource, RSS, CPU, reconcile p50/p99 at
+#                          # rest and in a wave of rollouts, time to promote all N, and from an
+#                          # analysis breach to all traffic on stable (hack/bench_scale.py)
 #
-# Loopback only. Every process it starts is stopped on exit.
+# Loopback only, or addresses inside the network namespace of the cluster it starts. Every
+# process it starts is stopped on exit, and the cluster brought down.
 set -Eeuo pipefail
 trap 'echo "bench.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 
 what=${1:-router}
-[[ $what == router ]] || { echo "usage: hack/bench.sh router" >&2; exit 2; }
+[[ $what == router || $what == scale ]] || { echo "usage: hack/bench.sh router | scale [N...]" >&2; exit 2; }
 hack/install-test-deps.sh >/dev/null
+
+if [[ $what == scale ]]; then
+  shift
+  sizes=("$@")
+  ((${#sizes[@]})) || sizes=(100 300 1000)
+  cargo build --release --locked --quiet -p mcp-rollout --bin mcp-rollout-operator -p mcp-fixture --bin mcp-fixture
+  # kwok and Argo Rollouts' controller, each from a Go module of its own (e2e/bench), cached by
+  # their go.sum. Argo Rollouts v1.10.2 needs Go 1.26.10, which the Go proxy serves.
+  cache=${MCP_ROLLOUT_CACHE:-$HOME/.cache/mcp-rollout}/bin/bench-$(cat e2e/bench/*/go.sum | sha256sum | cut -c1-12)
+  mkdir -p "$cache"
+  export CGO_ENABLED=0
+  if [[ ! -x $cache/kwok ]]; then
+    echo "bench: building kwok" >&2
+    (cd e2e/bench/kwok && go build -ldflags "-s -w" -o "$cache/kwok" sigs.k8s.io/kwok/cmd/kwok)
+  fi
+  if [[ ! -x $cache/rollouts-controller ]]; then
+    echo "bench: building Argo Rollouts' controller (minutes)" >&2
+    (cd e2e/bench/argo-rollouts && GOTOOLCHAIN=go1.26.10 go build -ldflags "-s -w" -o "$cache/rollouts-controller" \
+      github.com/argoproj/argo-rollouts/cmd/rollouts-controller)
+  fi
+  kwok_dir=$(cd e2e/bench/kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  argo_dir=$(cd e2e/bench/argo-rollouts && GOTOOLCHAIN=go1.26.10 go list -m -f '{{.Dir}}' github.com/argoproj/argo-rollouts)
+  cluster_dir=$(mktemp -d /tmp/mcpr-bench.XXXXXX)
+  export MCP_CLUSTER_DIR=$cluster_dir MCP_CLUSTER_IMAGES=none MCP_CLUSTER_API_QPS=${BENCH_CLUSTER_QPS:-200}
+  trap 'hack/cluster.sh down >/dev/null 2>&1 || echo "bench: cluster down failed ($cluster_dir)" >&2' EXIT
+  hack/cluster.sh up >/dev/null
+  python3 hack/bench_scale.py --repo "$PWD" --cluster-dir "$cluster_dir" --cluster-bin "$(hack/cluster.sh bin)" \
+    --netns "$(hack/cluster.sh netns)" --operator "${BENCH_OPERATOR:-$PWD/target/release/mcp-rollout-operator}" \
+    --fixture "$PWD/target/release/mcp-fixture" --kwok "$cache/kwok" --kwok-dir "$kwok_dir" \
+    --argo "$cache/rollouts-controller" --argo-dir "$argo_dir" \
+    --steady-seconds "${BENCH_STEADY_SECONDS:-120}" ${BENCH_CONTROLLERS:+--controllers "$BENCH_CONTROLLERS"} \
+    ${BENCH_WAVE_TIMEOUT:+--wave-timeout "$BENCH_WAVE_TIMEOUT"} "${sizes[@]}"
+  exit 0
+fi
 if ! command -v nginx >/dev/null; then
   # Debian's nginx: the anchor the router is measured against (only the binary is used; its
   # own service is never started by this script).

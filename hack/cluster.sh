@@ -18,7 +18,9 @@
 #
 # MCP_CLUSTER_DIR (default /tmp/mcp-rollout-cluster) holds the cluster's state and logs;
 # MCP_ROLLOUT_CACHE (default ~/.cache/mcp-rollout) the built binaries and images, reused
-# across clusters. Needs root (namespaces, mounts, cgroups) and the packages
+# across clusters. MCP_CLUSTER_IMAGES=none imports only the pause image (hack/bench.sh scale
+# runs no container); MCP_CLUSTER_API_QPS raises the controller manager's and the scheduler's
+# client rate limits (default 20/s and 50/s) for clusters of thousands of fake pods. Needs root (namespaces, mounts, cgroups) and the packages
 # hack/install-test-deps.sh installs (runc, iptables, conntrack).
 #
 # Settings this host needs, and why (see also the README's "Local cluster" section):
@@ -378,7 +380,9 @@ bootstrap_rbac() {
 apiserver_ready() { in_netns "$BIN/kubectl" --kubeconfig "$CONF/super-admin.conf" get --raw /readyz; }
 
 start_controllers() {
-  alive kube-controller-manager || start kube-controller-manager "$BIN/kube-controller-manager" \
+  local qps=()
+  [[ -n ${MCP_CLUSTER_API_QPS:-} ]] && qps=(--kube-api-qps="$MCP_CLUSTER_API_QPS" --kube-api-burst="$((2 * MCP_CLUSTER_API_QPS))")
+  alive kube-controller-manager || start kube-controller-manager "$BIN/kube-controller-manager" "${qps[@]}" \
     --kubeconfig="$CONF/controller-manager.conf" \
     --authentication-kubeconfig="$CONF/controller-manager.conf" \
     --authorization-kubeconfig="$CONF/controller-manager.conf" \
@@ -388,7 +392,7 @@ start_controllers() {
     --use-service-account-credentials=true --controllers='*,bootstrapsigner,tokencleaner' \
     --allocate-node-cidrs=true --cluster-cidr="$POD_CIDR" --node-cidr-mask-size=24 \
     --service-cluster-ip-range="$SERVICE_CIDR" --leader-elect=false --bind-address=127.0.0.1
-  alive kube-scheduler || start kube-scheduler "$BIN/kube-scheduler" \
+  alive kube-scheduler || start kube-scheduler "$BIN/kube-scheduler" "${qps[@]}" \
     --kubeconfig="$CONF/scheduler.conf" --authentication-kubeconfig="$CONF/scheduler.conf" \
     --authorization-kubeconfig="$CONF/scheduler.conf" --leader-elect=false --bind-address=127.0.0.1
 }
@@ -470,7 +474,7 @@ start_containerd() {
 import_images() {
   local dir=$CLUSTER_DIR/images
   mkdir -p "$dir"
-  PROMETHEUS=$BIN/prometheus hack/images.sh "$dir"
+  [[ ${MCP_CLUSTER_IMAGES:-} == none ]] || PROMETHEUS=$BIN/prometheus hack/images.sh "$dir"
   python3 hack/oci_image.py --name "$PAUSE_IMAGE" --out "$dir/pause.tar" --entrypoint /pause \
     --user 65535:65535 --file "$BIN/pause:/pause" >/dev/null
   local archive started=$SECONDS
@@ -763,6 +767,7 @@ case ${1:-} in
     partition "$2" "$3" "$4" "$5" "$6"
     ;;
   bin) echo "$BIN" ;;
+  netns) echo "$NETNS_PATH" ;;
   images)
     alive containerd || die "the cluster is not up"
     import_images

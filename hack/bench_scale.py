@@ -1,0 +1,727 @@
+#!/usr/bin/env python3
+"""`hack/bench.sh scale`'s driver: N McpRollouts on one operator, and N equivalent Argo Rollouts
+on Argo's controller, on the same local cluster (hack/cluster.sh), one after the other.
+
+Pods are kwok's (no processes): kwok marks them running and ready and gives them addresses from
+its fake nodes' pod CIDRs. Every such address is local in the cluster's network namespace, where
+one real `mcp-fixture` listens on 0.0.0.0:8080, so each fake pod answers the operator's MCP probe.
+A real Prometheus (the cluster's own build) scrapes one gauge, `bench_breach`, that this script
+flips to 1 to breach both controllers' analyses at once.
+
+Both controllers run as processes inside the cluster's network namespace, each with a client
+certificate of its own (user `bench-mcp-rollout` / `bench-argo-rollouts`), so that the API
+server's audit log says which requests were whose. Figures per phase:
+  - API requests per second by verb and resource, from the audit log (the API server's record of
+    every request; counted once per request, a watch when it starts);
+  - CPU seconds and RSS of the controller process (/proc);
+  - reconcile duration quantiles from each controller's own histogram.
+
+Only loopback and addresses inside the cluster's network namespace are ever contacted. Every
+loop is bounded in time. The bash side (hack/bench.sh) brings the cluster up and down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FIXTURE_PORT = 8080
+OURS_METRICS_PORT = 18080
+ARGO_METRICS_PORT = 18090
+ARGO_HEALTHZ_PORT = 18091
+PROMETHEUS_PORT = 19090
+BREACH_PORT = 19100
+PODS_PER_NODE = 200  # a fake node's pod CIDR is a /24 (254 addresses)
+ANALYSIS_INTERVAL_S = 10
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str) -> None:
+    print(f"bench[{time.strftime('%H:%M:%S')}]: {msg}", file=sys.stderr, flush=True)
+
+
+class Cluster:
+    def __init__(self, args: argparse.Namespace):
+        self.dir = Path(args.cluster_dir)
+        self.bin = Path(args.cluster_bin)
+        self.netns = args.netns
+        self.kubeconfig = self.dir / "kubeconfig"
+        self.kubeconfig_netns = self.dir / "kubeconfig-in-netns"
+        self.audit = self.dir / "logs" / "audit.log"
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        out = subprocess.run(
+            [str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input, capture_output=True, text=True, timeout=600,
+        )
+        if check and out.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args[:4])}: {out.stderr.strip()[:2000]}")
+        return out.stdout
+
+    def apply(self, docs: list[dict]) -> None:
+        # Server-side apply in batches: one request per object either way.
+        for i in range(0, len(docs), 200):
+            body = "\n".join(json.dumps(d) for d in docs[i : i + 200])
+            self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=bench", "-f", "-",
+                         input=body)
+
+    def get_raw(self, path: str) -> dict:
+        return json.loads(self.kubectl("get", "--raw", path))
+
+    def in_netns(self, argv: list[str]) -> list[str]:
+        return ["nsenter", f"--net={self.netns}", "--", *argv]
+
+    def fetch(self, url: str) -> str:
+        out = subprocess.run(self.in_netns(["curl", "-sf", "--max-time", "10", url]),
+                             capture_output=True, text=True, timeout=20)
+        return out.stdout if out.returncode == 0 else ""
+
+
+class Processes:
+    """Processes this run started; all stopped on exit."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.running: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
+        logf = open(self.work / f"{name}.log", "ab")
+        p = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env={**os.environ, **(env or {})}, start_new_session=True)
+        self.running[name] = p
+        return p
+
+    def stop(self, name: str) -> None:
+        p = self.running.pop(name, None)
+        if p is None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for name in list(self.running):
+            self.stop(name)
+
+
+def wait_until(what: str, timeout_s: float, check, every_s: float = 2.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(every_s)
+
+
+# ── the cluster's extras: fake nodes, kwok, fixture, Prometheus, the breach gauge ───────────
+
+
+def kwok_stages(kwok_dir: Path) -> str:
+    stage = kwok_dir / "kustomize" / "stage"
+    ready = (stage / "pod" / "fast" / "pod-ready.yaml").read_text()
+    # kwok sets every readiness gate's condition True when a pod starts; the kubelet never sets
+    # a readiness gate (its owner does: here the operator's rotation gate). Left out.
+    start = ready.index("{{ range .spec.readinessGates }}")
+    end = ready.index("{{ end }}", start) + len("{{ end }}")
+    ready = ready[:start] + ready[end:]
+    parts = [
+        (stage / "node" / "fast" / "node-initialize.yaml").read_text(),
+        (stage / "node" / "heartbeat-with-lease" / "node-heartbeat-with-lease.yaml").read_text(),
+        ready,
+        (stage / "pod" / "fast" / "pod-complete.yaml").read_text(),
+        (stage / "pod" / "fast" / "pod-delete.yaml").read_text(),
+    ]
+    return "\n---\n".join(parts)
+
+
+def fake_node(name: str) -> dict:
+    resources = {"cpu": "256", "memory": "1Ti", "pods": str(PODS_PER_NODE)}
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"type": "kwok", "kubernetes.io/hostname": name},
+                     "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+        "spec": {"taints": [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]},
+        "status": {"capacity": resources, "allocatable": resources},
+    }
+
+
+BREACH_SERVER = r"""
+import http.server, sys
+path = sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open(path, "rb").read()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+class Bed:
+    def __init__(self, args, cluster: Cluster, procs: Processes, work: Path):
+        self.args, self.cluster, self.procs, self.work = args, cluster, procs, work
+        self.breach_file = work / "breach.prom"
+
+    def set_breach(self, value: int) -> None:
+        tmp = self.breach_file.with_suffix(".tmp")
+        tmp.write_text(f"# TYPE bench_breach gauge\nbench_breach {value}\n")
+        tmp.replace(self.breach_file)
+
+    def prometheus_value(self) -> str:
+        out = self.cluster.fetch(f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/query?query=max(bench_breach)")
+        try:
+            return json.loads(out)["data"]["result"][0]["value"][1]
+        except (ValueError, KeyError, IndexError):
+            return ""
+
+    def up(self, max_n: int) -> None:
+        c = self.cluster
+        # Client certificates for each controller, signed by the cluster's CA (system:masters:
+        # both run with the same rights; the name only tells their requests apart).
+        for user in ("bench-mcp-rollout", "bench-argo-rollouts"):
+            self.write_kubeconfig(user)
+        # The fixture every fake pod address reaches.
+        self.procs.start("fixture", c.in_netns([self.args.fixture]))
+        # The breach gauge and a Prometheus scraping it every second.
+        self.set_breach(0)
+        self.procs.start("breach", c.in_netns([sys.executable, "-c", BREACH_SERVER, str(BREACH_PORT),
+                                               str(self.breach_file)]))
+        prom = self.work / "prometheus"
+        prom.mkdir()
+        (prom / "prometheus.yml").write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n"
+            f"  - job_name: bench\n    static_configs: [{{targets: ['127.0.0.1:{BREACH_PORT}']}}]\n")
+        self.procs.start("prometheus", c.in_netns([
+            str(c.bin / "prometheus"), f"--config.file={prom / 'prometheus.yml'}",
+            f"--storage.tsdb.path={prom / 'data'}", f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"]))
+        wait_until("Prometheus to read bench_breach", 60, lambda: self.prometheus_value() == "0", 1)
+        # Fake nodes, enough for the largest N at its peak (stable and canary at full size),
+        # each with the /24 the node IPAM gives it; each /24 local in the namespace.
+        nodes = math.ceil(4 * max_n * 2 / 2 / PODS_PER_NODE) + 1
+        c.apply([fake_node(f"kwok-{i}") for i in range(nodes)])
+        stages = self.work / "kwok-stages.yaml"
+        stages.write_text(kwok_stages(Path(self.args.kwok_dir)))
+        self.procs.start("kwok", c.in_netns([
+            self.args.kwok, f"--kubeconfig={c.kubeconfig_netns}", "-c", str(stages),
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-lease-duration-seconds=40", "--server-address=127.0.0.1:10247"]))
+
+        def cidrs():
+            items = c.get_raw("/api/v1/nodes?labelSelector=type%3Dkwok")["items"]
+            got = [n["spec"].get("podCIDR") for n in items]
+            ready = [any(x["type"] == "Ready" and x["status"] == "True"
+                         for x in n.get("status", {}).get("conditions", [])) for n in items]
+            return got if len(got) == nodes and all(got) and all(ready) else None
+
+        for cidr in wait_until(f"{nodes} fake nodes with pod CIDRs, Ready", 120, cidrs):
+            subprocess.run(c.in_netns(["ip", "route", "replace", "local", cidr, "dev", "lo"]), check=True)
+        log(f"{nodes} kwok nodes Ready; fixture, Prometheus and the breach gauge up")
+
+    def write_kubeconfig(self, user: str) -> None:
+        pki = self.cluster.dir / "pki"
+        key, csr, crt = (self.work / f"{user}.{x}" for x in ("key", "csr", "crt"))
+        subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+                        "-subj", f"/O=system:masters/CN={user}"], check=True, capture_output=True)
+        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", pki / "ca.crt", "-CAkey", pki / "ca.key",
+                        "-CAcreateserial", "-out", crt, "-days", "2"], check=True, capture_output=True)
+        conf = json.loads(self.cluster.kubectl("config", "view", "--raw", "-o", "json", "--kubeconfig",
+                                               str(self.cluster.kubeconfig_netns)))
+        conf["users"] = [{"name": user, "user": {"client-certificate": str(crt), "client-key": str(key)}}]
+        for ctx in conf["contexts"]:
+            ctx["context"]["user"] = user
+        (self.work / f"{user}.kubeconfig").write_text(json.dumps(conf))
+
+    def kubeconfig(self, user: str) -> str:
+        return str(self.work / f"{user}.kubeconfig")
+
+
+# ── the two controllers ───────────────────────────────────────────────────────────────────
+
+
+def pod_spec(wave: int) -> dict:
+    return {
+        "nodeSelector": {"type": "kwok"},
+        "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+        "containers": [{
+            "name": "server", "image": "bench.invalid/mcp-fixture:1",
+            "env": [{"name": "BENCH_WAVE", "value": str(wave)}],
+            "ports": [{"name": "http", "containerPort": FIXTURE_PORT}],
+        }],
+    }
+
+
+STEPS = [5, 25, 50, 100]
+
+
+class Ours:
+    name = "mcp-rollout"
+    user = "bench-mcp-rollout"
+    resource = "mcprollouts"
+
+    def __init__(self, bed: Bed):
+        self.bed = bed
+
+    def install(self) -> None:
+        self.bed.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f",
+                                 str(Path(self.bed.args.repo) / "crds"))
+
+    def prepare(self, ns: str, n: int) -> None:
+        pass
+
+    def start(self, ns: str) -> subprocess.Popen:
+        c = self.bed.cluster
+        return self.bed.procs.start(self.name, c.in_netns([
+            self.bed.args.operator, "run", f"--kubeconfig={self.bed.kubeconfig(self.user)}",
+            f"--namespace={ns}", "--leader-elect=false", f"--metrics-addr=127.0.0.1:{OURS_METRICS_PORT}",
+            "--allowed-destinations=10.244.0.0/16,127.0.0.1/32"]))
+
+    def manifest(self, name: str, wave: int, hold_at: int | None = None) -> dict:
+        steps = ([{"setWeight": hold_at}, {"pause": {}}] if hold_at is not None else
+                 [x for w in STEPS for x in ({"setWeight": w}, {"pause": {"duration": "0s"}})][:-1])
+        return {
+            "apiVersion": "mcprollout.dev/v1alpha1", "kind": "McpRollout",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 2,
+                "template": {"spec": pod_spec(wave)},
+                "service": {"port": FIXTURE_PORT, "targetPort": "http"},
+                "strategy": {"canary": {"steps": steps}},
+                "analysis": {
+                    "prometheus": {"address": f"http://127.0.0.1:{PROMETHEUS_PORT}"},
+                    "interval": f"{ANALYSIS_INTERVAL_S}s",
+                    "minRequestCount": 0,
+                    "checks": {k: {"enabled": False} for k in
+                               ("errorRate", "latency", "schemaValidationErrors", "crash")},
+                    "metrics": [{"name": "breach", "query": "max(bench_breach)", "max": 0}],
+                },
+                "drain": {"min": "0s", "max": "1s"},
+                "progressDeadline": "900s",
+            },
+        }
+
+    @staticmethod
+    def settled(obj: dict) -> bool:
+        s = obj.get("status") or {}
+        return (s.get("observedGeneration") == obj["metadata"]["generation"] and s.get("phase") == "Healthy"
+                and not s.get("canaryRevision"))
+
+    @staticmethod
+    def held(obj: dict, weight: int) -> bool:
+        s = obj.get("status") or {}
+        return (s.get("observedGeneration") == obj["metadata"]["generation"] and s.get("phase") == "Paused"
+                and s.get("effectiveWeight") == weight)
+
+    @staticmethod
+    def on_stable(obj: dict) -> bool:
+        s = obj.get("status") or {}
+        return s.get("effectiveWeight") == 0 and s.get("desiredWeight") == 0
+
+    def metrics(self) -> str:
+        return self.bed.cluster.fetch(f"http://127.0.0.1:{OURS_METRICS_PORT}/metrics")
+
+    reconcile_histogram = "mcprollout_reconcile_duration_seconds"
+
+
+class Argo:
+    name = "argo-rollouts"
+    user = "bench-argo-rollouts"
+    resource = "rollouts"
+
+    def __init__(self, bed: Bed):
+        self.bed = bed
+
+    def install(self) -> None:
+        self.bed.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f",
+                                 str(Path(self.bed.args.argo_dir) / "manifests" / "crds"))
+
+    def prepare(self, ns: str, n: int) -> None:
+        # The same Prometheus check as an AnalysisTemplate, run in the background from the first
+        # step (Argo's equivalent of analysis at every step); a stable and a canary Service per
+        # Rollout whose selectors Argo manages (the operator creates its own three).
+        template = {
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": "breach", "namespace": ns},
+            "spec": {"metrics": [{
+                "name": "breach", "interval": f"{ANALYSIS_INTERVAL_S}s", "failureLimit": 0,
+                "successCondition": "result[0] == 0",
+                "provider": {"prometheus": {"address": f"http://127.0.0.1:{PROMETHEUS_PORT}",
+                                            "query": "max(bench_breach)"}},
+            }]},
+        }
+        services = [{
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": f"{name}-{track}", "namespace": ns},
+            "spec": {"selector": {"app": name}, "ports": [{"port": FIXTURE_PORT, "targetPort": "http"}]},
+        } for name in names(n) for track in ("stable", "canary")]
+        self.bed.cluster.apply([template, *services])
+
+    def start(self, ns: str) -> subprocess.Popen:
+        c = self.bed.cluster
+        return self.bed.procs.start(self.name, c.in_netns([
+            self.bed.args.argo, f"--kubeconfig={self.bed.kubeconfig(self.user)}", "--namespaced",
+            f"--namespace={ns}", "--leader-elect=false", f"--metricsPort={ARGO_METRICS_PORT}",
+            f"--healthzPort={ARGO_HEALTHZ_PORT}", "--loglevel=warn"]))
+
+    def manifest(self, name: str, wave: int, hold_at: int | None = None) -> dict:
+        steps = ([{"setWeight": hold_at}, {"pause": {}}] if hold_at is not None else
+                 [x for w in STEPS for x in ({"setWeight": w}, {"pause": {"duration": "0s"}})][:-1])
+        return {
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec(wave)},
+                "progressDeadlineSeconds": 900,
+                "strategy": {"canary": {
+                    "stableService": f"{name}-stable", "canaryService": f"{name}-canary",
+                    "analysis": {"templates": [{"templateName": "breach"}]},
+                    "steps": steps,
+                }},
+            },
+        }
+
+    @staticmethod
+    def settled(obj: dict) -> bool:
+        s = obj.get("status") or {}
+        return (str(s.get("observedGeneration")) == str(obj["metadata"]["generation"])
+                and s.get("phase") == "Healthy" and s.get("stableRS") == s.get("currentPodHash"))
+
+    @staticmethod
+    def held(obj: dict, weight: int) -> bool:
+        s = obj.get("status") or {}
+        return (str(s.get("observedGeneration")) == str(obj["metadata"]["generation"])
+                and s.get("phase") == "Paused" and s.get("currentStepIndex") == 1
+                and (s.get("canary") or {}).get("weights", {}).get("canary", {}).get("weight", weight) == weight
+                and s.get("updatedReplicas", 0) >= 1)
+
+    @staticmethod
+    def on_stable(obj: dict) -> bool:
+        # Aborted, and the canary ReplicaSet scaled to zero: nothing but stable serves.
+        s = obj.get("status") or {}
+        return bool(s.get("abort")) and s.get("updatedReplicas", 0) == 0
+
+    def metrics(self) -> str:
+        return self.bed.cluster.fetch(f"http://127.0.0.1:{ARGO_METRICS_PORT}/metrics")
+
+    reconcile_histogram = "rollout_reconcile"
+
+
+def names(n: int) -> list[str]:
+    return [f"mcp-{i:04d}" for i in range(n)]
+
+
+# ── measuring ─────────────────────────────────────────────────────────────────────────────
+
+
+class Snapshot:
+    def __init__(self, bed: Bed, ctrl, pid: int):
+        self.at = time.monotonic()
+        self.audit_offset = bed.cluster.audit.stat().st_size
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        self.cpu_s = (int(stat[11]) + int(stat[12])) / CLK_TCK
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if ":" in line)
+        self.rss_mib = int(status["VmRSS"].split()[0]) / 1024
+        self.hwm_mib = int(status["VmHWM"].split()[0]) / 1024
+        self.histogram = histogram(ctrl.metrics(), ctrl.reconcile_histogram)
+
+
+def histogram(text: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts of a histogram, summed over its label sets."""
+    buckets: dict[float, float] = collections.defaultdict(float)
+    for line in text.splitlines():
+        if not line.startswith(name + "_bucket"):
+            continue
+        labels, value = line.rsplit(" ", 1)
+        le = labels.split('le="', 1)[1].split('"', 1)[0]
+        buckets[math.inf if le == "+Inf" else float(le)] += float(value)
+    return dict(buckets)
+
+
+def quantile(q: float, before: dict, after: dict) -> float | None:
+    """histogram_quantile over the increase between two snapshots (linear within a bucket)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    rank = q * counts[-1]
+    prev_bound, prev_count = 0.0, 0.0
+    for b, c in zip(bounds, counts):
+        if c >= rank:
+            if math.isinf(b):
+                return prev_bound
+            return prev_bound + (b - prev_bound) * ((rank - prev_count) / max(c - prev_count, 1e-9))
+        prev_bound, prev_count = b, c
+    return None
+
+
+def audit_counts(path: Path, start: int, end: int, user: str) -> collections.Counter:
+    counts: collections.Counter = collections.Counter()
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    for raw in data.splitlines():
+        if user.encode() not in raw:
+            continue
+        try:
+            e = json.loads(raw)
+        except ValueError:
+            continue
+        if e.get("user", {}).get("username") != user:
+            continue
+        verb, stage = e.get("verb"), e.get("stage")
+        # One count per request: a watch when it starts, anything else when it is answered.
+        if (verb == "watch") != (stage == "ResponseStarted") or stage not in ("ResponseStarted", "ResponseComplete"):
+            continue
+        ref = e.get("objectRef", {})
+        resource = ref.get("resource", e.get("requestURI", "?"))
+        if ref.get("subresource"):
+            resource += "/" + ref["subresource"]
+        counts[(verb, resource)] += 1
+    return counts
+
+
+class Phase:
+    """What one phase of one controller's run cost."""
+
+    def __init__(self, bed: Bed, ctrl, before: Snapshot, after: Snapshot, n: int, seconds: float | None = None):
+        self.window = after.at - before.at
+        self.seconds = seconds
+        self.requests = audit_counts(bed.cluster.audit, before.audit_offset, after.audit_offset, ctrl.user)
+        self.cpu = (after.cpu_s - before.cpu_s) / self.window
+        self.rss = after.rss_mib
+        self.hwm = after.hwm_mib
+        self.p50 = quantile(0.5, before.histogram, after.histogram)
+        self.p99 = quantile(0.99, before.histogram, after.histogram)
+        self.reconciles = (after.histogram.get(math.inf, 0) - before.histogram.get(math.inf, 0))
+        # The whole process's CPU (probes and analysis included) over its reconciles: an upper
+        # bound of a reconcile's own CPU, which the wall-clock histogram cannot give.
+        self.cpu_per_reconcile = (after.cpu_s - before.cpu_s) / self.reconciles if self.reconciles else None
+        self.n = n
+        self.status_writes = sum(v for (verb, res), v in self.requests.items()
+                                 if res == f"{ctrl.resource}/status" and verb in ("patch", "update"))
+        self.lists = sum(v for (verb, _), v in self.requests.items() if verb == "list")
+
+    def rate(self) -> float:
+        return sum(self.requests.values()) / self.window
+
+    def breakdown(self, top: int = 6) -> str:
+        parts = [f"{verb} {res} {v / self.window:.2f}" for (verb, res), v in self.requests.most_common(top)]
+        return "; ".join(parts) or "none"
+
+
+def warnings(c: Cluster, ns: str) -> str:
+    """Warning events in the namespace, by reason (a NameConflict is the stall of issue 20)."""
+    events = c.get_raw(f"/api/v1/namespaces/{ns}/events")["items"]
+    reasons = collections.Counter(e.get("reason") for e in events if e.get("type") == "Warning")
+    return ", ".join(f"{r} ×{k}" for r, k in reasons.most_common())
+
+
+def ms(x: float | None) -> str:
+    return "–" if x is None else f"{x * 1000:.1f}"
+
+
+def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
+    c = bed.cluster
+    ns = f"bench-{ctrl.name}-{n}"
+    api = {"mcprollouts": f"/apis/mcprollout.dev/v1alpha1/namespaces/{ns}/mcprollouts",
+           "rollouts": f"/apis/argoproj.io/v1alpha1/namespaces/{ns}/rollouts"}[ctrl.resource]
+    c.kubectl("create", "namespace", ns)
+    ctrl.prepare(ns, n)
+    proc = ctrl.start(ns)
+    time.sleep(3)
+    if proc.poll() is not None:
+        raise RuntimeError(f"{ctrl.name} exited at start ({proc.returncode}); see {bed.work}/{ctrl.name}.log")
+    row: dict = {"controller": ctrl.name, "n": n}
+
+    def items() -> list[dict]:
+        return c.get_raw(api)["items"]
+
+    def all_are(what: str, pred, timeout_s: float) -> float:
+        t0 = time.monotonic()
+
+        def check():
+            got = items()
+            done = sum(1 for o in got if pred(o))
+            check.last = f"{done}/{n}"
+            return len(got) == n and done == n
+
+        check.last = "0/" + str(n)
+        try:
+            wait_until(f"{what} ({ctrl.name}, N={n})", timeout_s, check, 2)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}: {check.last}") from None
+        return time.monotonic() - t0
+
+    # First deploy of all N (informative: most of it is the Deployment and kwok machinery).
+    t0 = time.monotonic()
+    bed.cluster.apply([{**ctrl.manifest(name, 0), "metadata": {"name": name, "namespace": ns}} for name in names(n)])
+    all_are("all Healthy", ctrl.settled, 1800)
+    row["deploy_s"] = time.monotonic() - t0
+    log(f"{ctrl.name} N={n}: all Healthy {row['deploy_s']:.0f} s after the apply")
+    time.sleep(min(30, steady_s / 4))  # let the first deploy's drains and probes finish
+
+    # Steady: nothing changes.
+    before = Snapshot(bed, ctrl, proc.pid)
+    time.sleep(steady_s)
+    after = Snapshot(bed, ctrl, proc.pid)
+    row["steady"] = Phase(bed, ctrl, before, after, n)
+    log(f"{ctrl.name} N={n}: steady {row['steady'].rate():.1f} req/s; {row['steady'].breakdown()}")
+
+    # A wave: a template change on all N, steps 5→25→50→100 with 0 s pauses.
+    before = Snapshot(bed, ctrl, proc.pid)
+    t0 = time.monotonic()
+    bed.cluster.apply([{**ctrl.manifest(name, 1), "metadata": {"name": name, "namespace": ns}} for name in names(n)])
+    try:
+        all_are("all promoted", ctrl.settled, bed.args.wave_timeout)
+    except TimeoutError as e:
+        row["stuck"] = str(e)
+    wave_s = time.monotonic() - t0
+    after = Snapshot(bed, ctrl, proc.pid)
+    row["wave"] = Phase(bed, ctrl, before, after, n, wave_s)
+    row["warnings"] = warnings(c, ns)
+    log(f"{ctrl.name} N={n}: wave {'promoted all' if 'stuck' not in row else 'STUCK'} after {wave_s:.0f} s; "
+        f"{row['wave'].rate():.1f} req/s; warning events: {row['warnings'] or 'none'}")
+    if "stuck" in row:
+        log(row["stuck"])
+        row["breach_s"] = math.nan
+        row["final"] = Snapshot(bed, ctrl, proc.pid)
+        bed.procs.stop(ctrl.name)
+        c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=900s")
+        results.append(row)
+        return
+
+    # A breach: all N held at 50 %, then the analysis gauge breached.
+    bed.cluster.apply([{**ctrl.manifest(name, 2, hold_at=50), "metadata": {"name": name, "namespace": ns}}
+                       for name in names(n)])
+    all_are("all held at 50 %", lambda o: ctrl.held(o, 50), 1800)
+    time.sleep(ANALYSIS_INTERVAL_S + 2)  # at least one passing analysis at 50 % first
+    bed.set_breach(1)
+    t0 = time.monotonic()
+    all_are("all traffic on stable after the breach", ctrl.on_stable, 600)
+    row["breach_s"] = time.monotonic() - t0
+    bed.set_breach(0)
+    log(f"{ctrl.name} N={n}: breach → all on stable in {row['breach_s']:.1f} s")
+    row["final"] = Snapshot(bed, ctrl, proc.pid)
+    bed.procs.stop(ctrl.name)
+    c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=900s")
+    wait_until("the breach gauge back at 0", 30, lambda: bed.prometheus_value() == "0", 1)
+    results.append(row)
+
+
+def report(results: list, steady_s: int) -> str:
+    out = []
+    head = ("| N | controller | steady req/s | steady LISTs | status writes /rollout/10 min | wave req/s "
+            "| RSS MiB (peak) | CPU steady / wave | reconciles steady; wave | reconcile p50 / p99 ms (steady; wave) "
+            "| CPU ms per reconcile (steady; wave) | all promoted s "
+            "| breach → stable s |")
+    out.append(head)
+    out.append("|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|")
+    for r in results:
+        s, w = r["steady"], r["wave"]
+        writes = s.status_writes / r["n"] * 600 / s.window
+        out.append(
+            f"| {r['n']} | {r['controller']} | {s.rate():.2f} | {s.lists} | {writes:.2f} | {w.rate():.1f} "
+            f"| {s.rss:.0f} ({r['final'].hwm_mib:.0f}) | {s.cpu * 100:.1f}% / {w.cpu * 100:.1f}% "
+            f"| {s.reconciles:.0f}; {w.reconciles:.0f} | {ms(s.p50)} / {ms(s.p99)}; {ms(w.p50)} / {ms(w.p99)} "
+            f"| {ms(s.cpu_per_reconcile)}; {ms(w.cpu_per_reconcile)} "
+            f"| {w.seconds:.0f}{' (not all: stuck)' if 'stuck' in r else ''} | {r['breach_s']:.1f} |")
+    out.append("")
+    out.append(f"Steady window {steady_s} s after every rollout was Healthy. Requests by verb and resource (per s):")
+    for r in results:
+        out.append(f"- {r['controller']} N={r['n']} steady: {r['steady'].breakdown(8)}")
+        out.append(f"- {r['controller']} N={r['n']} wave:   {r['wave'].breakdown(8)}")
+        out.append(f"- {r['controller']} N={r['n']} warning events: {r.get('warnings') or 'none'}")
+    by = {(r["n"], r["controller"]): r for r in results}
+    ratios = []
+    for n in sorted({r["n"] for r in results}):
+        a, b = by.get((n, Ours.name)), by.get((n, Argo.name))
+        if not a or not b:
+            continue
+
+        def ratio(x: float, y: float) -> str:
+            return f"{x / y:.2f}" if y > 0 else "∞" if x > 0 else "–"
+
+        ratios.append(
+            f"- N={n}: RSS {ratio(a['steady'].rss, b['steady'].rss)}, peak RSS "
+            f"{ratio(a['final'].hwm_mib, b['final'].hwm_mib)}, CPU steady {ratio(a['steady'].cpu, b['steady'].cpu)}, "
+            f"CPU wave {ratio(a['wave'].cpu, b['wave'].cpu)}, API req/s steady "
+            f"{ratio(a['steady'].rate(), b['steady'].rate())}, wave {ratio(a['wave'].rate(), b['wave'].rate())}, "
+            f"time to promote all {ratio(a['wave'].seconds, b['wave'].seconds)}")
+    if ratios:
+        out.append("")
+        out.append("Ratios, mcp-rollout / Argo Rollouts:")
+        out.extend(ratios)
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--repo", required=True)
+    p.add_argument("--cluster-dir", required=True)
+    p.add_argument("--cluster-bin", required=True)
+    p.add_argument("--netns", required=True)
+    p.add_argument("--operator", required=True)
+    p.add_argument("--fixture", required=True)
+    p.add_argument("--kwok", required=True)
+    p.add_argument("--kwok-dir", required=True)
+    p.add_argument("--argo", required=True)
+    p.add_argument("--argo-dir", required=True)
+    p.add_argument("--steady-seconds", type=int, default=120)
+    p.add_argument("--controllers", default="mcp-rollout,argo-rollouts")
+    p.add_argument("--wave-timeout", type=int, default=1800, help="seconds for all N to be promoted")
+    p.add_argument("sizes", nargs="+", type=int)
+    args = p.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="mcp-rollout-bench-scale."))
+    procs = Processes(work)
+    cluster = Cluster(args)
+    bed = Bed(args, cluster, procs, work)
+    results: list = []
+    try:
+        bed.up(max(args.sizes))
+        wanted = args.controllers.split(",")
+        controllers = [ctrl for ctrl in (Ours(bed), Argo(bed)) if ctrl.name in wanted]
+        for ctrl in controllers:
+            ctrl.install()
+        for n in sorted(args.sizes):
+            for ctrl in controllers:
+                run_one(bed, ctrl, n, args.steady_seconds, results)
+                # So far, to stderr: a run stopped later keeps what it measured.
+                print(report(results, args.steady_seconds), file=sys.stderr, flush=True)
+    finally:
+        procs.stop_all()
+        if results:
+            print(report(results, args.steady_seconds), flush=True)
+        keep = os.environ.get("BENCH_KEEP_WORK")
+        if keep:
+            log(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
