@@ -46,6 +46,9 @@ if [[ $what == scale ]]; then
   export MCP_CLUSTER_DIR=$cluster_dir MCP_CLUSTER_IMAGES=none MCP_CLUSTER_API_QPS=${BENCH_CLUSTER_QPS:-200}
   trap 'hack/cluster.sh down >/dev/null 2>&1 || echo "bench: cluster down failed ($cluster_dir)" >&2' EXIT
   hack/cluster.sh up >/dev/null
+  # Nothing here sends traffic through a Service (probes go to pod addresses), and kube-proxy
+  # rewriting thousands of Services' rules on every change would only add noise to the figures.
+  hack/cluster.sh stop-component kube-proxy
   python3 hack/bench_scale.py --repo "$PWD" --cluster-dir "$cluster_dir" --cluster-bin "$(hack/cluster.sh bin)" \
     --netns "$(hack/cluster.sh netns)" --operator "${BENCH_OPERATOR:-$PWD/target/release/mcp-rollout-operator}" \
     --fixture "$PWD/target/release/mcp-fixture" --kwok "$cache/kwok" --kwok-dir "$kwok_dir" \

@@ -216,10 +216,13 @@ class Bed:
             str(c.bin / "prometheus"), f"--config.file={prom / 'prometheus.yml'}",
             f"--storage.tsdb.path={prom / 'data'}", f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"]))
         wait_until("Prometheus to read bench_breach", 60, lambda: self.prometheus_value() == "0", 1)
-        # Fake nodes, enough for the largest N at its peak (stable and canary at full size),
-        # each with the /24 the node IPAM gives it; each /24 local in the namespace.
-        nodes = math.ceil(4 * max_n * 2 / 2 / PODS_PER_NODE) + 1
-        c.apply([fake_node(f"kwok-{i}") for i in range(nodes)])
+        # Fake nodes, enough for the largest N at its peak (two stable and two canary pods per
+        # rollout, a surge pod, terminating ones), each with the /24 the node IPAM gives it;
+        # each /24 local in the namespace.
+        nodes = math.ceil(5 * max_n / PODS_PER_NODE) + 1
+        # Created, not applied: server-side apply drops a Node's status (its capacity, which
+        # keeps a node within the addresses of its /24).
+        c.kubectl("create", "-f", "-", input="\n".join(json.dumps(fake_node(f"kwok-{i}")) for i in range(nodes)))
         stages = self.work / "kwok-stages.yaml"
         stages.write_text(kwok_stages(Path(self.args.kwok_dir)))
         self.procs.start("kwok", c.in_netns([
@@ -232,6 +235,9 @@ class Bed:
             got = [n["spec"].get("podCIDR") for n in items]
             ready = [any(x["type"] == "Ready" and x["status"] == "True"
                          for x in n.get("status", {}).get("conditions", [])) for n in items]
+            pods = {n["status"].get("allocatable", {}).get("pods") for n in items}
+            if pods - {str(PODS_PER_NODE)}:
+                raise RuntimeError(f"fake nodes allow {pods} pods each, not {PODS_PER_NODE}")
             return got if len(got) == nodes and all(got) and all(ready) else None
 
         for cidr in wait_until(f"{nodes} fake nodes with pod CIDRs, Ready", 120, cidrs):
@@ -243,8 +249,12 @@ class Bed:
         key, csr, crt = (self.work / f"{user}.{x}" for x in ("key", "csr", "crt"))
         subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
                         "-subj", f"/O=system:masters/CN={user}"], check=True, capture_output=True)
+        # X.509 v3 (with extensions): rustls refuses a v1 certificate.
+        ext = self.work / f"{user}.ext"
+        ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                       "extendedKeyUsage=clientAuth\n")
         subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", pki / "ca.crt", "-CAkey", pki / "ca.key",
-                        "-CAcreateserial", "-out", crt, "-days", "2"], check=True, capture_output=True)
+                        "-CAcreateserial", "-out", crt, "-days", "2", "-extfile", ext], check=True, capture_output=True)
         conf = json.loads(self.cluster.kubectl("config", "view", "--raw", "-o", "json", "--kubeconfig",
                                                str(self.cluster.kubeconfig_netns)))
         conf["users"] = [{"name": user, "user": {"client-certificate": str(crt), "client-key": str(key)}}]
@@ -330,7 +340,7 @@ class Ours:
     def held(obj: dict, weight: int) -> bool:
         s = obj.get("status") or {}
         return (s.get("observedGeneration") == obj["metadata"]["generation"] and s.get("phase") == "Paused"
-                and s.get("effectiveWeight") == weight)
+                and s.get("desiredWeight") == weight and s.get("effectiveWeight", 0) > 0)
 
     @staticmethod
     def on_stable(obj: dict) -> bool:
@@ -352,7 +362,7 @@ class Argo:
         self.bed = bed
 
     def install(self) -> None:
-        self.bed.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f",
+        self.bed.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k",
                                  str(Path(self.bed.args.argo_dir) / "manifests" / "crds"))
 
     def prepare(self, ns: str, n: int) -> None:
@@ -581,7 +591,9 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
     all_are("all Healthy", ctrl.settled, 1800)
     row["deploy_s"] = time.monotonic() - t0
     log(f"{ctrl.name} N={n}: all Healthy {row['deploy_s']:.0f} s after the apply")
-    time.sleep(min(30, steady_s / 4))  # let the first deploy's drains and probes finish
+    # Let the first deploy's drains end and the first probe of stable be recorded (probes every
+    # 30 s by default): what follows is the state at rest.
+    time.sleep(45)
 
     # Steady: nothing changes.
     before = Snapshot(bed, ctrl, proc.pid)
