@@ -542,6 +542,13 @@ class Phase:
         return "; ".join(parts) or "none"
 
 
+def unreconciled(objs: list[dict]) -> str:
+    """How many objects the controller has not looked at since their last spec change."""
+    behind = [o["metadata"]["name"] for o in objs
+              if str((o.get("status") or {}).get("observedGeneration")) != str(o["metadata"]["generation"])]
+    return f"{len(behind)} with observedGeneration behind generation ({', '.join(behind[:10])})"
+
+
 def warnings(c: Cluster, ns: str) -> str:
     """Warning events in the namespace, by reason (a NameConflict is the stall of issue 20)."""
     events = c.get_raw(f"/api/v1/namespaces/{ns}/events")["items"]
@@ -610,6 +617,7 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
         all_are("all promoted", ctrl.settled, bed.args.wave_timeout)
     except TimeoutError as e:
         row["stuck"] = str(e)
+        row["wave_stuck"] = True
     wave_s = time.monotonic() - t0
     after = Snapshot(bed, ctrl, proc.pid)
     row["wave"] = Phase(bed, ctrl, before, after, n, wave_s)
@@ -617,7 +625,7 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
     log(f"{ctrl.name} N={n}: wave {'promoted all' if 'stuck' not in row else 'STUCK'} after {wave_s:.0f} s; "
         f"{row['wave'].rate():.1f} req/s; warning events: {row['warnings'] or 'none'}")
     if "stuck" in row:
-        log(row["stuck"])
+        log(f"{row['stuck']}; {unreconciled(items())}")
         row["breach_s"] = math.nan
         row["final"] = Snapshot(bed, ctrl, proc.pid)
         bed.procs.stop(ctrl.name)
@@ -628,14 +636,19 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
     # A breach: all N held at 50 %, then the analysis gauge breached.
     bed.cluster.apply([{**ctrl.manifest(name, 2, hold_at=50), "metadata": {"name": name, "namespace": ns}}
                        for name in names(n)])
-    all_are("all held at 50 %", lambda o: ctrl.held(o, 50), 1800)
-    time.sleep(ANALYSIS_INTERVAL_S + 2)  # at least one passing analysis at 50 % first
-    bed.set_breach(1)
-    t0 = time.monotonic()
-    all_are("all traffic on stable after the breach", ctrl.on_stable, 600)
-    row["breach_s"] = time.monotonic() - t0
+    row["breach_s"] = math.nan
+    try:
+        all_are("all held at 50 %", lambda o: ctrl.held(o, 50), bed.args.wave_timeout)
+        time.sleep(ANALYSIS_INTERVAL_S + 2)  # at least one passing analysis at 50 % first
+        bed.set_breach(1)
+        t0 = time.monotonic()
+        all_are("all traffic on stable after the breach", ctrl.on_stable, 300)
+        row["breach_s"] = time.monotonic() - t0
+        log(f"{ctrl.name} N={n}: breach → all on stable in {row['breach_s']:.1f} s")
+    except TimeoutError as e:
+        row["stuck"] = str(e)
+        log(f"{ctrl.name} N={n}: STUCK: {e}; {unreconciled(items())}")
     bed.set_breach(0)
-    log(f"{ctrl.name} N={n}: breach → all on stable in {row['breach_s']:.1f} s")
     row["final"] = Snapshot(bed, ctrl, proc.pid)
     bed.procs.stop(ctrl.name)
     c.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=900s")
@@ -659,13 +672,16 @@ def report(results: list, steady_s: int) -> str:
             f"| {s.rss:.0f} ({r['final'].hwm_mib:.0f}) | {s.cpu * 100:.1f}% / {w.cpu * 100:.1f}% "
             f"| {s.reconciles:.0f}; {w.reconciles:.0f} | {ms(s.p50)} / {ms(s.p99)}; {ms(w.p50)} / {ms(w.p99)} "
             f"| {ms(s.cpu_per_reconcile)}; {ms(w.cpu_per_reconcile)} "
-            f"| {w.seconds:.0f}{' (not all: stuck)' if 'stuck' in r else ''} | {r['breach_s']:.1f} |")
+            f"| {w.seconds:.0f}{' (not all)' if r.get('wave_stuck') else ''} "
+            f"| {'stuck' if math.isnan(r['breach_s']) else format(r['breach_s'], '.1f')} |")
     out.append("")
     out.append(f"Steady window {steady_s} s after every rollout was Healthy. Requests by verb and resource (per s):")
     for r in results:
         out.append(f"- {r['controller']} N={r['n']} steady: {r['steady'].breakdown(8)}")
         out.append(f"- {r['controller']} N={r['n']} wave:   {r['wave'].breakdown(8)}")
         out.append(f"- {r['controller']} N={r['n']} warning events: {r.get('warnings') or 'none'}")
+        if "stuck" in r:
+            out.append(f"- {r['controller']} N={r['n']} STUCK: {r['stuck']}")
     by = {(r["n"], r["controller"]): r for r in results}
     ratios = []
     for n in sorted({r["n"] for r in results}):
