@@ -284,6 +284,14 @@ def pod_spec(wave: int) -> dict:
 STEPS = [5, 25, 50, 100]
 
 
+def canary_steps(hold_at: int | None) -> list[dict]:
+    """5 → 25 → 50 → 100 with 0 s pauses, or one weight held until promoted (both controllers
+    spell steps alike)."""
+    if hold_at is not None:
+        return [{"setWeight": hold_at}, {"pause": {}}]
+    return [x for w in STEPS for x in ({"setWeight": w}, {"pause": {"duration": "0s"}})][:-1]
+
+
 class Ours:
     name = "mcp-rollout"
     user = "bench-mcp-rollout"
@@ -307,8 +315,7 @@ class Ours:
             "--allowed-destinations=10.244.0.0/16,127.0.0.1/32"]))
 
     def manifest(self, name: str, wave: int, hold_at: int | None = None) -> dict:
-        steps = ([{"setWeight": hold_at}, {"pause": {}}] if hold_at is not None else
-                 [x for w in STEPS for x in ({"setWeight": w}, {"pause": {"duration": "0s"}})][:-1])
+        steps = canary_steps(hold_at)
         return {
             "apiVersion": "mcprollout.dev/v1alpha1", "kind": "McpRollout",
             "metadata": {"name": name},
@@ -394,8 +401,7 @@ class Argo:
             f"--healthzPort={ARGO_HEALTHZ_PORT}", "--loglevel=warn"]))
 
     def manifest(self, name: str, wave: int, hold_at: int | None = None) -> dict:
-        steps = ([{"setWeight": hold_at}, {"pause": {}}] if hold_at is not None else
-                 [x for w in STEPS for x in ({"setWeight": w}, {"pause": {"duration": "0s"}})][:-1])
+        steps = canary_steps(hold_at)
         return {
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
             "metadata": {"name": name},
@@ -573,6 +579,10 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
         raise RuntimeError(f"{ctrl.name} exited at start ({proc.returncode}); see {bed.work}/{ctrl.name}.log")
     row: dict = {"controller": ctrl.name, "n": n}
 
+    def apply_wave(wave: int, hold_at: int | None = None) -> None:
+        bed.cluster.apply([{**ctrl.manifest(name, wave, hold_at), "metadata": {"name": name, "namespace": ns}}
+                           for name in names(n)])
+
     def items() -> list[dict]:
         return c.get_raw(api)["items"]
 
@@ -594,7 +604,7 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
 
     # First deploy of all N (informative: most of it is the Deployment and kwok machinery).
     t0 = time.monotonic()
-    bed.cluster.apply([{**ctrl.manifest(name, 0), "metadata": {"name": name, "namespace": ns}} for name in names(n)])
+    apply_wave(0)
     all_are("all Healthy", ctrl.settled, 1800)
     row["deploy_s"] = time.monotonic() - t0
     log(f"{ctrl.name} N={n}: all Healthy {row['deploy_s']:.0f} s after the apply")
@@ -612,7 +622,7 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
     # A wave: a template change on all N, steps 5→25→50→100 with 0 s pauses.
     before = Snapshot(bed, ctrl, proc.pid)
     t0 = time.monotonic()
-    bed.cluster.apply([{**ctrl.manifest(name, 1), "metadata": {"name": name, "namespace": ns}} for name in names(n)])
+    apply_wave(1)
     try:
         all_are("all promoted", ctrl.settled, bed.args.wave_timeout)
     except TimeoutError as e:
@@ -634,8 +644,7 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
         return
 
     # A breach: all N held at 50 %, then the analysis gauge breached.
-    bed.cluster.apply([{**ctrl.manifest(name, 2, hold_at=50), "metadata": {"name": name, "namespace": ns}}
-                       for name in names(n)])
+    apply_wave(2, hold_at=50)
     row["breach_s"] = math.nan
     try:
         all_are("all held at 50 %", lambda o: ctrl.held(o, 50), bed.args.wave_timeout)
