@@ -25,6 +25,12 @@ use crate::{
 /// Namespace and name of a rollout.
 pub type RolloutKey = (String, String);
 
+/// Pods probed at once, across all rollouts. A probe's timeout judges the server; with no
+/// limit, a wave of hundreds of rollouts started hundreds of probes together, the operator's
+/// own threads could not serve them within the timeout, and healthy canaries were read as
+/// failing (hack/bench.sh scale at N = 1,000). A probe waits for a slot before its clock starts.
+const PROBE_SLOTS: usize = 32;
+
 #[derive(Default)]
 struct RolloutState {
     probes: BTreeMap<String, ProbeReport>,
@@ -106,11 +112,20 @@ pub struct Workers {
     state: Mutex<HashMap<RolloutKey, RolloutState>>,
     wake: UnboundedSender<ObjectRef<McpRollout>>,
     metrics: Arc<Metrics>,
+    probe_slots: tokio::sync::Semaphore,
 }
 
 impl Workers {
     pub fn new(wake: UnboundedSender<ObjectRef<McpRollout>>, metrics: Arc<Metrics>) -> Self {
-        Self { state: Mutex::default(), wake, metrics }
+        Self { state: Mutex::default(), wake, metrics, probe_slots: tokio::sync::Semaphore::new(PROBE_SLOTS) }
+    }
+
+    /// Probes one pod once a slot is free (see `PROBE_SLOTS`).
+    async fn probe_pod(&self, config: &ProbeConfig) -> probe::ProbeReport {
+        // The semaphore is never closed: `acquire` cannot fail; if it ever did, probing
+        // without a slot beats not probing.
+        let _slot = self.probe_slots.acquire().await.ok();
+        probe::probe(config).await
     }
 
     fn state(&self) -> MutexGuard<'_, HashMap<RolloutKey, RolloutState>> {
@@ -262,7 +277,9 @@ impl Workers {
     async fn run_probe(&self, key: &RolloutKey, job: ProbeJob) -> ProbeReport {
         let started = Instant::now();
         let reports = futures::future::join_all(
-            job.targets.iter().map(|(pod, config)| async move { (pod.clone(), probe::probe(config).await) }),
+            job.targets
+                .iter()
+                .map(|(pod, config)| async move { (pod.clone(), self.probe_pod(config).await) }),
         )
         .await;
         let labels = TrackLabels {
@@ -345,7 +362,7 @@ impl Workers {
         let Some(config) = &baseline.probe else {
             return Err("it has no ready pod to probe".into());
         };
-        let report = probe::probe(config).await;
+        let report = self.probe_pod(config).await;
         if !report.passed {
             let why = report.failure.map_or_else(|| "failed".to_owned(), |f| f.to_string());
             return Err(format!("its probe failed: {why}"));
@@ -460,5 +477,62 @@ impl Workers {
             });
             this.wake(&key);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A wave's worth of pods probed at once: no more than `PROBE_SLOTS` connections are open
+    /// together, and every pod is still probed. The server is a loopback listener that holds
+    /// each connection briefly and answers nothing (the probes fail; only their overlap is
+    /// measured).
+    #[tokio::test]
+    async fn probes_wait_for_a_slot_before_they_connect() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (open, most, accepted) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let server = {
+            let (open, most, accepted) = (open.clone(), most.clone(), accepted.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((socket, _)) = listener.accept().await else { return };
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    let open = open.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        open.fetch_sub(1, Ordering::SeqCst);
+                        drop(socket);
+                    });
+                }
+            })
+        };
+        let (wake, _woken) = futures::channel::mpsc::unbounded();
+        let workers = Workers::new(wake, Arc::new(Metrics::default()));
+        let pods = PROBE_SLOTS + 16;
+        let targets = (0..pods)
+            .map(|i| {
+                let mut config = ProbeConfig::new(format!("http://{address}/mcp"));
+                config.timeout = Duration::from_secs(5);
+                config.step_timeout = Duration::from_secs(2);
+                (format!("pod-{i}"), config)
+            })
+            .collect();
+        let key = ("ns".to_owned(), "rollout".to_owned());
+        let job = ProbeJob { revision: "r1".into(), track: "canary", targets, baseline: None };
+        let report = workers.run_probe(&key, job).await;
+        server.abort();
+        assert!(!report.passed);
+        assert_eq!(report.pods, i32::try_from(pods).unwrap());
+        assert!(accepted.load(Ordering::SeqCst) >= pods, "every pod was probed");
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= PROBE_SLOTS, "{most} connections open at once");
+        assert!(most > 1, "probes still run side by side");
     }
 }

@@ -227,11 +227,6 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// When the latest analysis run completed.
-    pub(super) fn last_analysis_at(&self) -> Option<i64> {
-        self.st.analysis.iter().map(|c| secs(&c.at)).max()
-    }
-
     /// How the analysis runs completed after `since` went.
     pub(super) fn analysis_since(&self, since: i64) -> AnalysisSince<'_> {
         let mut fresh = self.st.analysis.iter().filter(|c| secs(&c.at) > since).peekable();

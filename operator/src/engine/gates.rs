@@ -71,7 +71,7 @@ impl<'a> Engine<'a> {
 /// The longest window an enabled check judges, in seconds: the sustained windows of the error
 /// and latency checks, the evaluation interval of the others.
 #[allow(clippy::cast_possible_wrap)]
-fn analysis_window(analysis: &crate::api::AnalysisSpec) -> i64 {
+pub(super) fn analysis_window(analysis: &crate::api::AnalysisSpec) -> i64 {
     let checks = &analysis.checks;
     let sustained = [
         checks.error_rate.enabled.then_some(checks.error_rate.sustain.as_secs()),

@@ -2,9 +2,11 @@
 
 use super::prelude::*;
 
-/// How often, at rest, a passing probe of stable that finds nothing new is still written to
-/// status (its `at`): at most one status write per rollout per this period when nothing moves.
-pub(super) const PROBE_AT_REST_REFRESH: Duration = Duration::from_secs(600);
+/// How often a result that finds what status already holds (a passing probe of the same pods
+/// and tools, an analysis with the same verdicts) is still written to status (its `at`): at
+/// most one status write per rollout per this period while nothing moves, at rest or held at
+/// a step.
+pub(super) const UNCHANGED_RESULT_REFRESH: Duration = Duration::from_secs(600);
 
 /// A passing probe that found what the stored one found: same pods, tools, protocol versions,
 /// schema verdict and message.
@@ -18,6 +20,25 @@ fn same_finding(stored: &ProbeStatus, report: &ProbeReport) -> bool {
         && stored.schema_compatible == report.schema_compatible
         && stored.schema_change == report.schema_change
         && stored.message == report.message
+}
+
+/// An analysis run that judged every check as the stored one did: same checks, verdicts and
+/// thresholds; a check not passing also with the same reason (its message says why it holds).
+/// A failing check is never "the same": its streak grows.
+fn same_verdicts(stored: &[CheckStatus], checks: &[CheckResult]) -> bool {
+    stored.len() == checks.len()
+        && checks.iter().all(|check| {
+            stored.iter().any(|s| {
+                s.name == check.name
+                    && s.verdict == check.verdict
+                    && s.threshold == check.threshold.filter(|v| v.is_finite())
+                    && match check.verdict {
+                        Verdict::Pass => true,
+                        Verdict::Inconclusive => s.message == check.message,
+                        Verdict::Fail => false,
+                    }
+            })
+        })
 }
 
 impl<'a> Engine<'a> {
@@ -38,19 +59,16 @@ impl<'a> Engine<'a> {
             if previous.is_some_and(|i| secs(&self.st.probes[i].at) >= at) {
                 continue;
             }
-            // At rest (no rollout in flight), a passing probe of stable that finds what the
-            // last one found is not written: a status write is a watch event for every client
-            // and another reconcile, and at rest nothing a user would look at changed. The time
-            // is still refreshed every `PROBE_AT_REST_REFRESH`, and `due_probes` reads the
+            // A passing probe that finds what the last one found is not written: a status
+            // write is a watch event for every client and another reconcile, and nothing a
+            // user would look at changed. With hundreds of rollouts held at a step, writing
+            // every probe's time filled the reconcile slots (hack/bench.sh scale). The time is
+            // still refreshed every `UNCHANGED_RESULT_REFRESH`, and `due_probes` reads the
             // workers' latest report, so probing keeps its interval.
             if let Some(i) = previous
-                && self.st.canary_revision.is_none()
-                && self.st.stable_revision.as_deref() == Some(report.revision.as_str())
-                // ... and stays at rest: the spec's template is stable's (a changed one starts a
-                // rollout in this very decision, which records every probe).
-                && self.desired == report.revision
                 && same_finding(&self.st.probes[i], report)
-                && at - secs(&self.st.probes[i].at) < PROBE_AT_REST_REFRESH.as_secs() as i64
+                && self.repeat_answers_the_same(secs(&self.st.probes[i].at), at, &self.result_epochs())
+                && at - secs(&self.st.probes[i].at) < UNCHANGED_RESULT_REFRESH.as_secs() as i64
             {
                 continue;
             }
@@ -101,6 +119,17 @@ impl<'a> Engine<'a> {
         {
             return;
         }
+        // Same verdicts as status holds, and nothing the gates compare run times with (the
+        // end of the window after the last weight increase, the step's start) lies between
+        // the two runs: not written, as a probe's repeated finding is not. `last_analysis_at` reads the report, so the next
+        // run keeps its interval.
+        if let Some(stored_at) = self.st.analysis.iter().map(|c| secs(&c.at)).max()
+            && same_verdicts(&self.st.analysis, &report.checks)
+            && self.repeat_answers_the_same(stored_at, at, &self.analysis_epochs())
+            && at - stored_at < UNCHANGED_RESULT_REFRESH.as_secs() as i64
+        {
+            return;
+        }
         let checks = report
             .checks
             .iter()
@@ -127,11 +156,66 @@ impl<'a> Engine<'a> {
     }
 
     /// When a probe was last run for `revision`: the latest of what status holds and what the
-    /// workers last reported (at rest a repeated finding is not written to status).
+    /// workers last reported (a repeated finding is not written to status).
     pub(super) fn last_probe_at(&self, revision: &str) -> Option<i64> {
         let stored = self.st.probes.iter().find(|p| p.revision == revision).map(|p| secs(&p.at));
         let reported = self.observed.probe(revision).map(|r| r.at.as_second());
         stored.max(reported)
+    }
+
+    /// When the latest analysis run of the canary completed: the latest of what status holds
+    /// and what the workers last reported (repeated verdicts are not written to status).
+    pub(super) fn last_analysis_at(&self) -> Option<i64> {
+        let stored = self.st.analysis.iter().map(|c| secs(&c.at)).max();
+        let reported = self
+            .observed
+            .analysis
+            .as_ref()
+            .filter(|r| self.st.canary_revision.as_deref() == Some(r.revision.as_str()))
+            .map(|r| r.at.as_second())
+            .filter(|at| {
+                !self.predates_current_rollout(self.st.canary_revision.as_deref().unwrap_or_default(), *at)
+            });
+        stored.max(reported)
+    }
+
+    /// The moments the engine compares a result's time with: the rollout's start, the step's,
+    /// the weight's last increase, the flip, the preview's readiness.
+    fn result_epochs(&self) -> Vec<i64> {
+        [
+            &self.st.rollout_started_at,
+            &self.st.step_started_at,
+            &self.st.weight_increased_at,
+            &self.st.promoted_at,
+            &self.st.preview_ready_at,
+        ]
+        .into_iter()
+        .flatten()
+        .map(secs)
+        .collect()
+    }
+
+    /// As `result_epochs`, and the end of the window after the last weight increase: the
+    /// analysis gate asks for a run whose whole window is at the current weight.
+    fn analysis_epochs(&self) -> Vec<i64> {
+        let mut epochs = self.result_epochs();
+        if let (Some(analysis), Some(increased)) = (&self.spec.analysis, &self.st.weight_increased_at) {
+            epochs.push(secs(increased).saturating_add(super::gates::analysis_window(analysis)));
+        }
+        epochs
+    }
+
+    /// Whether a repeated result (completed at `at`) would answer everything the engine asks
+    /// as the stored one (completed at `stored_at`) does: no moment it is compared with lies
+    /// between them, and the spec's template is one status already knows (stable, the canary
+    /// or the one rolled back: a changed one starts a rollout in this very decision, which
+    /// records every result).
+    fn repeat_answers_the_same(&self, stored_at: i64, at: i64, epochs: &[i64]) -> bool {
+        let desired = Some(self.desired.as_str());
+        let tracked = self.st.stable_revision.as_deref() == desired
+            || self.st.canary_revision.as_deref() == desired
+            || self.st.rollback.as_ref().map(|r| r.revision.as_str()) == desired;
+        tracked && epochs.iter().all(|&epoch| (stored_at > epoch) == (at > epoch))
     }
 
     /// Whether a result for the new revision predates its current rollout (a replaced and

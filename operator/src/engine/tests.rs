@@ -1147,6 +1147,77 @@ fn at_rest_a_passing_probe_that_finds_nothing_new_writes_no_status() {
     assert_eq!(w.status.probes[0].consecutive_failures, 1);
 }
 
+/// Held at a step (here the indefinite pause at 25%), probes of both revisions every 10 s and
+/// an analysis every 10 s that find what the last ones found write nothing but a refresh of
+/// their time every 10 minutes: hundreds of held rollouts rewriting status at every result
+/// filled the reconcile slots (hack/bench.sh scale). What does change is written at once.
+#[test]
+fn held_at_a_step_repeated_results_write_no_status() {
+    let (mut w, stable, canary) = with_stable_then(canary_steps(), true);
+    w.round(1);
+    w.round(31); // soak done; 25% needs an analysis whose window is at 5%
+    for _ in 0..31 {
+        w.tick(10);
+        w.set_analysis(&canary, Verdict::Pass);
+        w.run_probes(true);
+        w.decide();
+        w.pods_follow_plan();
+    }
+    assert_eq!(w.weight(), 25);
+    w.round(1);
+    assert_eq!(w.status.phase, Some(Phase::Paused), "{:?}", w.status.message);
+    let increased = w.status.weight_increased_at.as_ref().map(|t| t.0.as_second()).unwrap();
+    // 30 minutes held, every result repeated. The first analysis newer than the window after
+    // the increase (300 s) is written: it is what a promote would need.
+    let (mut writes, mut probes, mut runs) = (0, 0, 0);
+    let mut window_passed_written = false;
+    for _ in 0..180 {
+        let before = w.status.clone();
+        w.tick(10);
+        let plan = w.plan().clone();
+        if !plan.probes.is_empty() {
+            probes += plan.probes.len();
+            w.run_probes(true);
+        }
+        if plan.analysis.is_some() {
+            runs += 1;
+            w.set_analysis(&canary, Verdict::Pass);
+        }
+        w.decide();
+        if w.status != before {
+            writes += 1;
+            let latest = w.status.analysis.iter().map(|c| secs(&c.at)).max().unwrap();
+            window_passed_written |= latest > increased + 300;
+        }
+        assert_eq!(w.status.phase, Some(Phase::Paused));
+    }
+    assert_eq!(probes, 360, "both revisions probed every 10 s");
+    assert_eq!(runs, 180, "the analysis keeps its interval");
+    assert!(window_passed_written, "the first run past the window is written");
+    // The first run past the window, and at most one refresh of each of the three results
+    // (two probes, the analysis) per 10 minutes (6 seen).
+    assert!(writes <= 1 + 3 * 3, "{writes} status writes in 30 minutes held");
+    // A changed verdict is written at once, and so is a failure.
+    let before = w.status.clone();
+    w.tick(10);
+    w.set_analysis(&canary, Verdict::Inconclusive);
+    w.decide();
+    assert_ne!(w.status, before);
+    assert_eq!(w.status.analysis[0].verdict, Verdict::Inconclusive);
+    w.tick(10);
+    w.set_probe(&stable, false, 2, Some(true));
+    w.decide();
+    assert_eq!(w.status.probes.iter().find(|p| p.revision == stable).unwrap().consecutive_failures, 1);
+    // Promoted, the weight grows on the results already held.
+    w.tick(10);
+    w.set_probe(&stable, true, 2, Some(true));
+    w.set_analysis(&canary, Verdict::Pass);
+    w.request("promote");
+    w.round(1);
+    w.round(1);
+    assert_eq!(w.weight(), 50, "{:?}", w.status.message);
+}
+
 #[test]
 fn a_stable_revision_the_service_does_not_route_to_is_not_healthy() {
     let (mut w, stable, _) = with_stable_then(canary_steps(), false);

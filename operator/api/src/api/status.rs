@@ -270,8 +270,9 @@ pub struct ProbeStatus {
     /// Whether the probe (and the schema gate, for the canary) passed.
     pub passed: bool,
 
-    /// When the probe that found this finished. At rest (nothing rolling out) a probe that finds
-    /// the same again is not written, so this may be up to 10 minutes old while probes still run
+    /// When the probe that found this finished. A passing probe that finds the same again is
+    /// not written (at rest, or held at a step) unless it is the first newer than a step's
+    /// start or a weight increase, so this may be up to 10 minutes old while probes still run
     /// every `probe.interval`; any change of finding is written at once.
     pub at: Time,
 
@@ -343,7 +344,11 @@ pub struct CheckStatus {
     #[serde(default)]
     pub consecutive_failures: i32,
 
-    /// When the latest evaluation ran.
+    /// When the latest evaluation written here ran. An evaluation with the same verdicts (a
+    /// passing check whatever its value, a check not passing with the same message) is not
+    /// written unless it is the first newer than a step's start or the end of the window after
+    /// a weight increase, so `at` and `value` may be up to 10 minutes old while evaluations
+    /// still run every `analysis.interval`; a changed verdict is written at once.
     pub at: Time,
 
     /// What was measured, in words.
