@@ -121,8 +121,8 @@ impl<'a> Engine<'a> {
         }
         // Same verdicts as status holds, and nothing the gates compare run times with (the
         // end of the window after the last weight increase, the step's start) lies between
-        // the two runs: not written, as a probe's repeated finding is not. `last_analysis_at` reads the report, so the next
-        // run keeps its interval.
+        // the two runs: not written, as a probe's repeated finding is not. `last_analysis_at`
+        // reads the report, so the next run keeps its interval.
         if let Some(stored_at) = self.st.analysis.iter().map(|c| secs(&c.at)).max()
             && same_verdicts(&self.st.analysis, &report.checks)
             && self.repeat_answers_the_same(stored_at, at, &self.analysis_epochs())
