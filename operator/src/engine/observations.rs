@@ -67,8 +67,7 @@ impl<'a> Engine<'a> {
             // workers' latest report, so probing keeps its interval.
             if let Some(i) = previous
                 && same_finding(&self.st.probes[i], report)
-                && self.repeat_answers_the_same(secs(&self.st.probes[i].at), at, &self.result_epochs())
-                && at - secs(&self.st.probes[i].at) < UNCHANGED_RESULT_REFRESH.as_secs() as i64
+                && self.repeat_needs_no_write(secs(&self.st.probes[i].at), at, &self.result_epochs())
             {
                 continue;
             }
@@ -114,19 +113,17 @@ impl<'a> Engine<'a> {
             return;
         }
         let at = report.at.as_second();
-        if self.predates_current_rollout(&report.revision, at)
-            || self.st.analysis.iter().any(|c| secs(&c.at) >= at)
-        {
+        let stored_at = self.stored_analysis_at();
+        if self.predates_current_rollout(&report.revision, at) || stored_at.is_some_and(|s| s >= at) {
             return;
         }
         // Same verdicts as status holds, and nothing the gates compare run times with (the
         // end of the window after the last weight increase, the step's start) lies between
         // the two runs: not written, as a probe's repeated finding is not. `last_analysis_at`
         // reads the report, so the next run keeps its interval.
-        if let Some(stored_at) = self.st.analysis.iter().map(|c| secs(&c.at)).max()
+        if let Some(stored_at) = stored_at
             && same_verdicts(&self.st.analysis, &report.checks)
-            && self.repeat_answers_the_same(stored_at, at, &self.analysis_epochs())
-            && at - stored_at < UNCHANGED_RESULT_REFRESH.as_secs() as i64
+            && self.repeat_needs_no_write(stored_at, at, &self.analysis_epochs())
         {
             return;
         }
@@ -166,17 +163,20 @@ impl<'a> Engine<'a> {
     /// When the latest analysis run of the canary completed: the latest of what status holds
     /// and what the workers last reported (repeated verdicts are not written to status).
     pub(super) fn last_analysis_at(&self) -> Option<i64> {
-        let stored = self.st.analysis.iter().map(|c| secs(&c.at)).max();
         let reported = self
             .observed
             .analysis
             .as_ref()
             .filter(|r| self.st.canary_revision.as_deref() == Some(r.revision.as_str()))
-            .map(|r| r.at.as_second())
-            .filter(|at| {
-                !self.predates_current_rollout(self.st.canary_revision.as_deref().unwrap_or_default(), *at)
-            });
-        stored.max(reported)
+            .map(|r| (r, r.at.as_second()))
+            .filter(|(r, at)| !self.predates_current_rollout(&r.revision, *at))
+            .map(|(_, at)| at);
+        self.stored_analysis_at().max(reported)
+    }
+
+    /// When the analysis run status holds completed.
+    fn stored_analysis_at(&self) -> Option<i64> {
+        self.st.analysis.iter().map(|c| secs(&c.at)).max()
     }
 
     /// The moments the engine compares a result's time with: the rollout's start, the step's,
@@ -205,17 +205,20 @@ impl<'a> Engine<'a> {
         epochs
     }
 
-    /// Whether a repeated result (completed at `at`) would answer everything the engine asks
-    /// as the stored one (completed at `stored_at`) does: no moment it is compared with lies
-    /// between them, and the spec's template is one status already knows (stable, the canary
-    /// or the one rolled back: a changed one starts a rollout in this very decision, which
-    /// records every result).
-    fn repeat_answers_the_same(&self, stored_at: i64, at: i64, epochs: &[i64]) -> bool {
+    /// Whether a repeated result (completed at `at`) need not be written over the stored one
+    /// (completed at `stored_at`): the stored one is younger than `UNCHANGED_RESULT_REFRESH`
+    /// and answers everything the engine asks as the new one would — no moment it is
+    /// compared with lies between them, and the spec's template is one status already knows
+    /// (stable, the canary or the one rolled back: a changed one starts a rollout in this very
+    /// decision, which records every result).
+    fn repeat_needs_no_write(&self, stored_at: i64, at: i64, epochs: &[i64]) -> bool {
         let desired = Some(self.desired.as_str());
         let tracked = self.st.stable_revision.as_deref() == desired
             || self.st.canary_revision.as_deref() == desired
             || self.st.rollback.as_ref().map(|r| r.revision.as_str()) == desired;
-        tracked && epochs.iter().all(|&epoch| (stored_at > epoch) == (at > epoch))
+        at - stored_at < UNCHANGED_RESULT_REFRESH.as_secs() as i64
+            && tracked
+            && epochs.iter().all(|&epoch| (stored_at > epoch) == (at > epoch))
     }
 
     /// Whether a result for the new revision predates its current rollout (a replaced and
