@@ -43,14 +43,14 @@ use super::{
     notify, observe,
     resources::{self, Tracks},
     traffic::{RouteRequest, Takeover, TrafficRouter},
-    workers::{AnalysisJob, Baseline, MeasureJob, ProbeJob, RolloutKey},
+    workers::{AnalysisJob, Baseline, MeasureJob, ProbeJob, ProbeWake, RolloutKey},
     workload,
 };
 use crate::{
     analysis::{self, Prometheus, Queries, Subject},
     api::{
-        McpRollout, McpRolloutStatus, REQUEST_ANNOTATION, Scheme, SecretKeyRef, StepProbe, StrategyRef,
-        TlsSecretRef, Transport, Verdict, labels, revision_of,
+        McpRollout, McpRolloutStatus, Phase, REQUEST_ANNOTATION, Scheme, SecretKeyRef, StepProbe,
+        StrategyRef, TlsSecretRef, Transport, Verdict, labels, revision_of,
     },
     engine::{self, Decision, EventType, Input, Observed, ProbeRequest, Problem, WorkloadAction},
     probe::{ProbeConfig, TransportChoice},
@@ -1045,11 +1045,17 @@ fn probe_job(
         policy: rollout.spec.probe.schema_compatibility,
         probe: ready_pods(pods, revision).first().and_then(|p| probe_config(rollout, status, p, secrets)),
     });
+    // Steady: stable alone, serving everything, nothing draining or rolled back.
+    let steady = status.phase == Some(Phase::Healthy)
+        && status.canary_revision.is_none()
+        && status.drains.is_empty()
+        && status.rollback.is_none();
     Some(ProbeJob {
         revision: request.revision.clone(),
         track: if is_stable { "stable" } else { "canary" },
         targets,
         baseline,
+        wake: if steady && is_stable { ProbeWake::OnChange } else { ProbeWake::Always },
     })
 }
 

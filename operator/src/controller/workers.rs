@@ -77,6 +77,42 @@ pub struct ProbeJob {
     /// (pod name, probe of that pod).
     pub targets: Vec<(String, ProbeConfig)>,
     pub baseline: Option<Baseline>,
+    pub wake: ProbeWake,
+}
+
+/// When a finished probe wakes its rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeWake {
+    /// Always: the engine is waiting on a probe newer than some moment (a canary's step, a
+    /// first deploy, a drain), so the result must be decided on at once.
+    Always,
+    /// Only when the result is not a repeat of the revision's previous one: a steady rollout's
+    /// periodic probe of stable that passes with the same finding changes no decision, and the
+    /// next periodic reconcile reads it anyway. Waking on it doubled the reconciles at rest
+    /// (hack/bench.sh scale, N = 300: one reconcile to start the probe, one 0.1 s later for a
+    /// result nobody needed, every 30 s per rollout).
+    OnChange,
+}
+
+impl ProbeWake {
+    /// Whether `report` wakes the rollout, given the revision's previous report.
+    pub fn wakes(self, previous: Option<&ProbeReport>, report: &ProbeReport) -> bool {
+        self == Self::Always || !previous.is_some_and(|p| repeats(p, report))
+    }
+}
+
+/// A passing report with the same finding as the previous passing one; a failing report
+/// never repeats (its streak is what the engine counts).
+fn repeats(previous: &ProbeReport, report: &ProbeReport) -> bool {
+    previous.passed
+        && report.passed
+        && previous.revision == report.revision
+        && previous.pods == report.pods
+        && previous.schema_compatible == report.schema_compatible
+        && previous.schema_change == report.schema_change
+        && previous.protocol_versions == report.protocol_versions
+        && previous.tool_count == report.tool_count
+        && previous.message == report.message
 }
 
 /// The revision a canary is compared with, and how to probe it when its tools are not known yet
@@ -264,13 +300,17 @@ impl Workers {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            let revision = job.revision.clone();
+            let (revision, wake) = (job.revision.clone(), job.wake);
             let report = this.run_probe(&key, job).await;
-            this.with_known(&key, |s| {
+            let wakes = this.with_known(&key, |s| {
                 s.probing.remove(&revision);
+                let wakes = wake.wakes(s.probes.get(&revision), &report);
                 s.probes.insert(revision, report);
+                wakes
             });
-            this.wake(&key);
+            if wakes.unwrap_or(true) {
+                this.wake(&key);
+            }
         });
     }
 
@@ -486,6 +526,70 @@ mod tests {
 
     use super::*;
 
+    fn report(at: i64, passed: bool, tools: i32) -> ProbeReport {
+        ProbeReport {
+            revision: "r1".into(),
+            at: Timestamp::from_second(at).unwrap(),
+            passed,
+            pods: 1,
+            schema_compatible: None,
+            schema_change: None,
+            protocol_versions: vec!["2025-06-18".into()],
+            tool_count: Some(tools),
+            message: (!passed).then(|| "initialize: HTTP 503".into()),
+        }
+    }
+
+    /// A steady rollout's periodic probe wakes it only when the finding changed; a canary's
+    /// always; a failure always (the engine counts the streak).
+    #[test]
+    fn a_steady_probe_wakes_its_rollout_only_when_the_finding_changed() {
+        let first = report(100, true, 3);
+        let same_later = report(130, true, 3);
+        assert!(ProbeWake::OnChange.wakes(None, &first), "the first result is news");
+        assert!(!ProbeWake::OnChange.wakes(Some(&first), &same_later));
+        assert!(ProbeWake::Always.wakes(Some(&first), &same_later));
+        assert!(ProbeWake::OnChange.wakes(Some(&first), &report(130, true, 4)), "a tool more");
+        let failed = report(130, false, 3);
+        assert!(ProbeWake::OnChange.wakes(Some(&first), &failed));
+        assert!(ProbeWake::OnChange.wakes(Some(&failed), &report(160, false, 3)), "failures never repeat");
+        assert!(ProbeWake::OnChange.wakes(Some(&failed), &report(160, true, 3)), "recovered");
+    }
+
+    /// Through the worker itself: a steady probe of a server that fails wakes the rollout each
+    /// time (a failing result never repeats), so a stable revision going bad is decided on
+    /// at once.
+    #[tokio::test]
+    async fn a_failing_steady_probe_wakes_its_rollout_every_time() {
+        use futures::StreamExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        // Accepts and closes at once: every probe fails.
+        let server = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                drop(socket);
+            }
+        });
+        let (wake, mut woken) = futures::channel::mpsc::unbounded();
+        let workers = Arc::new(Workers::new(wake, Arc::new(Metrics::default())));
+        let key = ("ns".to_owned(), "rollout".to_owned());
+        for _ in 0..2 {
+            let mut config = ProbeConfig::new(format!("http://{address}/mcp"));
+            config.timeout = Duration::from_secs(5);
+            let job = ProbeJob {
+                revision: "r1".into(),
+                track: "stable",
+                targets: vec![("pod-0".into(), config)],
+                baseline: None,
+                wake: ProbeWake::OnChange,
+            };
+            workers.spawn_probe(key.clone(), job);
+            let woke = tokio::time::timeout(Duration::from_secs(30), woken.next()).await;
+            assert!(matches!(woke, Ok(Some(_))), "no wake after a failing probe");
+        }
+        server.abort();
+    }
+
     /// A wave's worth of pods probed at once: no more than `PROBE_SLOTS` connections are open
     /// together, and every pod is still probed. The server is a loopback listener that holds
     /// each connection briefly and answers nothing (the probes fail; only their overlap is
@@ -525,7 +629,13 @@ mod tests {
             })
             .collect();
         let key = ("ns".to_owned(), "rollout".to_owned());
-        let job = ProbeJob { revision: "r1".into(), track: "canary", targets, baseline: None };
+        let job = ProbeJob {
+            revision: "r1".into(),
+            track: "canary",
+            targets,
+            baseline: None,
+            wake: ProbeWake::Always,
+        };
         let report = workers.run_probe(&key, job).await;
         server.abort();
         assert!(!report.passed);
