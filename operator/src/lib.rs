@@ -5,6 +5,7 @@
 //! (offline admission checks of manifests).
 
 pub mod analysis;
+mod client_tls;
 pub use mcp_rollout_api::{api, crd, validate};
 pub mod controller;
 pub mod engine;

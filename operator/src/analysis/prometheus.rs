@@ -51,6 +51,13 @@ impl Prometheus {
         if let Some((host, addresses)) = options.pinned.filter(|(_, a)| !a.is_empty()) {
             builder = builder.resolve_to_addrs(host, addresses);
         }
+        if options.ca_bundle_pem.is_none() && options.identity_pem.is_none() {
+            // Built once per process (`client_tls`), not for every client.
+            let scheme = address.split_once("://").map_or("http", |(scheme, _)| scheme);
+            let tls = crate::client_tls::for_scheme(scheme)
+                .map_err(|e| QueryError::Unreachable(format!("cannot build the HTTP client: {e}")))?;
+            builder = builder.tls_backend_preconfigured(tls);
+        }
         if let Some(pem) = options.ca_bundle_pem {
             let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
                 QueryError::Rejected(format!("the Prometheus CA bundle is not PEM certificates: {e}"))

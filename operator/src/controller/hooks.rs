@@ -72,6 +72,9 @@ pub async fn post_json(target: &Target<'_>, body: &serde_json::Value) -> Result<
     if !target.pinned.is_empty() {
         builder = builder.resolve_to_addrs(&host, target.pinned);
     }
+    // Built once per process (`client_tls`), not for every call.
+    builder = builder
+        .tls_backend_preconfigured(crate::client_tls::for_scheme(url.scheme()).map_err(HookError::Request)?);
     let client = builder.build().map_err(|e| HookError::Request(e.to_string()))?;
     let mut request = client.post(url).header(CONTENT_TYPE, "application/json").body(body.to_string());
     if let Some(token) = target.token {

@@ -24,6 +24,7 @@ pub mod notify;
 pub mod observe;
 pub mod reconcile;
 pub mod resources;
+mod slim;
 pub mod traffic;
 pub mod workers;
 pub mod workload;
@@ -115,11 +116,12 @@ where
 }
 
 /// A watch of the objects labelled with a rollout, feeding a store before it passes each
-/// object on to wake its rollout; reconciles read the store (see `caches`). Managed fields are
-/// dropped: they are most of an object's size and never read.
+/// object on to wake its rollout; reconciles read the store (see `caches`). What is never read
+/// is dropped before it is stored (`slim`).
 fn cached_watch<K>(
     client: &Client,
     scope: &Scope,
+    slim: fn(&mut K),
 ) -> (reflector::Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -133,10 +135,14 @@ where
     let (store, writer) = reflector::store();
     let events = watcher(api::<K>(client, scope), watcher::Config::default().labels(labels::ROLLOUT))
         .default_backoff()
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .modify(slim)
         .reflect(writer)
         .touched_objects();
     (store, events)
+}
+
+fn slim_metadata<K: kube::Resource>(object: &mut K) {
+    slim::metadata(object.meta_mut());
 }
 
 /// How long a new leader's first list of the McpRollouts may take. A list the API server
@@ -184,12 +190,12 @@ pub async fn run(
         metrics.clone(),
         settings.default_receivers,
     );
-    let (deployments, deployment_events) = cached_watch::<Deployment>(&client, &scope);
-    let (pods, pod_events) = cached_watch::<Pod>(&client, &scope);
-    let (services, service_events) = cached_watch::<Service>(&client, &scope);
-    let (budgets, budget_events) = cached_watch::<PodDisruptionBudget>(&client, &scope);
+    let (deployments, deployment_events) = cached_watch::<Deployment>(&client, &scope, slim_metadata);
+    let (pods, pod_events) = cached_watch::<Pod>(&client, &scope, slim::pod);
+    let (services, service_events) = cached_watch::<Service>(&client, &scope, slim_metadata);
+    let (budgets, budget_events) = cached_watch::<PodDisruptionBudget>(&client, &scope, slim_metadata);
     // The EndpointSlice controller copies a Service's labels onto its slices.
-    let (slices, slice_events) = cached_watch::<EndpointSlice>(&client, &scope);
+    let (slices, slice_events) = cached_watch::<EndpointSlice>(&client, &scope, slim_metadata);
     let stores = caches::Stores { deployments, pods, services, budgets, slices };
     let context = Arc::new(Context {
         client: client.clone(),
@@ -205,8 +211,15 @@ pub async fn run(
         caches: caches::Caches::new(stores),
     });
     let forgetting = context.clone();
-    let controller = Controller::new(api::<McpRollout>(&client, &scope), watcher::Config::default());
-    let listed = controller.store();
+    // The McpRollouts' own watch and store, as `Controller::new` makes them, slimmed like the
+    // others (a rollout applied with `kubectl apply` carries its whole spec twice).
+    let (listed, rollouts_writer) = reflector::store();
+    let rollout_events = watcher(api::<McpRollout>(&client, &scope), watcher::Config::default())
+        .default_backoff()
+        .modify(slim_metadata::<McpRollout>)
+        .reflect(rollouts_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(rollout_events, listed.clone());
     let running = controller
         .with_config(
             controller::Config::default().debounce(RECONCILE_DEBOUNCE).concurrency(RECONCILE_CONCURRENCY),

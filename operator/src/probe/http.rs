@@ -60,14 +60,20 @@ impl HttpContext {
             // to the pod itself (reqwest takes the port from the URL).
             builder = builder.resolve(host, address);
         }
-        if let Some(pem) = &config.ca_bundle_pem {
-            let roots = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ProbeError::Tls(format!("CA bundle is not PEM certificates: {e}")))?;
-            if roots.is_empty() {
-                return Err(ProbeError::Tls("CA bundle holds no certificate".into()));
+        builder = match &config.ca_bundle_pem {
+            Some(pem) => {
+                let roots = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| ProbeError::Tls(format!("CA bundle is not PEM certificates: {e}")))?;
+                if roots.is_empty() {
+                    return Err(ProbeError::Tls("CA bundle holds no certificate".into()));
+                }
+                builder.tls_certs_only(roots)
             }
-            builder = builder.tls_certs_only(roots);
-        }
+            // Built once per process (`client_tls`), not for every client.
+            None => builder.tls_backend_preconfigured(
+                crate::client_tls::for_scheme(url.scheme()).map_err(ProbeError::Tls)?,
+            ),
+        };
         let client =
             builder.build().map_err(|e| ProbeError::Tls(format!("cannot build the HTTP client: {e}")))?;
         let mut headers = HeaderMap::new();
