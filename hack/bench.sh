@@ -35,7 +35,8 @@ if [[ $what == scale ]]; then
     echo "bench: building kwok" >&2
     (cd e2e/bench/kwok && go build -ldflags "-s -w" -o "$cache/kwok" sigs.k8s.io/kwok/cmd/kwok)
   fi
-  if [[ ! -x $cache/rollouts-controller ]]; then
+  # Only when it is measured (BENCH_CONTROLLERS names the controllers to run; both by default).
+  if [[ ! -x $cache/rollouts-controller && ${BENCH_CONTROLLERS:-argo-rollouts} == *argo-rollouts* ]]; then
     echo "bench: building Argo Rollouts' controller (minutes)" >&2
     (cd e2e/bench/argo-rollouts && GOTOOLCHAIN=go1.26.10 go build -ldflags "-s -w" -o "$cache/rollouts-controller" \
       github.com/argoproj/argo-rollouts/cmd/rollouts-controller)

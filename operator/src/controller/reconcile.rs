@@ -558,8 +558,12 @@ fn start_jobs(ctx: &Context, rollout: &McpRollout, world: &World, decision: &Dec
     if !world.secrets.missing.is_empty() {
         return;
     }
-    let probed: Vec<Pod> =
-        world.pods.iter().filter(|p| !world.refused_pods.contains(&p.name_any())).cloned().collect();
+    // Most reconciles start no probe: the pods are copied only for one that does.
+    let probed: Vec<Pod> = if plan.probes.is_empty() {
+        Vec::new()
+    } else {
+        world.pods.iter().filter(|p| !world.refused_pods.contains(&p.name_any())).cloned().collect()
+    };
     for request in &plan.probes {
         if let Some(job) = probe_job(rollout, status, &probed, request, &world.secrets.values) {
             ctx.workers.spawn_probe(key.clone(), job);
