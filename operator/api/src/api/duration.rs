@@ -63,6 +63,11 @@ impl FromStr for HumanDuration {
         if s.is_empty() {
             return Err(DurationError::Invalid { input: String::new(), reason: "empty".into() });
         }
+        if let Some(seconds) = seconds_written(s)
+            && seconds > LONGEST_SECONDS
+        {
+            return Err(DurationError::Invalid { input: s.to_owned(), reason: TOO_LONG.into() });
+        }
         let parsed = kube::core::Duration::from_str(s)
             .map_err(|e| DurationError::Invalid { input: s.to_owned(), reason: e.to_string() })?;
         if parsed.is_negative() && Duration::from(parsed) != Duration::ZERO {
@@ -70,6 +75,39 @@ impl FromStr for HumanDuration {
         }
         Ok(Self(parsed.into()))
     }
+}
+
+/// The longest duration Go (and so the API server's CEL `duration()`) represents: 2⁶³ − 1 ns.
+const LONGEST_SECONDS: f64 = 9_223_372_036.0;
+const TOO_LONG: &str = "longer than the longest duration Kubernetes represents (about 292 years)";
+
+/// How many seconds `s` says, read group by group as kube-core's parser reads it; `None` when
+/// it is not that grammar (the parser then says why). kube-core multiplies and adds
+/// `std::time::Duration`s, which panic on overflow: `99999999999999999999999999999h` passes
+/// the schema's pattern and length and would panic the operator (found by the `spec` fuzz
+/// target), so the sum is checked here first, in floating point, where it cannot overflow.
+fn seconds_written(s: &str) -> Option<f64> {
+    let mut rest = s.trim_start_matches('+').trim_start_matches('-');
+    let mut total = 0.0;
+    while !rest.is_empty() && rest != "0" {
+        let unit_start = rest.find(char::is_alphabetic)?;
+        let (value, after) = rest.split_at(unit_start);
+        let value: f64 = value.parse().ok()?;
+        let unit_end = after.find(|c: char| !c.is_alphabetic()).unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_end);
+        let unit_seconds = match unit {
+            "ns" => 1e-9,
+            "us" | "\u{00b5}s" | "\u{03bc}s" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * unit_seconds;
+        rest = next;
+    }
+    Some(total)
 }
 
 /// Writes the shortest exact form: `1h30m`, `5m`, `90s` → `1m30s`, `1500ms` → `1s500ms`.
@@ -144,6 +182,22 @@ mod tests {
         }
         let d: HumanDuration = "1.5s".parse().unwrap();
         assert_eq!(d.as_std(), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn a_duration_too_long_to_represent_is_refused_not_a_panic() {
+        // Within the schema's pattern and 32 characters; kube-core's parser overflows on it.
+        for input in ["99999999999999999999999999999h", "9999999999999999999m", "1e400s", "2562048h1h"] {
+            let error = input.parse::<HumanDuration>().expect_err(input);
+            assert!(
+                error.to_string().contains("longest") || error.to_string().contains("not a duration"),
+                "{error}"
+            );
+        }
+        // The longest Go represents still reads.
+        assert!("2562047h".parse::<HumanDuration>().is_ok());
+        let long: Result<HumanDuration, _> = serde_json::from_str("\"99999999999999999999999999999h\"");
+        assert!(long.is_err());
     }
 
     #[test]
