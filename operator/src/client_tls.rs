@@ -19,9 +19,14 @@ use std::sync::{Arc, OnceLock};
 use rustls::{ClientConfig, RootCertStore, crypto::CryptoProvider};
 use rustls_platform_verifier::BuilderVerifierExt;
 
+/// What a client of a URL with this scheme uses when it has no TLS material of its own.
+pub fn for_scheme(scheme: &str) -> Result<ClientConfig, String> {
+    if scheme.eq_ignore_ascii_case("https") { platform() } else { Ok(unused()) }
+}
+
 /// The TLS configuration for `https` trusting the system's CA certificates; an error (no CA
 /// certificate could be loaded) is built once too, and each client reports it.
-pub fn platform() -> Result<ClientConfig, String> {
+fn platform() -> Result<ClientConfig, String> {
     static PLATFORM: OnceLock<Result<ClientConfig, String>> = OnceLock::new();
     PLATFORM
         .get_or_init(|| {
@@ -39,7 +44,7 @@ pub fn platform() -> Result<ClientConfig, String> {
 /// The TLS configuration for a client of plain `http`, which never uses it (its redirects are
 /// refused or stay on the same scheme, host and port). It trusts nothing, so that no system
 /// certificate is read for a client that will not speak TLS.
-pub fn unused() -> ClientConfig {
+fn unused() -> ClientConfig {
     static UNUSED: OnceLock<ClientConfig> = OnceLock::new();
     UNUSED
         .get_or_init(|| {
@@ -55,11 +60,6 @@ pub fn unused() -> ClientConfig {
 
 /// The process's crypto provider, as reqwest picks it: the installed default, else aws-lc-rs
 /// (the only one linked).
-/// What a client of `url` without TLS material of its own uses.
-pub fn for_scheme(scheme: &str) -> Result<ClientConfig, String> {
-    if scheme.eq_ignore_ascii_case("https") { platform() } else { Ok(unused()) }
-}
-
 fn provider() -> Arc<CryptoProvider> {
     CryptoProvider::get_default()
         .cloned()

@@ -141,10 +141,6 @@ where
     (store, events)
 }
 
-fn slim_metadata<K: kube::Resource>(object: &mut K) {
-    slim::metadata(object.meta_mut());
-}
-
 /// How long a new leader's first list of the McpRollouts may take. A list the API server
 /// accepts and never answers (seen once while etcd came back from a restart: no answer for
 /// ~5 min, the client's read timeout) would leave the leader holding its Lease and doing
@@ -190,12 +186,12 @@ pub async fn run(
         metrics.clone(),
         settings.default_receivers,
     );
-    let (deployments, deployment_events) = cached_watch::<Deployment>(&client, &scope, slim_metadata);
+    let (deployments, deployment_events) = cached_watch::<Deployment>(&client, &scope, slim::object);
     let (pods, pod_events) = cached_watch::<Pod>(&client, &scope, slim::pod);
-    let (services, service_events) = cached_watch::<Service>(&client, &scope, slim_metadata);
-    let (budgets, budget_events) = cached_watch::<PodDisruptionBudget>(&client, &scope, slim_metadata);
+    let (services, service_events) = cached_watch::<Service>(&client, &scope, slim::object);
+    let (budgets, budget_events) = cached_watch::<PodDisruptionBudget>(&client, &scope, slim::object);
     // The EndpointSlice controller copies a Service's labels onto its slices.
-    let (slices, slice_events) = cached_watch::<EndpointSlice>(&client, &scope, slim_metadata);
+    let (slices, slice_events) = cached_watch::<EndpointSlice>(&client, &scope, slim::object);
     let stores = caches::Stores { deployments, pods, services, budgets, slices };
     let context = Arc::new(Context {
         client: client.clone(),
@@ -216,7 +212,7 @@ pub async fn run(
     let (listed, rollouts_writer) = reflector::store();
     let rollout_events = watcher(api::<McpRollout>(&client, &scope), watcher::Config::default())
         .default_backoff()
-        .modify(slim_metadata::<McpRollout>)
+        .modify(slim::object::<McpRollout>)
         .reflect(rollouts_writer)
         .applied_objects();
     let controller = Controller::for_stream(rollout_events, listed.clone());

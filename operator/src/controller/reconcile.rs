@@ -558,12 +558,8 @@ fn start_jobs(ctx: &Context, rollout: &McpRollout, world: &World, decision: &Dec
     if !world.secrets.missing.is_empty() {
         return;
     }
-    // Most reconciles start no probe: the pods are copied only for one that does.
-    let probed: Vec<Pod> = if plan.probes.is_empty() {
-        Vec::new()
-    } else {
-        world.pods.iter().filter(|p| !world.refused_pods.contains(&p.name_any())).cloned().collect()
-    };
+    let probed: Vec<&Pod> =
+        world.pods.iter().filter(|p| !world.refused_pods.contains(&p.name_any())).collect();
     for request in &plan.probes {
         if let Some(job) = probe_job(rollout, status, &probed, request, &world.secrets.values) {
             ctx.workers.spawn_probe(key.clone(), job);
@@ -1011,9 +1007,10 @@ fn probe_config(
 }
 
 /// Ready pods of a revision, oldest first.
-fn ready_pods<'a>(pods: &'a [Pod], revision: &str) -> Vec<&'a Pod> {
+fn ready_pods<'a>(pods: &[&'a Pod], revision: &str) -> Vec<&'a Pod> {
     let mut ready: Vec<&Pod> = pods
         .iter()
+        .copied()
         .filter(|p| {
             observe::revision_of(p) == Some(revision)
                 && !observe::terminating(p)
@@ -1027,7 +1024,7 @@ fn ready_pods<'a>(pods: &'a [Pod], revision: &str) -> Vec<&'a Pod> {
 fn probe_job(
     rollout: &McpRollout,
     status: &McpRolloutStatus,
-    pods: &[Pod],
+    pods: &[&Pod],
     request: &ProbeRequest,
     secrets: &BTreeMap<(String, String), Vec<u8>>,
 ) -> Option<ProbeJob> {

@@ -18,9 +18,14 @@ use k8s_openapi::{
 /// `kubectl apply` (client-side) keeps the whole applied object here.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// Any object: its metadata slimmed, the rest kept.
+pub fn object<K: kube::Resource>(object: &mut K) {
+    metadata(object.meta_mut());
+}
+
 /// Drops managed fields and the last-applied copy; names, labels, owners, other annotations,
 /// resourceVersion and deletion time stay.
-pub fn metadata(meta: &mut ObjectMeta) {
+fn metadata(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove(LAST_APPLIED);
@@ -32,8 +37,8 @@ pub fn metadata(meta: &mut ObjectMeta) {
 
 /// A pod as the reconciler reads it: its metadata (slimmed), container names and ports (a
 /// named target port is resolved among them), host networking (such a pod's address is the
-/// node's, never probed), and from its status the conditions, address, phase and each
-/// container's readiness, state and restarts (crash loops, restarts per revision).
+/// node's, never probed), and from its status the conditions, address and each container's
+/// state and restarts (crash loops, restarts per revision).
 pub fn pod(pod: &mut Pod) {
     metadata(&mut pod.metadata);
     if let Some(spec) = pod.spec.take() {
@@ -44,7 +49,6 @@ pub fn pod(pod: &mut Pod) {
                 .map(|c| Container { name: c.name, ports: c.ports, ..Container::default() })
                 .collect(),
             host_network: spec.host_network,
-            node_name: spec.node_name,
             ..PodSpec::default()
         });
     }
@@ -56,8 +60,6 @@ pub fn pod(pod: &mut Pod) {
                     .into_iter()
                     .map(|c| ContainerStatus {
                         name: c.name,
-                        ready: c.ready,
-                        started: c.started,
                         restart_count: c.restart_count,
                         state: c.state,
                         last_state: c.last_state,
@@ -65,9 +67,7 @@ pub fn pod(pod: &mut Pod) {
                     })
                     .collect()
             }),
-            phase: status.phase,
             pod_ip: status.pod_ip,
-            pod_ips: status.pod_ips,
             ..PodStatus::default()
         });
     }
