@@ -12,6 +12,7 @@ pub mod caches;
 pub mod destinations;
 pub mod disruption;
 pub mod error;
+pub mod events;
 pub mod gate_calls;
 pub mod gateway;
 pub mod history;
@@ -42,7 +43,7 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::{
         Controller, WatchStreamExt, controller,
-        events::{Recorder, Reporter},
+        events::Reporter,
         reflector::{self, ObjectRef},
         watcher,
     },
@@ -56,7 +57,8 @@ pub use error::Error;
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    /// Kubernetes Events about each rollout.
+    pub events: events::Events,
     pub workers: Arc<workers::Workers>,
     pub metrics: Arc<metrics::Metrics>,
     pub router: traffic::PlainServiceRouter,
@@ -70,6 +72,17 @@ pub struct Context {
     pub notifier: notify::Notifier,
     /// The rollouts' objects as the watches see them, read once they show our writes.
     pub caches: caches::Caches,
+}
+
+impl Context {
+    /// Drops everything kept for a rollout that is gone: its jobs' results, writes awaited,
+    /// metric series and events.
+    pub fn forget(&self, key: &workers::RolloutKey) {
+        self.workers.forget(key);
+        self.caches.forget(key);
+        self.metrics.forget(&key.0, &key.1);
+        self.events.forget(key);
+    }
 }
 
 /// The operator's own settings (its flags).
@@ -195,7 +208,7 @@ pub async fn run(
     let stores = caches::Stores { deployments, pods, services, budgets, slices };
     let context = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        events: events::Events::new(client.clone(), reporter),
         workers: Arc::new(workers::Workers::new(wake, metrics.clone())),
         metrics,
         router: traffic::PlainServiceRouter::new(client.clone()),
@@ -280,9 +293,7 @@ async fn forget_if_deleted(context: &Context, object: &ObjectRef<kube::core::Dyn
     let api: Api<McpRollout> = Api::namespaced(context.client.clone(), &namespace);
     match api.get_opt(&object.name).await {
         Ok(None) => {
-            context.workers.forget(&(namespace.clone(), object.name.clone()));
-            context.caches.forget(&(namespace.clone(), object.name.clone()));
-            context.metrics.forget(&namespace, &object.name);
+            context.forget(&(namespace.clone(), object.name.clone()));
             debug!(rollout = %object.name, %namespace, "deleted: its state and series dropped");
         }
         Ok(Some(_)) => {}

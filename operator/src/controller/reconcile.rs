@@ -76,7 +76,9 @@ pub async fn reconcile(rollout: Arc<McpRollout>, ctx: Arc<Context>) -> Result<Ac
     if result.is_ok()
         && let Some(namespace) = rollout.namespace()
     {
-        ctx.workers.record_reconciled(&(namespace, rollout.name_any()));
+        let key = (namespace, rollout.name_any());
+        ctx.workers.record_reconciled(&key);
+        ctx.events.drop_if_idle(&key, Instant::now());
     }
     result
 }
@@ -201,9 +203,7 @@ async fn finalize(ctx: &Context, rollout: &McpRollout) -> Result<Action, Error> 
         }
         remove_finalizer(ctx, rollout).await?;
     }
-    ctx.workers.forget(&(namespace.clone(), name.clone()));
-    ctx.caches.forget(&(namespace.clone(), name.clone()));
-    ctx.metrics.forget(&namespace, &name);
+    ctx.forget(&(namespace, name));
     Ok(Action::await_change())
 }
 
@@ -1156,7 +1156,8 @@ async fn publish(ctx: &Context, rollout: &McpRollout, event: &engine::Event) {
         action: action.chars().take(128).collect(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&kube_event, &rollout.object_ref(&())).await {
+    let key = (rollout.namespace().unwrap_or_default(), rollout.name_any());
+    if let Err(e) = ctx.events.publish(&key, &kube_event, &rollout.object_ref(&())).await {
         warn!(rollout = %rollout.name_any(), error = %e, "cannot publish event");
     }
 }
