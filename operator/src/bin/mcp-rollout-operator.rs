@@ -16,6 +16,17 @@ use mcp_rollout::controller::{
 };
 use tracing::{error, info};
 
+// jemalloc, with its background thread returning freed pages: glibc's malloc kept what
+// deleted rollouts had used as resident memory, and cannot say how much of it is live.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Bytes in live allocations: jemalloc's `stats.allocated`, refreshed by advancing its epoch.
+fn heap_allocated() -> Option<i64> {
+    tikv_jemalloc_ctl::epoch::advance().ok()?;
+    i64::try_from(tikv_jemalloc_ctl::stats::allocated::read().ok()?).ok()
+}
+
 #[derive(Parser)]
 #[command(name = "mcp-rollout-operator", version, about = "Rolls out new versions of MCP servers safely")]
 struct Cli {
@@ -158,7 +169,7 @@ fn init_logging(json: bool) {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::default().with_heap(heap_allocated));
     let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
     info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
     let server = axum::serve(listener, controller::metrics::router(metrics.clone()));

@@ -118,6 +118,9 @@ pub struct Metrics {
     pub reads: Family<SourceLabels, Counter>,
     /// The process's resident memory, read at each scrape.
     resident_memory: Gauge,
+    /// Bytes in live allocations and how to read them, when the binary's allocator counts
+    /// them (see [`Metrics::with_heap`]).
+    heap: Option<(Gauge, HeapReader)>,
     ready: AtomicBool,
     /// Per-revision series published for each rollout, so a revision that left is removed
     /// without touching other rollouts' series.
@@ -256,6 +259,7 @@ impl Default for Metrics {
             notifications,
             reads,
             resident_memory,
+            heap: None,
             ready: AtomicBool::new(false),
             published: Mutex::default(),
             created: Mutex::default(),
@@ -263,10 +267,34 @@ impl Default for Metrics {
     }
 }
 
+/// Reads the bytes in live allocations from the allocator.
+pub type HeapReader = fn() -> Option<i64>;
+
 impl Metrics {
+    /// Exports the live heap, read by `read` at each scrape. RSS alone cannot tell state kept
+    /// from memory the allocator holds on to: after 200 rollouts were created and deleted
+    /// five times, glibc's malloc held 37 MiB with 5 MiB in use.
+    #[must_use]
+    pub fn with_heap(mut self, read: HeapReader) -> Self {
+        let gauge = Gauge::default();
+        self.registry.register(
+            "heap_allocated_bytes",
+            "Bytes in the operator's live allocations (its allocator's count): what its state \
+             takes, without the memory the allocator keeps for reuse",
+            gauge.clone(),
+        );
+        self.heap = Some((gauge, read));
+        self
+    }
+
     pub fn encode(&self) -> String {
         if let Some(bytes) = resident_bytes() {
             self.resident_memory.set(bytes);
+        }
+        if let Some((gauge, read)) = &self.heap
+            && let Some(bytes) = read()
+        {
+            gauge.set(bytes);
         }
         let mut out = String::new();
         // Writing to a String cannot fail.
@@ -507,6 +535,13 @@ mod tests {
             restarts,
             crash_looping: false,
         }
+    }
+
+    #[test]
+    fn the_live_heap_is_exported_only_when_the_allocator_counts_it() {
+        assert!(!Metrics::default().encode().contains("heap_allocated"));
+        let text = Metrics::default().with_heap(|| Some(5_150_464)).encode();
+        assert!(text.contains("mcprollout_heap_allocated_bytes 5150464"), "{text}");
     }
 
     #[test]
