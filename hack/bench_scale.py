@@ -358,6 +358,8 @@ class Ours:
         return self.bed.cluster.fetch(f"http://127.0.0.1:{OURS_METRICS_PORT}/metrics")
 
     reconcile_histogram = "mcprollout_reconcile_duration_seconds"
+    # Live allocations (jemalloc's count): what the state takes, beside RSS.
+    heap_gauge = "mcprollout_heap_allocated_bytes"
 
 
 class Argo:
@@ -442,6 +444,8 @@ class Argo:
         return self.bed.cluster.fetch(f"http://127.0.0.1:{ARGO_METRICS_PORT}/metrics")
 
     reconcile_histogram = "rollout_reconcile"
+    # Go's live heap objects, the same measure as ours.
+    heap_gauge = "go_memstats_heap_alloc_bytes"
 
 
 def names(n: int) -> list[str]:
@@ -461,7 +465,18 @@ class Snapshot:
                       if ":" in line)
         self.rss_mib = int(status["VmRSS"].split()[0]) / 1024
         self.hwm_mib = int(status["VmHWM"].split()[0]) / 1024
-        self.histogram = histogram(ctrl.metrics(), ctrl.reconcile_histogram)
+        text = ctrl.metrics()
+        self.histogram = histogram(text, ctrl.reconcile_histogram)
+        heap = gauge(text, ctrl.heap_gauge)
+        self.heap_mib = None if heap is None else heap / 1_048_576
+
+
+def gauge(text: str, name: str) -> float | None:
+    """An unlabelled gauge's value, or None when the controller does not export it."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def histogram(text: str, name: str) -> dict[float, float]:
@@ -528,6 +543,7 @@ class Phase:
         self.requests = audit_counts(bed.cluster.audit, before.audit_offset, after.audit_offset, ctrl.user)
         self.cpu = (after.cpu_s - before.cpu_s) / self.window
         self.rss = after.rss_mib
+        self.heap = after.heap_mib
         self.hwm = after.hwm_mib
         self.p50 = quantile(0.5, before.histogram, after.histogram)
         self.p99 = quantile(0.99, before.histogram, after.histogram)
@@ -668,7 +684,7 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
 def report(results: list, steady_s: int) -> str:
     out = []
     head = ("| N | controller | steady req/s | steady LISTs | status writes /rollout/10 min | wave req/s "
-            "| RSS MiB (peak) | CPU steady / wave | reconciles steady; wave | reconcile p50 / p99 ms (steady; wave) "
+            "| RSS MiB (peak) | live heap MiB | CPU steady / wave | reconciles steady; wave | reconcile p50 / p99 ms (steady; wave) "
             "| CPU ms per reconcile (steady; wave) | all promoted s "
             "| breach → stable s |")
     out.append(head)
@@ -678,7 +694,7 @@ def report(results: list, steady_s: int) -> str:
         writes = s.status_writes / r["n"] * 600 / s.window
         out.append(
             f"| {r['n']} | {r['controller']} | {s.rate():.2f} | {s.lists} | {writes:.2f} | {w.rate():.1f} "
-            f"| {s.rss:.0f} ({r['final'].hwm_mib:.0f}) | {s.cpu * 100:.1f}% / {w.cpu * 100:.1f}% "
+            f"| {s.rss:.0f} ({r['final'].hwm_mib:.0f}) | {'–' if s.heap is None else format(s.heap, '.0f')} | {s.cpu * 100:.1f}% / {w.cpu * 100:.1f}% "
             f"| {s.reconciles:.0f}; {w.reconciles:.0f} | {ms(s.p50)} / {ms(s.p99)}; {ms(w.p50)} / {ms(w.p99)} "
             f"| {ms(s.cpu_per_reconcile)}; {ms(w.cpu_per_reconcile)} "
             f"| {w.seconds:.0f}{' (not all)' if r.get('wave_stuck') else ''} "
