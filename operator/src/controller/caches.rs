@@ -15,7 +15,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -29,7 +29,7 @@ use kube::{Resource, ResourceExt, runtime::reflector::Store};
 // Tokio's clock: the same in production, and a test can move it.
 use tokio::time::Instant;
 
-use super::workers::RolloutKey;
+use super::{packed::Packed, workers::RolloutKey};
 use crate::api::labels;
 
 /// How long a reconcile waits for the stores to show its rollout's last writes before it
@@ -134,6 +134,8 @@ pub enum Miss {
     Behind,
     /// A resourceVersion was not a number.
     Incomparable,
+    /// A stored object did not decode (see `packed`).
+    Undecodable,
 }
 
 impl Miss {
@@ -142,17 +144,18 @@ impl Miss {
             Miss::NotSynced => "not_synced",
             Miss::Behind => "behind",
             Miss::Incomparable => "incomparable",
+            Miss::Undecodable => "undecodable",
         }
     }
 }
 
 #[derive(Clone)]
 pub struct Stores {
-    pub deployments: Store<Deployment>,
-    pub pods: Store<Pod>,
-    pub services: Store<Service>,
-    pub budgets: Store<PodDisruptionBudget>,
-    pub slices: Store<EndpointSlice>,
+    pub deployments: Store<Packed<Deployment>>,
+    pub pods: Store<Packed<Pod>>,
+    pub services: Store<Packed<Service>>,
+    pub budgets: Store<Packed<PodDisruptionBudget>>,
+    pub slices: Store<Packed<EndpointSlice>>,
 }
 
 pub struct Caches {
@@ -193,7 +196,7 @@ impl Caches {
         let deadline = Instant::now() + CATCH_UP_WAIT;
         loop {
             match self.settle(key) {
-                Ok(()) => return Ok(self.snapshot(key)),
+                Ok(()) => return self.snapshot(key),
                 Err(Miss::Behind) if Instant::now() < deadline => tokio::time::sleep(CATCH_UP_POLL).await,
                 Err(miss) => return Err(miss),
             }
@@ -256,23 +259,31 @@ impl Caches {
         }
     }
 
-    fn snapshot(&self, (namespace, name): &RolloutKey) -> Snapshot {
+    fn snapshot(&self, (namespace, name): &RolloutKey) -> Result<Snapshot, Miss> {
         let s = &self.stores;
-        Snapshot {
-            deployments: of_rollout(&s.deployments, namespace, name),
-            pods: of_rollout(&s.pods, namespace, name),
-            services: of_rollout(&s.services, namespace, name),
-            budgets: of_rollout(&s.budgets, namespace, name),
-            slices: s
-                .slices
-                .state()
-                .iter()
-                .filter(|o| o.namespace().as_deref() == Some(namespace.as_str()))
-                .filter(|o| o.labels().get("kubernetes.io/service-name") == Some(name))
-                .map(|o| o.as_ref().clone())
-                .collect(),
-        }
+        Ok(Snapshot {
+            deployments: unpacked(of_rollout(&s.deployments, namespace, name))?,
+            pods: unpacked(of_rollout(&s.pods, namespace, name))?,
+            services: unpacked(of_rollout(&s.services, namespace, name))?,
+            budgets: unpacked(of_rollout(&s.budgets, namespace, name))?,
+            slices: unpacked(
+                s.slices
+                    .state()
+                    .into_iter()
+                    .filter(|o| o.namespace().as_deref() == Some(namespace.as_str()))
+                    .filter(|o| o.labels().get("kubernetes.io/service-name") == Some(name)),
+            )?,
+        })
     }
+}
+
+/// The objects decoded; one that does not decode (it was encoded from the same type: not
+/// expected) makes the reconcile list instead.
+fn unpacked<K>(objects: impl IntoIterator<Item = Arc<Packed<K>>>) -> Result<Vec<K>, Miss>
+where
+    K: Resource<DynamicType = ()> + serde::Serialize + serde::de::DeserializeOwned,
+{
+    objects.into_iter().map(|o| o.unpack().map_err(|_| Miss::Undecodable)).collect()
 }
 
 /// The resourceVersion of an object in a store, if it is there.
@@ -285,18 +296,17 @@ where
 }
 
 /// The objects of one rollout in a store (its label).
-fn of_rollout<K>(store: &Store<K>, namespace: &str, rollout: &str) -> Vec<K>
+fn of_rollout<K>(store: &Store<K>, namespace: &str, rollout: &str) -> Vec<Arc<K>>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
     store
         .state()
-        .iter()
+        .into_iter()
         .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
         .filter(|o| {
             o.meta().labels.as_ref().and_then(|l| l.get(labels::ROLLOUT)).map(String::as_str) == Some(rollout)
         })
-        .map(|o| o.as_ref().clone())
         .collect()
 }
 
@@ -315,9 +325,16 @@ mod tests {
         .unwrap()
     }
 
+    type PackedWriter<K> = Writer<Packed<K>>;
+
     struct Writers {
-        deployments: Writer<Deployment>,
-        others: (Writer<Pod>, Writer<Service>, Writer<PodDisruptionBudget>, Writer<EndpointSlice>),
+        deployments: PackedWriter<Deployment>,
+        others: (
+            PackedWriter<Pod>,
+            PackedWriter<Service>,
+            PackedWriter<PodDisruptionBudget>,
+            PackedWriter<EndpointSlice>,
+        ),
     }
 
     fn caches() -> (Caches, Writers) {
@@ -333,6 +350,10 @@ mod tests {
     fn listed<K: Resource<DynamicType = ()> + Clone>(writer: &mut Writer<K>) {
         writer.apply_watcher_event(&Event::Init);
         writer.apply_watcher_event(&Event::InitDone);
+    }
+
+    fn packed(event: Event<Deployment>) -> Event<Packed<Deployment>> {
+        super::super::packed::pack_event(event).unwrap()
     }
 
     fn key() -> RolloutKey {
@@ -356,11 +377,11 @@ mod tests {
         caches.wrote(&key(), Written::of(&deployment("docs-r1", "7"), false).into_iter().collect());
         assert_eq!(caches.read(&key()).await.err(), Some(Miss::Behind));
         // An older version of it is not enough either.
-        w.deployments.apply_watcher_event(&Event::Apply(deployment("docs-r1", "6")));
+        w.deployments.apply_watcher_event(&packed(Event::Apply(deployment("docs-r1", "6"))));
         assert_eq!(caches.read(&key()).await.err(), Some(Miss::Behind));
-        w.deployments.apply_watcher_event(&Event::Apply(deployment("docs-r1", "9")));
+        w.deployments.apply_watcher_event(&packed(Event::Apply(deployment("docs-r1", "9"))));
         let read = caches.read(&key()).await.unwrap();
-        assert_eq!(read.deployments.len(), 1);
+        assert_eq!(read.deployments, vec![deployment("docs-r1", "9")], "decoded as written");
         // Settled: another rollout's writes or none at all do not hold this one.
         caches.wrote(
             &("ns".into(), "other".into()),
@@ -377,12 +398,12 @@ mod tests {
         listed(&mut w.others.1);
         listed(&mut w.others.2);
         listed(&mut w.others.3);
-        w.deployments.apply_watcher_event(&Event::Apply(deployment("docs-r1", "5")));
+        w.deployments.apply_watcher_event(&packed(Event::Apply(deployment("docs-r1", "5"))));
         let writes = Writes::default();
         writes.record_delete::<Deployment>("docs-r1", &either::Either::Right(kube::core::Status::success()));
         caches.wrote(&key(), writes.take());
         assert_eq!(caches.read(&key()).await.err(), Some(Miss::Behind), "still in the store");
-        w.deployments.apply_watcher_event(&Event::Delete(deployment("docs-r1", "5")));
+        w.deployments.apply_watcher_event(&packed(Event::Delete(deployment("docs-r1", "5"))));
         assert!(caches.read(&key()).await.unwrap().deployments.is_empty());
 
         // A write whose object never shows (deleted by somebody else at once) holds the

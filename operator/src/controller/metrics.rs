@@ -228,7 +228,7 @@ impl Default for Metrics {
         registry.register(
             "object_reads",
             "Reconciles by where they read the rollout's objects: cache, or why they listed \
-             (not_synced, behind, incomparable, migration)",
+             (not_synced, behind, incomparable, undecodable, migration)",
             reads.clone(),
         );
         let resident_memory = Gauge::default();

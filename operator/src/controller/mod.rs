@@ -4,7 +4,7 @@
 //! Modules: [`reconcile`] (observe → decide → report → apply), [`resources`] and [`names`]
 //! (the objects, built purely), [`observe`] (pods → engine observations), [`traffic`] (the
 //! routing interface and the plain-Service router), [`caches`] (the watches' stores, read once
-//! they show the operator's own writes), [`workers`] (probes and analysis beside the
+//! they show the operator's own writes; their objects [`packed`]), [`workers`] (probes and analysis beside the
 //! loop), [`metrics`] and [`leader`].
 
 mod backoff;
@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod names;
 pub mod notify;
 pub mod observe;
+pub mod packed;
 pub mod reconcile;
 pub mod resources;
 mod slim;
@@ -51,6 +52,7 @@ use kube::{
 use tracing::{debug, warn};
 
 use crate::api::{McpRollout, labels};
+use packed::Packed;
 
 pub use error::Error;
 
@@ -130,16 +132,20 @@ where
 
 /// A watch of the objects labelled with a rollout, feeding a store before it passes each
 /// object on to wake its rollout; reconciles read the store (see `caches`). What is never read
-/// is dropped before it is stored (`slim`).
+/// is dropped (`slim`), and the rest kept as JSON (`packed`), before it is stored.
 fn cached_watch<K>(
     client: &Client,
     scope: &Scope,
     slim: fn(&mut K),
-) -> (reflector::Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+) -> (
+    reflector::Store<Packed<K>>,
+    impl futures::Stream<Item = Result<Packed<K>, watcher::Error>> + Send + 'static,
+)
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + std::fmt::Debug
+        + serde::Serialize
         + serde::de::DeserializeOwned
         + Send
         + Sync
@@ -149,6 +155,7 @@ where
     let events = watcher(api::<K>(client, scope), watcher::Config::default().labels(labels::ROLLOUT))
         .default_backoff()
         .modify(slim)
+        .map(|event| event.and_then(packed::pack_event))
         .reflect(writer)
         .touched_objects();
     (store, events)
@@ -235,18 +242,18 @@ pub async fn run(
         )
         .owns_stream(deployment_events)
         .owns_stream(service_events)
-        .watches_stream(pod_events, |pod: Pod| {
+        .watches_stream(pod_events, |pod: Packed<Pod>| {
             let rollout = pod.labels().get(labels::ROLLOUT)?.clone();
             Some(ObjectRef::new(&rollout).within(&pod.namespace()?))
         })
         // What kube-proxy routes to changes the weight in force and whether stable serves,
         // and nothing else would wake the rollout when it does.
-        .watches_stream(slice_events, |slice: EndpointSlice| {
+        .watches_stream(slice_events, |slice: Packed<EndpointSlice>| {
             let rollout = slice.labels().get(labels::ROLLOUT)?.clone();
             Some(ObjectRef::new(&rollout).within(&slice.namespace()?))
         })
         // Budgets change with every pod of a draining revision: read, never a trigger.
-        .watches_stream(budget_events, |_: PodDisruptionBudget| None::<ObjectRef<McpRollout>>)
+        .watches_stream(budget_events, |_: Packed<PodDisruptionBudget>| None::<ObjectRef<McpRollout>>)
         // The MCP session router's pods: a replica becoming ready (or leaving) changes what
         // is in force.
         .watches(

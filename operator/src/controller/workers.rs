@@ -19,7 +19,7 @@ use crate::{
     analysis::{self, Prometheus, Queries, Subject},
     api::{AnalysisSpec, DrainSpec, McpRollout, SchemaCompatibility, Verdict},
     engine::{ActiveSessions, AnalysisReport, GateAnswer, GateCall, ProbeReport, Problem, SessionDuration},
-    probe::{self, ProbeConfig, Snapshot},
+    probe::{self, PackedSnapshot, ProbeConfig, Snapshot},
 };
 
 /// Namespace and name of a rollout.
@@ -36,7 +36,7 @@ struct RolloutState {
     probes: BTreeMap<String, ProbeReport>,
     /// Tools and protocol versions of each revision's latest passing probe: the baseline a
     /// canary is compared with.
-    snapshots: BTreeMap<String, Snapshot>,
+    snapshots: BTreeMap<String, PackedSnapshot>,
     probing: BTreeSet<String>,
     analysis: Option<AnalysisReport>,
     analysing: bool,
@@ -344,7 +344,7 @@ impl Workers {
         let sample = reports.iter().find(|(_, r)| r.passed).or(reports.first()).map(|(_, r)| r);
         let snapshot = sample.filter(|r| r.passed).map(probe::ProbeReport::snapshot);
         if let Some(snapshot) = &snapshot {
-            self.with_known(key, |s| s.snapshots.insert(job.revision.clone(), snapshot.clone()));
+            self.keep_snapshot(key, &job.revision, snapshot);
         }
         let mut messages = Vec::new();
         if !failed.is_empty() {
@@ -396,7 +396,11 @@ impl Workers {
     }
 
     async fn baseline_snapshot(&self, key: &RolloutKey, baseline: &Baseline) -> Result<Snapshot, String> {
-        if let Some(known) = self.with(key, |s| s.snapshots.get(&baseline.revision).cloned()) {
+        // A kept snapshot that does not decode (not expected: it was encoded from the same
+        // type) is replaced by a fresh probe.
+        if let Some(known) = self.with(key, |s| s.snapshots.get(&baseline.revision).cloned())
+            && let Ok(known) = known.unpack()
+        {
             return Ok(known);
         }
         let Some(config) = &baseline.probe else {
@@ -408,8 +412,17 @@ impl Workers {
             return Err(format!("its probe failed: {why}"));
         }
         let snapshot = report.snapshot();
-        self.with_known(key, |s| s.snapshots.insert(baseline.revision.clone(), snapshot.clone()));
+        self.keep_snapshot(key, &baseline.revision, &snapshot);
         Ok(snapshot)
+    }
+
+    /// Keeps a revision's snapshot, packed; one that cannot be encoded is not kept (the next
+    /// comparison probes that revision again).
+    fn keep_snapshot(&self, key: &RolloutKey, revision: &str, snapshot: &Snapshot) {
+        match snapshot.pack() {
+            Ok(packed) => self.with_known(key, |s| s.snapshots.insert(revision.to_owned(), packed)),
+            Err(_) => self.with_known(key, |s| s.snapshots.remove(revision)),
+        };
     }
 
     /// Calls a gate's webhook unless a call for the same gate, point and revision is under way.

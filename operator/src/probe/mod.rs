@@ -42,6 +42,7 @@ pub use diff::{Change, ChangeKind, SchemaDiff, Severity, diff};
 pub use error::ProbeError;
 pub use expect::is_subset;
 pub use report::{
-    Failure, FailureKind, ProbeReport, Snapshot, StepRecord, Tool, ToolCallOutcome, TransportUsed,
+    Failure, FailureKind, PackedSnapshot, ProbeReport, Snapshot, StepRecord, Tool, ToolCallOutcome,
+    TransportUsed,
 };
 pub use run::probe;

@@ -160,6 +160,25 @@ pub struct Snapshot {
     pub tools: Vec<Tool>,
 }
 
+/// A snapshot kept between probes, as its JSON. Decoded, a tool's schemas are trees of maps
+/// of a few hundred bytes per node: the operator's heap profile at 1,000 rollouts found 11.5
+/// MiB in the kept snapshots of one small server's tools. A snapshot is decoded only when a
+/// canary is compared with it.
+#[derive(Clone, Debug)]
+pub struct PackedSnapshot(std::sync::Arc<str>);
+
+impl Snapshot {
+    pub fn pack(&self) -> Result<PackedSnapshot, serde_json::Error> {
+        Ok(PackedSnapshot(serde_json::to_string(self)?.into()))
+    }
+}
+
+impl PackedSnapshot {
+    pub fn unpack(&self) -> Result<Snapshot, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+}
+
 impl ProbeReport {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot { protocol_versions: self.protocol_versions.clone(), tools: self.tools.clone() }
