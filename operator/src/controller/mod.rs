@@ -4,8 +4,8 @@
 //! Modules: [`reconcile`] (observe → decide → report → apply), [`resources`] and [`names`]
 //! (the objects, built purely), [`observe`] (pods → engine observations), [`traffic`] (the
 //! routing interface and the plain-Service router), [`caches`] (the watches' stores, read once
-//! they show the operator's own writes; their objects [`packed`]), [`workers`] (probes and analysis beside the
-//! loop), [`metrics`] and [`leader`].
+//! they show the operator's own writes; their objects [`packed`]), [`workers`] (probes and
+//! analysis beside the loop), [`metrics`] and [`leader`].
 
 mod backoff;
 pub mod caches;

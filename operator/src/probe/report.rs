@@ -184,3 +184,26 @@ impl ProbeReport {
         Snapshot { protocol_versions: self.protocol_versions.clone(), tools: self.tools.clone() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_packed_snapshot_unpacks_to_the_snapshot() {
+        let snapshot = Snapshot {
+            protocol_versions: vec!["2025-06-18".into(), "2025-11-25".into()],
+            tools: vec![Tool {
+                name: "search".into(),
+                title: Some("Search".into()),
+                description: None,
+                input_schema: json!({"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}),
+                output_schema: Some(json!({"type": "object"})),
+                annotations: Some(json!({"readOnlyHint": true})),
+            }],
+        };
+        assert_eq!(snapshot.pack().unwrap().unpack().unwrap(), snapshot);
+    }
+}
