@@ -25,12 +25,11 @@ use k8s_openapi::api::{
     discovery::v1::EndpointSlice,
     policy::v1::PodDisruptionBudget,
 };
-use kube::{Resource, ResourceExt, runtime::reflector::Store};
+use kube::{Resource, runtime::reflector::Store};
 // Tokio's clock: the same in production, and a test can move it.
 use tokio::time::Instant;
 
-use super::{packed::Packed, workers::RolloutKey};
-use crate::api::labels;
+use super::{by_rollout::ByRollout, packed::Packed, workers::RolloutKey};
 
 /// How long a reconcile waits for the stores to show its rollout's last writes before it
 /// lists instead. A watch normally brings a write back within milliseconds.
@@ -149,13 +148,34 @@ impl Miss {
     }
 }
 
+/// A watch's store and its index of which objects are which rollout's.
+pub struct Indexed<K: Resource<DynamicType = ()> + 'static> {
+    pub store: Store<Packed<K>>,
+    pub index: ByRollout,
+}
+
+// Derived, this would ask `K` to be `Clone`; only the handles are cloned.
+impl<K: Resource<DynamicType = ()> + 'static> Clone for Indexed<K> {
+    fn clone(&self) -> Self {
+        Self { store: self.store.clone(), index: self.index.clone() }
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + 'static> Indexed<K> {
+    /// The objects of one rollout (by the index's key: its label), still packed.
+    fn of_rollout(&self, namespace: &str, rollout: &str) -> Vec<Arc<Packed<K>>> {
+        self.index.of_rollout(&self.store, namespace, rollout)
+    }
+}
+
 #[derive(Clone)]
 pub struct Stores {
-    pub deployments: Store<Packed<Deployment>>,
-    pub pods: Store<Packed<Pod>>,
-    pub services: Store<Packed<Service>>,
-    pub budgets: Store<Packed<PodDisruptionBudget>>,
-    pub slices: Store<Packed<EndpointSlice>>,
+    pub deployments: Indexed<Deployment>,
+    pub pods: Indexed<Pod>,
+    pub services: Indexed<Service>,
+    pub budgets: Indexed<PodDisruptionBudget>,
+    /// Indexed by `kubernetes.io/service-name`: the slices of the Service named as the rollout.
+    pub slices: Indexed<EndpointSlice>,
 }
 
 pub struct Caches {
@@ -209,11 +229,11 @@ impl Caches {
         use futures::FutureExt;
         let s = &self.stores;
         [
-            s.deployments.wait_until_ready().now_or_never(),
-            s.pods.wait_until_ready().now_or_never(),
-            s.services.wait_until_ready().now_or_never(),
-            s.budgets.wait_until_ready().now_or_never(),
-            s.slices.wait_until_ready().now_or_never(),
+            s.deployments.store.wait_until_ready().now_or_never(),
+            s.pods.store.wait_until_ready().now_or_never(),
+            s.services.store.wait_until_ready().now_or_never(),
+            s.budgets.store.wait_until_ready().now_or_never(),
+            s.slices.store.wait_until_ready().now_or_never(),
         ]
         .iter()
         .all(|r| matches!(r, Some(Ok(()))))
@@ -251,28 +271,22 @@ impl Caches {
         let s = &self.stores;
         let (ns, name) = (namespace, w.name.as_str());
         match w.kind.as_str() {
-            "Deployment" => version_in(&s.deployments, ns, name),
-            "Pod" => version_in(&s.pods, ns, name),
-            "Service" => version_in(&s.services, ns, name),
-            "PodDisruptionBudget" => version_in(&s.budgets, ns, name),
-            _ => version_in(&s.slices, ns, name),
+            "Deployment" => version_in(&s.deployments.store, ns, name),
+            "Pod" => version_in(&s.pods.store, ns, name),
+            "Service" => version_in(&s.services.store, ns, name),
+            "PodDisruptionBudget" => version_in(&s.budgets.store, ns, name),
+            _ => version_in(&s.slices.store, ns, name),
         }
     }
 
     fn snapshot(&self, (namespace, name): &RolloutKey) -> Result<Snapshot, Miss> {
         let s = &self.stores;
         Ok(Snapshot {
-            deployments: unpacked(of_rollout(&s.deployments, namespace, name))?,
-            pods: unpacked(of_rollout(&s.pods, namespace, name))?,
-            services: unpacked(of_rollout(&s.services, namespace, name))?,
-            budgets: unpacked(of_rollout(&s.budgets, namespace, name))?,
-            slices: unpacked(
-                s.slices
-                    .state()
-                    .into_iter()
-                    .filter(|o| o.namespace().as_deref() == Some(namespace.as_str()))
-                    .filter(|o| o.labels().get("kubernetes.io/service-name") == Some(name)),
-            )?,
+            deployments: unpacked(s.deployments.of_rollout(namespace, name))?,
+            pods: unpacked(s.pods.of_rollout(namespace, name))?,
+            services: unpacked(s.services.of_rollout(namespace, name))?,
+            budgets: unpacked(s.budgets.of_rollout(namespace, name))?,
+            slices: unpacked(s.slices.of_rollout(namespace, name))?,
         })
     }
 }
@@ -295,27 +309,13 @@ where
     object.meta().resource_version.clone()
 }
 
-/// The objects of one rollout in a store (its label).
-fn of_rollout<K>(store: &Store<K>, namespace: &str, rollout: &str) -> Vec<Arc<K>>
-where
-    K: Resource<DynamicType = ()> + Clone,
-{
-    store
-        .state()
-        .into_iter()
-        .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
-        .filter(|o| {
-            o.meta().labels.as_ref().and_then(|l| l.get(labels::ROLLOUT)).map(String::as_str) == Some(rollout)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use kube::runtime::{reflector::store::Writer, watcher::Event};
     use serde_json::json;
 
     use super::*;
+    use crate::api::labels;
 
     fn deployment(name: &str, version: &str) -> Deployment {
         serde_json::from_value(json!({"metadata": {
@@ -325,31 +325,58 @@ mod tests {
         .unwrap()
     }
 
-    type PackedWriter<K> = Writer<Packed<K>>;
+    /// A store's writer, fed as the watch feeds it: index, store, index.
+    struct Fed<K: Resource<DynamicType = ()> + 'static> {
+        writer: Writer<Packed<K>>,
+        indexed: Indexed<K>,
+    }
+
+    impl<K: Resource<DynamicType = ()> + 'static> Fed<K> {
+        fn new() -> (Indexed<K>, Self) {
+            Self::keyed(super::super::by_rollout::rollout_label)
+        }
+
+        fn keyed(key_of: super::super::by_rollout::KeyOf) -> (Indexed<K>, Self) {
+            let (store, writer) = kube::runtime::reflector::store();
+            let indexed = Indexed { store, index: ByRollout::new(key_of) };
+            (indexed.clone(), Self { writer, indexed })
+        }
+
+        fn feed(&mut self, event: &Event<Packed<K>>) {
+            self.indexed.index.before_store(event, &self.indexed.store);
+            self.writer.apply_watcher_event(event);
+            self.indexed.index.after_store(event, &self.indexed.store);
+        }
+
+        fn listed(&mut self) {
+            self.feed(&Event::Init);
+            self.feed(&Event::InitDone);
+        }
+    }
 
     struct Writers {
-        deployments: PackedWriter<Deployment>,
-        others: (
-            PackedWriter<Pod>,
-            PackedWriter<Service>,
-            PackedWriter<PodDisruptionBudget>,
-            PackedWriter<EndpointSlice>,
-        ),
+        deployments: Fed<Deployment>,
+        others: (Fed<Pod>, Fed<Service>, Fed<PodDisruptionBudget>, Fed<EndpointSlice>),
+    }
+
+    impl Writers {
+        fn listed(&mut self) {
+            self.deployments.listed();
+            self.others.0.listed();
+            self.others.1.listed();
+            self.others.2.listed();
+            self.others.3.listed();
+        }
     }
 
     fn caches() -> (Caches, Writers) {
-        let (deployments, dw) = kube::runtime::reflector::store();
-        let (pods, pw) = kube::runtime::reflector::store();
-        let (services, sw) = kube::runtime::reflector::store();
-        let (budgets, bw) = kube::runtime::reflector::store();
-        let (slices, ew) = kube::runtime::reflector::store();
+        let (deployments, dw) = Fed::new();
+        let (pods, pw) = Fed::new();
+        let (services, sw) = Fed::new();
+        let (budgets, bw) = Fed::new();
+        let (slices, ew) = Fed::keyed(super::super::by_rollout::service_name);
         let caches = Caches::new(Stores { deployments, pods, services, budgets, slices });
         (caches, Writers { deployments: dw, others: (pw, sw, bw, ew) })
-    }
-
-    fn listed<K: Resource<DynamicType = ()> + Clone>(writer: &mut Writer<K>) {
-        writer.apply_watcher_event(&Event::Init);
-        writer.apply_watcher_event(&Event::InitDone);
     }
 
     fn packed(event: Event<Deployment>) -> Event<Packed<Deployment>> {
@@ -364,11 +391,7 @@ mod tests {
     async fn a_store_is_read_only_once_it_shows_the_rollouts_own_writes() {
         let (caches, mut w) = caches();
         assert_eq!(caches.read(&key()).await.err(), Some(Miss::NotSynced), "before the first lists");
-        listed(&mut w.deployments);
-        listed(&mut w.others.0);
-        listed(&mut w.others.1);
-        listed(&mut w.others.2);
-        listed(&mut w.others.3);
+        w.listed();
         assert!(caches.read(&key()).await.unwrap().deployments.is_empty());
 
         // This operator created a Deployment (the API server answered version 7); the watch has
@@ -377,9 +400,9 @@ mod tests {
         caches.wrote(&key(), Written::of(&deployment("docs-r1", "7"), false).into_iter().collect());
         assert_eq!(caches.read(&key()).await.err(), Some(Miss::Behind));
         // An older version of it is not enough either.
-        w.deployments.apply_watcher_event(&packed(Event::Apply(deployment("docs-r1", "6"))));
+        w.deployments.feed(&packed(Event::Apply(deployment("docs-r1", "6"))));
         assert_eq!(caches.read(&key()).await.err(), Some(Miss::Behind));
-        w.deployments.apply_watcher_event(&packed(Event::Apply(deployment("docs-r1", "9"))));
+        w.deployments.feed(&packed(Event::Apply(deployment("docs-r1", "9"))));
         let read = caches.read(&key()).await.unwrap();
         assert_eq!(read.deployments, vec![deployment("docs-r1", "9")], "decoded as written");
         // Settled: another rollout's writes or none at all do not hold this one.
@@ -393,17 +416,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_delete_is_shown_once_the_store_drops_it_and_old_writes_are_forgotten() {
         let (caches, mut w) = caches();
-        listed(&mut w.deployments);
-        listed(&mut w.others.0);
-        listed(&mut w.others.1);
-        listed(&mut w.others.2);
-        listed(&mut w.others.3);
-        w.deployments.apply_watcher_event(&packed(Event::Apply(deployment("docs-r1", "5"))));
+        w.listed();
+        w.deployments.feed(&packed(Event::Apply(deployment("docs-r1", "5"))));
         let writes = Writes::default();
         writes.record_delete::<Deployment>("docs-r1", &either::Either::Right(kube::core::Status::success()));
         caches.wrote(&key(), writes.take());
         assert_eq!(caches.read(&key()).await.err(), Some(Miss::Behind), "still in the store");
-        w.deployments.apply_watcher_event(&packed(Event::Delete(deployment("docs-r1", "5"))));
+        w.deployments.feed(&packed(Event::Delete(deployment("docs-r1", "5"))));
         assert!(caches.read(&key()).await.unwrap().deployments.is_empty());
 
         // A write whose object never shows (deleted by somebody else at once) holds the
@@ -412,6 +431,26 @@ mod tests {
         assert_eq!(caches.read(&key()).await.err(), Some(Miss::Behind));
         tokio::time::advance(FORGET_AFTER + Duration::from_secs(1)).await;
         assert!(caches.read(&key()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_rollout_reads_the_slices_of_its_own_service_not_of_its_canary_service() {
+        let (caches, mut w) = caches();
+        w.listed();
+        let slice = |name: &str, service: &str| -> EndpointSlice {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "ns", "resourceVersion": "3", "labels": {
+                    labels::ROLLOUT: "docs", "kubernetes.io/service-name": service,
+                }},
+                "addressType": "IPv4", "endpoints": [],
+            }))
+            .unwrap()
+        };
+        for s in [slice("docs-abc", "docs"), slice("docs-canary-def", "docs-canary")] {
+            w.others.3.feed(&super::super::packed::pack_event(Event::Apply(s)).unwrap());
+        }
+        let read = caches.read(&key()).await.unwrap();
+        assert_eq!(read.slices, vec![slice("docs-abc", "docs")]);
     }
 
     fn written(version: &str, deleted: bool) -> Written {

@@ -4,10 +4,12 @@
 //! Modules: [`reconcile`] (observe → decide → report → apply), [`resources`] and [`names`]
 //! (the objects, built purely), [`observe`] (pods → engine observations), [`traffic`] (the
 //! routing interface and the plain-Service router), [`caches`] (the watches' stores, read once
-//! they show the operator's own writes; their objects [`packed`]), [`workers`] (probes and
+//! they show the operator's own writes; their objects [`packed`], found by [`by_rollout`]),
+//! [`workers`] (probes and
 //! analysis beside the loop), [`metrics`] and [`leader`].
 
 mod backoff;
+pub mod by_rollout;
 pub mod caches;
 pub mod destinations;
 pub mod disruption;
@@ -33,7 +35,7 @@ pub mod workload;
 
 use std::{future::Future, sync::Arc};
 
-use futures::{StreamExt, channel::mpsc::UnboundedReceiver};
+use futures::{StreamExt, TryStreamExt, channel::mpsc::UnboundedReceiver};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Pod, Service},
@@ -137,10 +139,8 @@ fn cached_watch<K>(
     client: &Client,
     scope: &Scope,
     slim: fn(&mut K),
-) -> (
-    reflector::Store<Packed<K>>,
-    impl futures::Stream<Item = Result<Packed<K>, watcher::Error>> + Send + 'static,
-)
+    key_of: by_rollout::KeyOf,
+) -> (caches::Indexed<K>, impl futures::Stream<Item = Result<Packed<K>, watcher::Error>> + Send + 'static)
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -152,13 +152,17 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
+    let index = by_rollout::ByRollout::new(key_of);
+    let (before, after) = ((index.clone(), store.clone()), (index.clone(), store.clone()));
     let events = watcher(api::<K>(client, scope), watcher::Config::default().labels(labels::ROLLOUT))
         .default_backoff()
         .modify(slim)
         .map(|event| event.and_then(packed::pack_event))
+        .inspect_ok(move |event| before.0.before_store(event, &before.1))
         .reflect(writer)
+        .inspect_ok(move |event| after.0.after_store(event, &after.1))
         .touched_objects();
-    (store, events)
+    (caches::Indexed { store, index }, events)
 }
 
 /// How long a new leader's first list of the McpRollouts may take. A list the API server
@@ -206,12 +210,15 @@ pub async fn run(
         metrics.clone(),
         settings.default_receivers,
     );
-    let (deployments, deployment_events) = cached_watch::<Deployment>(&client, &scope, slim::object);
-    let (pods, pod_events) = cached_watch::<Pod>(&client, &scope, slim::pod);
-    let (services, service_events) = cached_watch::<Service>(&client, &scope, slim::object);
-    let (budgets, budget_events) = cached_watch::<PodDisruptionBudget>(&client, &scope, slim::object);
+    use by_rollout::{rollout_label, service_name};
+    let (deployments, deployment_events) =
+        cached_watch::<Deployment>(&client, &scope, slim::object, rollout_label);
+    let (pods, pod_events) = cached_watch::<Pod>(&client, &scope, slim::pod, rollout_label);
+    let (services, service_events) = cached_watch::<Service>(&client, &scope, slim::object, rollout_label);
+    let (budgets, budget_events) =
+        cached_watch::<PodDisruptionBudget>(&client, &scope, slim::object, rollout_label);
     // The EndpointSlice controller copies a Service's labels onto its slices.
-    let (slices, slice_events) = cached_watch::<EndpointSlice>(&client, &scope, slim::object);
+    let (slices, slice_events) = cached_watch::<EndpointSlice>(&client, &scope, slim::object, service_name);
     let stores = caches::Stores { deployments, pods, services, budgets, slices };
     let context = Arc::new(Context {
         client: client.clone(),
