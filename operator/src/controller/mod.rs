@@ -5,8 +5,7 @@
 //! (the objects, built purely), [`observe`] (pods → engine observations), [`traffic`] (the
 //! routing interface and the plain-Service router), [`caches`] (the watches' stores, read once
 //! they show the operator's own writes; their objects [`packed`], found by [`by_rollout`]),
-//! [`workers`] (probes and
-//! analysis beside the loop), [`metrics`] and [`leader`].
+//! [`workers`] (probes and analysis beside the loop), [`metrics`] and [`leader`].
 
 mod backoff;
 pub mod by_rollout;
