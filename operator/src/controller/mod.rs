@@ -14,6 +14,7 @@ pub mod destinations;
 pub mod disruption;
 pub mod error;
 pub mod events;
+mod feed;
 pub mod gate_calls;
 pub mod gateway;
 pub mod history;
@@ -44,7 +45,7 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
-        Controller, WatchStreamExt, controller,
+        Controller, Predicate, WatchStreamExt, controller,
         events::Reporter,
         reflector::{self, ObjectRef},
         watcher,
@@ -133,7 +134,8 @@ where
 
 /// A watch of the objects labelled with a rollout, feeding a store before it passes each
 /// object on to wake its rollout; reconciles read the store (see `caches`). What is never read
-/// is dropped (`slim`), and the rest kept as JSON (`packed`), before it is stored.
+/// is dropped (`slim`), and the rest kept as JSON (`packed`), before it is stored; a change to
+/// nothing kept wakes nobody (`feed`).
 fn cached_watch<K>(
     client: &Client,
     scope: &Scope,
@@ -152,16 +154,30 @@ where
 {
     let (store, writer) = reflector::store();
     let index = by_rollout::ByRollout::new(key_of);
-    let (before, after) = ((index.clone(), store.clone()), (index.clone(), store.clone()));
+    let mut feed = feed::Feed::new(writer, index.clone());
     let events = watcher(api::<K>(client, scope), watcher::Config::default().labels(labels::ROLLOUT))
         .default_backoff()
         .modify(slim)
         .map(|event| event.and_then(packed::pack_event))
-        .inspect_ok(move |event| before.0.before_store(event, &before.1))
-        .reflect(writer)
-        .inspect_ok(move |event| after.0.after_store(event, &after.1))
+        .try_filter(move |event| std::future::ready(feed.take(event)))
         .touched_objects();
     (caches::Indexed { store, index }, events)
+}
+
+/// What of an McpRollout, changed, wakes it: its spec (generation), the requests and labels
+/// people put on it, its finalizers and its deletion — not its status. Most status changes are
+/// this operator's own writes: each woke the rollout again at once for a reconcile that
+/// decided from what it had just decided (a quarter of a wave's reconciles at 300 rollouts).
+/// What a reconcile has to come back for it says itself (its requeue, and the workers').
+fn rollout_changed(rollout: &McpRollout) -> Option<u64> {
+    use kube::runtime::predicates;
+    let deleting = |r: &McpRollout| r.metadata.deletion_timestamp.as_ref().map(|_| 1);
+    predicates::generation
+        .combine(predicates::annotations)
+        .combine(predicates::labels)
+        .combine(predicates::finalizers)
+        .combine(deleting)
+        .hash_property(rollout)
 }
 
 /// How long a new leader's first list of the McpRollouts may take. A list the API server
@@ -211,7 +227,7 @@ pub async fn run(
     );
     use by_rollout::{rollout_label, service_name};
     let (deployments, deployment_events) =
-        cached_watch::<Deployment>(&client, &scope, slim::object, rollout_label);
+        cached_watch::<Deployment>(&client, &scope, slim::deployment, rollout_label);
     let (pods, pod_events) = cached_watch::<Pod>(&client, &scope, slim::pod, rollout_label);
     let (services, service_events) = cached_watch::<Service>(&client, &scope, slim::object, rollout_label);
     let (budgets, budget_events) =
@@ -240,7 +256,8 @@ pub async fn run(
         .default_backoff()
         .modify(slim::object::<McpRollout>)
         .reflect(rollouts_writer)
-        .applied_objects();
+        .applied_objects()
+        .predicate_filter(rollout_changed, Default::default());
     let controller = Controller::for_stream(rollout_events, listed.clone());
     let running = controller
         .with_config(
@@ -312,6 +329,43 @@ async fn forget_if_deleted(context: &Context, object: &ObjectRef<kube::core::Dyn
         Ok(Some(_)) => {}
         Err(e) => {
             warn!(rollout = %object.name, %namespace, error = %e, "cannot tell whether the rollout is gone")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rollout(change: serde_json::Value) -> McpRollout {
+        let mut value = json!({
+            "apiVersion": "mcprollout.dev/v1alpha1", "kind": "McpRollout",
+            "metadata": {"name": "docs", "namespace": "agents", "uid": "u-1", "generation": 3,
+                         "finalizers": ["mcprollout.dev/cleanup"]},
+            "spec": {"template": {"spec": {"containers": [{"name": "s", "image": "mcp-fixture:v1"}]}},
+                     "strategy": {"canary": {"steps": [{"setWeight": 50}]}}},
+            "status": {"observedGeneration": 3, "phase": "Healthy"},
+        });
+        json_patch::merge(&mut value, &change);
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_rollout_is_woken_by_what_people_change_not_by_its_status() {
+        let at_rest = rollout_changed(&rollout(json!({})));
+        assert!(at_rest.is_some(), "an object with no such hash would always pass");
+        let own_write = rollout(json!({"status": {"phase": "Progressing", "desiredWeight": 5}}));
+        assert_eq!(rollout_changed(&own_write), at_rest, "its status written: nothing to decide again");
+        for (what, change) in [
+            ("a new spec", json!({"metadata": {"generation": 4}})),
+            ("a request", json!({"metadata": {"annotations": {"mcprollout.dev/request": "promote@1"}}})),
+            ("a label", json!({"metadata": {"labels": {"team": "search"}}})),
+            ("a finalizer gone", json!({"metadata": {"finalizers": null}})),
+            ("a deletion", json!({"metadata": {"deletionTimestamp": "2026-12-06T12:00:00Z"}})),
+        ] {
+            assert_ne!(rollout_changed(&rollout(change)), at_rest, "{what} wakes it");
         }
     }
 }

@@ -11,6 +11,7 @@
 //! and `disruption` read.
 
 use k8s_openapi::{
+    api::apps::v1::Deployment,
     api::core::v1::{Container, ContainerStatus, Pod, PodSpec, PodStatus},
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
@@ -21,6 +22,14 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// Any object: its metadata slimmed, the rest kept.
 pub fn object<K: kube::Resource>(object: &mut K) {
     metadata(object.meta_mut());
+}
+
+/// A Deployment: its metadata slimmed and its status dropped. The reconciler reads the pods,
+/// never a Deployment's counts, which the Deployment controller rewrites several times per
+/// scale (each a watch event that would wake the rollout for nothing, see `feed`).
+pub fn deployment(deployment: &mut Deployment) {
+    metadata(&mut deployment.metadata);
+    deployment.status = None;
 }
 
 /// Drops managed fields and the last-applied copy; names, labels, owners, other annotations,
