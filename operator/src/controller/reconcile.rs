@@ -543,9 +543,7 @@ async fn report(
     count_transitions(ctx, &world.key, &before, status);
     let mut events = decision.plan.events.clone();
     events.extend(verdict_changes(&before, status));
-    for event in &events {
-        publish(ctx, rollout, event).await;
-    }
+    publish(ctx, rollout, &events);
     ctx.notifier.notify(rollout, &notify::notices(&before, status, &events));
     Ok(true)
 }
@@ -1137,28 +1135,36 @@ fn count_transitions(ctx: &Context, key: &RolloutKey, before: &McpRolloutStatus,
     }
 }
 
-async fn publish(ctx: &Context, rollout: &McpRollout, event: &engine::Event) {
+/// The engine's events as Kubernetes Events, published in the background (see `events`).
+fn publish(ctx: &Context, rollout: &McpRollout, events: &[engine::Event]) {
+    let kube_events = events
+        .iter()
+        .map(|event| {
+            info!(rollout = %rollout.name_any(), reason = %event.reason, "{}", event.message);
+            kube_event(event)
+        })
+        .collect();
+    let key = (rollout.namespace().unwrap_or_default(), rollout.name_any());
+    ctx.events.publish(&key, kube_events, rollout.object_ref(&()));
+}
+
+fn kube_event(event: &engine::Event) -> KubeEvent {
     let type_ = match event.type_ {
         EventType::Normal => KubeEventType::Normal,
         EventType::Warning => KubeEventType::Warning,
     };
-    info!(rollout = %rollout.name_any(), reason = %event.reason, "{}", event.message);
     // kube's Recorder folds events with the same (type, reason, action) into one series that
     // keeps the first note, so six steps would read as six copies of "step 0 done". A digest of
     // the message in the action makes only true repeats fold, as client-go's correlator does.
     let digest = sha2::Sha256::digest(event.message.as_bytes());
     let action =
         format!("{}-{:02x}{:02x}{:02x}{:02x}", event.reason, digest[0], digest[1], digest[2], digest[3]);
-    let kube_event = KubeEvent {
+    KubeEvent {
         type_,
         reason: event.reason.clone(),
         note: Some(event.message.chars().take(1000).collect()),
         action: action.chars().take(128).collect(),
         secondary: None,
-    };
-    let key = (rollout.namespace().unwrap_or_default(), rollout.name_any());
-    if let Err(e) = ctx.events.publish(&key, &kube_event, &rollout.object_ref(&())).await {
-        warn!(rollout = %rollout.name_any(), error = %e, "cannot publish event");
     }
 }
 
