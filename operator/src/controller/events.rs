@@ -146,3 +146,76 @@ mod tests {
         assert!(held(&events).is_empty());
     }
 }
+
+/// Background publishing against a small API server on loopback standing in for the real one
+/// (a real kube-apiserver cannot be slowed down on purpose for one request).
+#[cfg(test)]
+mod ordering_tests {
+    use std::sync::Arc;
+
+    use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+    use kube::runtime::events::EventType;
+    use serde_json::Value;
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<String>>>;
+
+    /// Records each posted event's note and answers with it; the first is answered slowly.
+    async fn post_event(State(seen): State<Seen>, Json(event): Json<Value>) -> (StatusCode, Json<Value>) {
+        let note = event["note"].as_str().unwrap_or_default().to_owned();
+        let first = {
+            let mut seen = seen.lock().unwrap();
+            seen.push(note);
+            seen.len() == 1
+        };
+        if first {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        (StatusCode::CREATED, Json(event))
+    }
+
+    fn event(note: &str) -> Event {
+        Event {
+            type_: EventType::Normal,
+            reason: "StepAdvanced".into(),
+            note: Some(note.into()),
+            action: format!("StepAdvanced-{note}"),
+            secondary: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rollouts_batches_are_published_in_the_order_they_were_decided() {
+        let seen = Seen::default();
+        let app = Router::new()
+            .route("/apis/events.k8s.io/v1/namespaces/{namespace}/events", post(post_event))
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let events = Events::new(
+            Client::try_from(config).unwrap(),
+            Reporter { controller: "test".into(), instance: None },
+        );
+        let regarding = ObjectReference {
+            kind: Some("McpRollout".into()),
+            namespace: Some("ns".into()),
+            name: Some("docs".into()),
+            ..ObjectReference::default()
+        };
+        let key = ("ns".to_owned(), "docs".to_owned());
+        events.publish(&key, vec![event("a1"), event("a2"), event("a3")], regarding.clone());
+        // The next reconcile's batch, decided while the first is still being answered.
+        events.publish(&key, vec![event("b1"), event("b2")], regarding);
+        for _ in 0..100 {
+            if seen.lock().unwrap().len() == 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.abort();
+        assert_eq!(*seen.lock().unwrap(), ["a1", "a2", "a3", "b1", "b2"]);
+    }
+}

@@ -29,7 +29,7 @@ use kube::{
 };
 use serde_json::json;
 use sha2::Digest;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     Context, backoff, caches,
@@ -69,7 +69,18 @@ const FAILED_WRITES_TO_STALL: u32 = 3;
 const ERROR_BACKOFF_BASE: Duration = Duration::from_secs(1);
 const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-pub async fn reconcile(rollout: Arc<McpRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Called by kube-runtime's Controller inside its "reconciling object" span, which is entered
+/// for this call only, not while the future runs: logged here (at debug), a reconcile's line
+/// carries why it runs (`object.reason`: which object's change, a requeue, a wake).
+pub fn reconcile(
+    rollout: Arc<McpRollout>,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = Result<Action, Error>> + Send {
+    debug!("reconcile");
+    reconcile_timed(rollout, ctx)
+}
+
+async fn reconcile_timed(rollout: Arc<McpRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_inner(&rollout, &ctx).await;
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
