@@ -139,14 +139,78 @@ def kwok_stages(kwok_dir: Path) -> str:
     start = ready.index("{{ range .spec.readinessGates }}")
     end = ready.index("{{ end }}", start) + len("{{ end }}")
     ready = ready[:start] + ready[end:]
+    # kwok also sets Ready True whatever the gates say; the kubelet counts a pod Ready only once
+    # every readiness gate is True. Without that, a pod taken out of rotation stayed a ready
+    # endpoint: no drain ever ended, and every rollout was requeued each second after its wave
+    # (most of the wave's reconciles). A pod with gates starts not Ready; the two stages below
+    # follow the rotation gate as the kubelet does.
+    ready_true = 'status: "True"\n        type: Ready'
+    assert ready_true in ready, "kwok's pod-ready stage changed: see kwok_stages"
+    ready = ready.replace(ready_true, 'status: {{ if .spec.readinessGates }}"False"{{ else }}"True"{{ end }}\n'
+                                      '        type: Ready')
     parts = [
         (stage / "node" / "fast" / "node-initialize.yaml").read_text(),
         (stage / "node" / "heartbeat-with-lease" / "node-heartbeat-with-lease.yaml").read_text(),
         ready,
+        ROTATION_GATE_STAGES,
         (stage / "pod" / "fast" / "pod-complete.yaml").read_text(),
         (stage / "pod" / "fast" / "pod-delete.yaml").read_text(),
     ]
     return "\n---\n".join(parts)
+
+
+# The kubelet's part for the operator's rotation gate (mcprollout.dev/in-rotation): a running
+# pod that declares it is Ready while the gate is True, and not Ready while it is not.
+_GATED = """
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Running']
+    - key: '.spec.readinessGates.[] | select( .conditionType == "mcprollout.dev/in-rotation" ) | .conditionType'
+      operator: 'In'
+      values: ['mcprollout.dev/in-rotation']"""
+ROTATION_GATE_STAGES = f"""apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-rotation-gate-open
+spec:
+  resourceRef: {{apiGroup: v1, kind: Pod}}
+  selector:
+    matchExpressions:{_GATED}
+    - key: '.status.conditions.[] | select( .type == "mcprollout.dev/in-rotation" ) | .status'
+      operator: 'In'
+      values: ['True']
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: 'NotIn'
+      values: ['True']
+  next:
+    statusTemplate: |
+      conditions:
+      - lastTransitionTime: {{{{ Now | Quote }}}}
+        status: "True"
+        type: Ready
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-rotation-gate-closed
+spec:
+  resourceRef: {{apiGroup: v1, kind: Pod}}
+  selector:
+    matchExpressions:{_GATED}
+    - key: '.status.conditions.[] | select( .type == "mcprollout.dev/in-rotation" ) | .status'
+      operator: 'NotIn'
+      values: ['True']
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: 'In'
+      values: ['True']
+  next:
+    statusTemplate: |
+      conditions:
+      - lastTransitionTime: {{{{ Now | Quote }}}}
+        status: "False"
+        type: Ready"""
 
 
 def fake_node(name: str) -> dict:
