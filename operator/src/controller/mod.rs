@@ -194,9 +194,13 @@ const FIRST_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6
 const RECONCILE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Reconciles running at once, across all rollouts (one rollout never has two). Unbounded, a
-/// restart of an operator with a thousand rollouts would send a thousand reconciles' requests
-/// to the API server at once; reconciles wait on the API server, not on this process's CPU.
-const RECONCILE_CONCURRENCY: u16 = 16;
+/// burst of a thousand rollouts changing at once would send all their writes to the API server
+/// together. Reconciles wait on the API server, not on this process's CPU: a rollback writes
+/// status, rotation and drain marks one after another (~0.6 s on the busy bench machine), and
+/// with 16 slots an analysis breach of 1,000 rollouts rolled back ~22 per second (46 s for all).
+/// A reconcile with nothing to change reads caches and sends nothing, so a restart no longer
+/// costs the API server a request per rollout.
+const RECONCILE_CONCURRENCY: u16 = 64;
 
 /// The McpRollouts were not listed in time after this replica began leading.
 #[derive(Debug, thiserror::Error)]
