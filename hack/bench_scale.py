@@ -161,7 +161,15 @@ def kwok_stages(kwok_dir: Path) -> str:
 
 # The kubelet's part for the operator's rotation gate (mcprollout.dev/in-rotation): a running
 # pod that declares it is Ready while the gate is True, and not Ready while it is not.
-_GATED = """
+def _rotation_stage(name: str, gate_op: str, ready_op: str, ready: str) -> str:
+    return f"""apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: {name}
+spec:
+  resourceRef: {{apiGroup: v1, kind: Pod}}
+  selector:
+    matchExpressions:
     - key: '.metadata.deletionTimestamp'
       operator: 'DoesNotExist'
     - key: '.status.phase'
@@ -169,48 +177,25 @@ _GATED = """
       values: ['Running']
     - key: '.spec.readinessGates.[] | select( .conditionType == "mcprollout.dev/in-rotation" ) | .conditionType'
       operator: 'In'
-      values: ['mcprollout.dev/in-rotation']"""
-ROTATION_GATE_STAGES = f"""apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: pod-rotation-gate-open
-spec:
-  resourceRef: {{apiGroup: v1, kind: Pod}}
-  selector:
-    matchExpressions:{_GATED}
+      values: ['mcprollout.dev/in-rotation']
     - key: '.status.conditions.[] | select( .type == "mcprollout.dev/in-rotation" ) | .status'
-      operator: 'In'
+      operator: '{gate_op}'
       values: ['True']
     - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: 'NotIn'
+      operator: '{ready_op}'
       values: ['True']
   next:
     statusTemplate: |
       conditions:
       - lastTransitionTime: {{{{ Now | Quote }}}}
-        status: "True"
-        type: Ready
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: pod-rotation-gate-closed
-spec:
-  resourceRef: {{apiGroup: v1, kind: Pod}}
-  selector:
-    matchExpressions:{_GATED}
-    - key: '.status.conditions.[] | select( .type == "mcprollout.dev/in-rotation" ) | .status'
-      operator: 'NotIn'
-      values: ['True']
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: 'In'
-      values: ['True']
-  next:
-    statusTemplate: |
-      conditions:
-      - lastTransitionTime: {{{{ Now | Quote }}}}
-        status: "False"
+        status: "{ready}"
         type: Ready"""
+
+
+ROTATION_GATE_STAGES = "\n---\n".join([
+    _rotation_stage("pod-rotation-gate-open", gate_op="In", ready_op="NotIn", ready="True"),
+    _rotation_stage("pod-rotation-gate-closed", gate_op="NotIn", ready_op="In", ready="False"),
+])
 
 
 def fake_node(name: str) -> dict:
