@@ -9,10 +9,10 @@
 //! goes with its rollout, and one idle longer than it keeps anything is dropped.
 //!
 //! A reconcile's events are published beside it, not inside it: each is a request to the API
-//! server, a step makes two or three, and a rollback's traffic change waited behind its
-//! `RolledBack` and `DrainStarted` while holding one of the reconcile slots (a breach of 1,000
-//! rollouts at once rolled back ~25 per second). A rollout's events still go out in the order
-//! they were decided: each batch waits for the previous one of its rollout.
+//! server, a step makes two or three, and the reconcile waited for each while holding one of
+//! the Controller's slots (a rollback's traffic change waited behind its `RolledBack` and
+//! `DrainStarted`). A rollout's events still go out in the order they were decided: each batch
+//! waits for the previous one of its rollout.
 
 use std::{
     collections::HashMap,
