@@ -10,9 +10,11 @@
 //! A packed object keeps decoded what selects it without decoding: the metadata the store keys
 //! on, what the Controller's triggers map by and the index finds by (the rollout's label, an
 //! EndpointSlice's Service, the controlling owner) and what the caches compare
-//! (resourceVersion). Nothing else of its metadata: the same profile after packing put ~10 of
-//! the remaining 60 MiB in the decoded labels and owners of every object, most of them never
-//! read (`pod-template-hash`, the app's own labels, a pod's ReplicaSet). The JSON keeps all.
+//! (resourceVersion). Nothing else of its metadata (`pod-template-hash`, the app's own labels,
+//! a pod's ReplicaSet are never read; the JSON keeps them all). The profile after packing put
+//! ~10 of the remaining 60 MiB under the decoded labels and owners; with only these kept, the
+//! live heap at rest at 1,000 rollouts stayed at 62 MiB: that attribution was not where the
+//! memory was.
 
 use std::{borrow::Cow, marker::PhantomData, sync::Arc};
 
