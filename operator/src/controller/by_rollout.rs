@@ -78,13 +78,13 @@ impl ByRollout {
         }
     }
 
-    /// Called with each event before the store takes it (`store` still as it was).
-    pub fn before_store<K>(&self, event: &Event<K>, store: &Store<K>)
+    /// Called with each event before the store takes it; `held` is what the store holds of
+    /// the event's object until then (the caller has looked it up already).
+    pub fn before_store<K>(&self, event: &Event<K>, held: Option<&K>)
     where
-        K: Resource<DynamicType = ()> + Clone,
+        K: Resource<DynamicType = ()>,
     {
         let key_of = self.key_of;
-        let held = |object: &K| store.get(&ObjectRef::from_obj(object));
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         match event {
             Event::Apply(object) | Event::InitApply(object) => {
@@ -94,7 +94,7 @@ impl ByRollout {
                 }
                 // Moved to another rollout (or lost the label): no longer the old one's.
                 if let Event::Apply(_) = event
-                    && let Some(before) = held(object)
+                    && let Some(before) = held
                     && let Some(was) = key_of(before.meta()).filter(|was| Some(*was) != now)
                 {
                     Self::unlist(&mut entries, before.meta(), was);
@@ -104,7 +104,7 @@ impl ByRollout {
                 if let Some(rollout) = key_of(object.meta()) {
                     Self::unlist(&mut entries, object.meta(), rollout);
                 }
-                if let Some(before) = held(object)
+                if let Some(before) = held
                     && let Some(was) = key_of(before.meta())
                 {
                     Self::unlist(&mut entries, before.meta(), was);
@@ -170,9 +170,18 @@ mod tests {
             .unwrap()
     }
 
-    /// What the watch does with each event: index, store, index.
+    /// What the store held of the event's object.
+    fn held(store: &Store<Pod>, event: &Event<Pod>) -> Option<Arc<Pod>> {
+        match event {
+            Event::Apply(o) | Event::InitApply(o) | Event::Delete(o) => store.get(&ObjectRef::from_obj(o)),
+            Event::Init | Event::InitDone => None,
+        }
+    }
+
+    /// What the watch does with each event (`feed::Feed`, for stores of packed objects):
+    /// index, store, index.
     fn feed(index: &ByRollout, writer: &mut Writer<Pod>, store: &Store<Pod>, event: Event<Pod>) {
-        index.before_store(&event, store);
+        index.before_store(&event, held(store, &event).as_deref());
         writer.apply_watcher_event(&event);
         index.after_store(&event, store);
     }
@@ -215,7 +224,7 @@ mod tests {
         feed(&index, &mut writer, &store, Event::InitDone);
         // Between the index and the store (another thread reading): not yet there, not wrong.
         let event = Event::Apply(pod("a", "docs-1", Some("docs")));
-        index.before_store(&event, &store);
+        index.before_store(&event, held(&store, &event).as_deref());
         assert!(index.of_rollout(&store, "a", "docs").is_empty(), "listed, not yet held: absent");
         writer.apply_watcher_event(&event);
         assert_eq!(names(index.of_rollout(&store, "a", "docs")), ["docs-1"], "held: found at once");

@@ -311,11 +311,11 @@ where
 
 #[cfg(test)]
 mod tests {
-    use kube::runtime::{reflector::store::Writer, watcher::Event};
+    use kube::runtime::watcher::Event;
     use serde_json::json;
 
     use super::*;
-    use crate::api::labels;
+    use crate::{api::labels, controller::feed::Feed};
 
     fn deployment(name: &str, version: &str) -> Deployment {
         serde_json::from_value(json!({"metadata": {
@@ -325,11 +325,8 @@ mod tests {
         .unwrap()
     }
 
-    /// A store's writer, fed as the watch feeds it: index, store, index.
-    struct Fed<K: Resource<DynamicType = ()> + 'static> {
-        writer: Writer<Packed<K>>,
-        indexed: Indexed<K>,
-    }
+    /// A store fed as the watch feeds it (`feed::Feed`: index, store, index).
+    struct Fed<K: Resource<DynamicType = ()> + 'static>(Feed<K>);
 
     impl<K: Resource<DynamicType = ()> + 'static> Fed<K> {
         fn new() -> (Indexed<K>, Self) {
@@ -338,14 +335,12 @@ mod tests {
 
         fn keyed(key_of: super::super::by_rollout::KeyOf) -> (Indexed<K>, Self) {
             let (store, writer) = kube::runtime::reflector::store();
-            let indexed = Indexed { store, index: ByRollout::new(key_of) };
-            (indexed.clone(), Self { writer, indexed })
+            let index = ByRollout::new(key_of);
+            (Indexed { store, index: index.clone() }, Self(Feed::new(writer, index)))
         }
 
         fn feed(&mut self, event: &Event<Packed<K>>) {
-            self.indexed.index.before_store(event, &self.indexed.store);
-            self.writer.apply_watcher_event(event);
-            self.indexed.index.after_store(event, &self.indexed.store);
+            self.0.take(event);
         }
 
         fn listed(&mut self) {

@@ -38,13 +38,18 @@ impl<K: Resource<DynamicType = ()> + 'static> Feed<K> {
     /// Takes one event into the index and the store; whether it shows anything new (only
     /// then does it wake the objects' rollouts).
     pub fn take(&mut self, event: &Event<Packed<K>>) -> bool {
-        let news = match event {
-            Event::Apply(object) => {
-                self.store.get(&ObjectRef::from_obj(object)).is_none_or(|held| object.differs_from(&held))
+        // What the store holds of the object until now: looked up once, for both questions.
+        let held = match event {
+            Event::Apply(object) | Event::InitApply(object) | Event::Delete(object) => {
+                self.store.get(&ObjectRef::from_obj(object))
             }
+            Event::Init | Event::InitDone => None,
+        };
+        let news = match event {
+            Event::Apply(object) => held.as_ref().is_none_or(|held| object.differs_from(held)),
             Event::Delete(_) | Event::Init | Event::InitApply(_) | Event::InitDone => true,
         };
-        self.index.before_store(event, &self.store);
+        self.index.before_store(event, held.as_deref());
         self.writer.apply_watcher_event(event);
         self.index.after_store(event, &self.store);
         news
