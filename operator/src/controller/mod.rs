@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod names;
 pub mod notify;
 pub mod observe;
+mod own_writes;
 pub mod packed;
 pub mod reconcile;
 pub mod resources;
@@ -76,6 +77,8 @@ pub struct Context {
     pub notifier: notify::Notifier,
     /// The rollouts' objects as the watches see them, read once they show our writes.
     pub caches: caches::Caches,
+    /// The McpRollouts as our last status write left them, while their watch lags.
+    pub own_writes: own_writes::OwnWrites,
 }
 
 impl Context {
@@ -86,6 +89,7 @@ impl Context {
         self.caches.forget(key);
         self.metrics.forget(&key.0, &key.1);
         self.events.forget(key);
+        self.own_writes.forget(key);
     }
 }
 
@@ -249,6 +253,7 @@ pub async fn run(
         destinations,
         notifier,
         caches: caches::Caches::new(stores),
+        own_writes: Default::default(),
     });
     let forgetting = context.clone();
     // The McpRollouts' own watch and store, as `Controller::new` makes them, slimmed like the

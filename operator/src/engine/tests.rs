@@ -406,6 +406,29 @@ fn failing_analysis_rolls_back_with_the_numbers() {
 }
 
 #[test]
+fn after_a_rollback_status_says_no_canary_traffic_only_once_the_endpoints_show_it() {
+    let (mut w, stable, canary) = with_stable_then(canary_steps(), true);
+    w.round(1);
+    assert_eq!(w.weight(), 5);
+    w.pods_follow_plan();
+    w.decide();
+    let before = w.status.effective_weight;
+    assert!(before > 0, "the canary serves before the breach: {before}");
+    w.tick(10);
+    w.set_analysis(&canary, Verdict::Fail);
+    w.decide();
+    assert!(w.status.rollback.is_some());
+    assert_eq!(w.status.desired_weight, 0);
+    // Decided, not done: the canary's pods are still the Service's endpoints.
+    assert_eq!(w.status.effective_weight, before, "the rollback's own write must not claim 0 yet");
+    // Out of rotation, and the EndpointSlices follow: now no traffic goes to it.
+    w.pods_follow_plan();
+    w.tick(1);
+    assert_eq!(w.status.effective_weight, 0);
+    assert_eq!(w.plan().revision(&stable).unwrap().weight, 100);
+}
+
+#[test]
 fn the_weight_grows_only_on_a_pass_whose_whole_window_was_at_the_current_weight() {
     let (mut w, _, canary) = with_stable_then(canary_steps(), true);
     w.round(1);

@@ -51,9 +51,12 @@ impl Engine<'_> {
 
     /// The canary's observed share of traffic: the weight every router replica has in force
     /// (the smallest of theirs; 0 before any answered), the route's weights, or the share of
-    /// the Service's ready endpoints that are canary pods.
+    /// the Service's ready endpoints that are canary pods. After a rollback the revision rolled
+    /// back counts as the canary while it drains: the decision does not move traffic, the
+    /// rotation, route or router change that follows does, and status says 0 only once that
+    /// is observed (it said 0 in the very write that decided the rollback).
     pub(super) fn effective_weight(&self) -> i32 {
-        let Some(canary) = &self.st.canary_revision else {
+        let Some(canary) = self.st.canary_revision.as_ref().or_else(|| self.rolled_back_draining()) else {
             return 0;
         };
         if self.mcp_router() {
@@ -70,6 +73,14 @@ impl Engine<'_> {
         #[allow(clippy::cast_possible_truncation)]
         let share = if c + s == 0 { 0 } else { ((f64::from(c) * 100.0) / f64::from(c + s)).round() as i32 };
         share
+    }
+
+    /// The revision a rollback took traffic from, while it still drains.
+    fn rolled_back_draining(&self) -> Option<&String> {
+        let revision = &self.st.rollback.as_ref()?.revision;
+        (self.st.drains.iter().any(|d| &d.revision == revision)
+            && self.st.stable_revision.as_ref() != Some(revision))
+        .then_some(revision)
     }
 
     /// Whether the weight now asked for is what the traffic observably does; holds when not.

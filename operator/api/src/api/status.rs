@@ -66,7 +66,9 @@ pub struct McpRolloutStatus {
     pub desired_weight: i32,
 
     /// Percentage of traffic the canary revision actually gets, from its share of the ready
-    /// pods in rotation (replica-ratio routing) or the route's weights (Gateway API).
+    /// pods in rotation (replica-ratio routing) or the route's weights (Gateway API). After a
+    /// rollback, the share the revision rolled back still gets while it drains: 0 once its
+    /// pods are out of the Service's endpoints (or out of the route), not when it is decided.
     #[serde(default)]
     pub effective_weight: i32,
 
