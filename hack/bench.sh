@@ -10,6 +10,10 @@
 #                          # API requests by verb and resource, RSS, CPU, reconcile p50/p99 at
 #                          # rest and in a wave of rollouts, time to promote all N, and from an
 #                          # analysis breach to all traffic on stable (hack/bench_scale.py)
+#   Options (environment): BENCH_CONTROLLERS=mcp-rollout|argo-rollouts (both by default),
+#   BENCH_STEADY_SECONDS (120), BENCH_WAVE_TIMEOUT (1800 s), BENCH_SKIP_WAVE=1 (no promote wave:
+#   deploy, rest, then hold at 50 % and breach), BENCH_OPERATOR (another operator binary),
+#   BENCH_KEEP_WORK=1 (keep the work directory with every process's log).
 #
 # Loopback only, or addresses inside the network namespace of the cluster it starts. Every
 # process it starts is stopped on exit, and the cluster brought down.
@@ -55,7 +59,7 @@ if [[ $what == scale ]]; then
     --fixture "$PWD/target/release/mcp-fixture" --kwok "$cache/kwok" --kwok-dir "$kwok_dir" \
     --argo "$cache/rollouts-controller" --argo-dir "$argo_dir" \
     --steady-seconds "${BENCH_STEADY_SECONDS:-120}" ${BENCH_CONTROLLERS:+--controllers "$BENCH_CONTROLLERS"} \
-    ${BENCH_WAVE_TIMEOUT:+--wave-timeout "$BENCH_WAVE_TIMEOUT"} "${sizes[@]}"
+    ${BENCH_WAVE_TIMEOUT:+--wave-timeout "$BENCH_WAVE_TIMEOUT"} ${BENCH_SKIP_WAVE:+--skip-wave} "${sizes[@]}"
   exit 0
 fi
 if ! command -v nginx >/dev/null; then

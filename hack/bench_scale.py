@@ -131,7 +131,7 @@ def wait_until(what: str, timeout_s: float, check, every_s: float = 2.0):
 # ── the cluster's extras: fake nodes, kwok, fixture, Prometheus, the breach gauge ───────────
 
 
-def kwok_stages(kwok_dir: Path) -> str:
+def kwok_stages(kwok_dir: Path, nodes: int) -> str:
     stage = kwok_dir / "kustomize" / "stage"
     ready = (stage / "pod" / "fast" / "pod-ready.yaml").read_text()
     # kwok sets every readiness gate's condition True when a pod starts; the kubelet never sets
@@ -148,7 +148,13 @@ def kwok_stages(kwok_dir: Path) -> str:
     assert ready_true in ready, "kwok's pod-ready stage changed: see kwok_stages"
     ready = ready.replace(ready_true, 'status: {{ if .spec.readinessGates }}"False"{{ else }}"True"{{ end }}\n'
                                       '        type: Ready')
+    # kwok plays pod stages 4 at a time for all its nodes; each node's kubelet is an actor of
+    # its own. With 4, a breach of 1,000 rollouts waited on kwok (~21 pod updates/s, 96 s from
+    # a canary taken out of rotation to its pod not Ready): one at a time per fake node.
+    config = ("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\n"
+              f"options:\n  podPlayStageParallelism: {nodes}")
     parts = [
+        config,
         (stage / "node" / "fast" / "node-initialize.yaml").read_text(),
         (stage / "node" / "heartbeat-with-lease" / "node-heartbeat-with-lease.yaml").read_text(),
         ready,
@@ -273,7 +279,7 @@ class Bed:
         # keeps a node within the addresses of its /24).
         c.kubectl("create", "-f", "-", input="\n".join(json.dumps(fake_node(f"kwok-{i}")) for i in range(nodes)))
         stages = self.work / "kwok-stages.yaml"
-        stages.write_text(kwok_stages(Path(self.args.kwok_dir)))
+        stages.write_text(kwok_stages(Path(self.args.kwok_dir), nodes))
         self.procs.start("kwok", c.in_netns([
             self.args.kwok, f"--kubeconfig={c.kubeconfig_netns}", "-c", str(stages),
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
@@ -557,19 +563,21 @@ def quantile(q: float, before: dict, after: dict) -> float | None:
     return None
 
 
-def audit_counts(path: Path, start: int, end: int, user: str) -> collections.Counter:
+def audit_counts(path: Path, start: int, end: int, user: str | None) -> collections.Counter:
+    """Requests by (verb, resource) of one user, or by (user, verb) of every user (`None`)."""
     counts: collections.Counter = collections.Counter()
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
     for raw in data.splitlines():
-        if user.encode() not in raw:
+        if user is not None and user.encode() not in raw:
             continue
         try:
             e = json.loads(raw)
         except ValueError:
             continue
-        if e.get("user", {}).get("username") != user:
+        username = e.get("user", {}).get("username")
+        if user is not None and username != user:
             continue
         verb, stage = e.get("verb"), e.get("stage")
         # One count per request: a watch when it starts, anything else when it is answered.
@@ -579,8 +587,26 @@ def audit_counts(path: Path, start: int, end: int, user: str) -> collections.Cou
         resource = ref.get("resource", e.get("requestURI", "?"))
         if ref.get("subresource"):
             resource += "/" + ref["subresource"]
-        counts[(verb, resource)] += 1
+        if user is None:
+            counts[(username, "writes" if verb in WRITE_VERBS else "reads")] += 1
+        else:
+            counts[(verb, resource)] += 1
     return counts
+
+
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+
+
+def by_user(bed: Bed, before: Snapshot, after: Snapshot, top: int = 8) -> str:
+    """Every client's requests per second, reads and writes apart: who else keeps the API
+    server busy in a phase (kwok, the controller manager, the bench's own polling)."""
+    window = after.at - before.at
+    counts = audit_counts(bed.cluster.audit, before.audit_offset, after.audit_offset, None)
+    users: collections.Counter = collections.Counter()
+    for (u, _), v in counts.items():
+        users[u] += v
+    return "; ".join(f"{u.rsplit(':', 1)[-1]} {counts[(u, 'writes')] / window:.1f} w + "
+                     f"{counts[(u, 'reads')] / window:.1f} r" for u, _ in users.most_common(top))
 
 
 class Phase:
@@ -684,21 +710,24 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
     row["steady"] = Phase(bed, ctrl, before, after, n)
     log(f"{ctrl.name} N={n}: steady {row['steady'].rate():.1f} req/s; {row['steady'].breakdown()}")
 
-    # A wave: a template change on all N, steps 5→25→50→100 with 0 s pauses.
+    # A wave: a template change on all N, steps 5→25→50→100 with 0 s pauses (skipped with
+    # --skip-wave, to measure a breach alone).
     before = Snapshot(bed, ctrl, proc.pid)
     t0 = time.monotonic()
-    apply_wave(1)
-    try:
-        all_are("all promoted", ctrl.settled, bed.args.wave_timeout)
-    except TimeoutError as e:
-        row["stuck"] = str(e)
-        row["wave_stuck"] = True
+    if not bed.args.skip_wave:
+        apply_wave(1)
+        try:
+            all_are("all promoted", ctrl.settled, bed.args.wave_timeout)
+        except TimeoutError as e:
+            row["stuck"] = str(e)
+            row["wave_stuck"] = True
     wave_s = time.monotonic() - t0
     after = Snapshot(bed, ctrl, proc.pid)
-    row["wave"] = Phase(bed, ctrl, before, after, n, wave_s)
+    row["wave"] = None if bed.args.skip_wave else Phase(bed, ctrl, before, after, n, wave_s)
     row["warnings"] = warnings(c, ns)
-    log(f"{ctrl.name} N={n}: wave {'promoted all' if 'stuck' not in row else 'STUCK'} after {wave_s:.0f} s; "
-        f"{row['wave'].rate():.1f} req/s; warning events: {row['warnings'] or 'none'}")
+    if row["wave"]:
+        log(f"{ctrl.name} N={n}: wave {'promoted all' if 'stuck' not in row else 'STUCK'} after {wave_s:.0f} s; "
+            f"{row['wave'].rate():.1f} req/s; warning events: {row['warnings'] or 'none'}")
     if "stuck" in row:
         log(f"{row['stuck']}; {unreconciled(items())}")
         row["breach_s"] = math.nan
@@ -714,11 +743,16 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
     try:
         all_are("all held at 50 %", lambda o: ctrl.held(o, 50), bed.args.wave_timeout)
         time.sleep(ANALYSIS_INTERVAL_S + 2)  # at least one passing analysis at 50 % first
+        before = Snapshot(bed, ctrl, proc.pid)
         bed.set_breach(1)
         t0 = time.monotonic()
         all_are("all traffic on stable after the breach", ctrl.on_stable, 300)
         row["breach_s"] = time.monotonic() - t0
-        log(f"{ctrl.name} N={n}: breach → all on stable in {row['breach_s']:.1f} s")
+        after = Snapshot(bed, ctrl, proc.pid)
+        row["breach"] = Phase(bed, ctrl, before, after, n, row["breach_s"])
+        row["breach_users"] = by_user(bed, before, after)
+        log(f"{ctrl.name} N={n}: breach → all on stable in {row['breach_s']:.1f} s; "
+            f"{row['breach'].rate():.1f} req/s; {row['breach'].breakdown()}; by client: {row['breach_users']}")
     except TimeoutError as e:
         row["stuck"] = str(e)
         log(f"{ctrl.name} N={n}: STUCK: {e}; {unreconciled(items())}")
@@ -741,18 +775,28 @@ def report(results: list, steady_s: int) -> str:
     for r in results:
         s, w = r["steady"], r["wave"]
         writes = s.status_writes / r["n"] * 600 / s.window
+        if w is None:  # --skip-wave
+            wave = ("skipped", "–", "–", "–", "–", "skipped")
+        else:
+            wave = (f"{w.rate():.1f}", f"{w.cpu * 100:.1f}%", f"{w.reconciles:.0f}", f"{ms(w.p50)} / {ms(w.p99)}",
+                    ms(w.cpu_per_reconcile), f"{w.seconds:.0f}{' (not all)' if r.get('wave_stuck') else ''}")
         out.append(
-            f"| {r['n']} | {r['controller']} | {s.rate():.2f} | {s.lists} | {writes:.2f} | {w.rate():.1f} "
-            f"| {s.rss:.0f} ({r['final'].hwm_mib:.0f}) | {'–' if s.heap is None else format(s.heap, '.0f')} | {s.cpu * 100:.1f}% / {w.cpu * 100:.1f}% "
-            f"| {s.reconciles:.0f}; {w.reconciles:.0f} | {ms(s.p50)} / {ms(s.p99)}; {ms(w.p50)} / {ms(w.p99)} "
-            f"| {ms(s.cpu_per_reconcile)}; {ms(w.cpu_per_reconcile)} "
-            f"| {w.seconds:.0f}{' (not all)' if r.get('wave_stuck') else ''} "
+            f"| {r['n']} | {r['controller']} | {s.rate():.2f} | {s.lists} | {writes:.2f} | {wave[0]} "
+            f"| {s.rss:.0f} ({r['final'].hwm_mib:.0f}) | {'–' if s.heap is None else format(s.heap, '.0f')} | {s.cpu * 100:.1f}% / {wave[1]} "
+            f"| {s.reconciles:.0f}; {wave[2]} | {ms(s.p50)} / {ms(s.p99)}; {wave[3]} "
+            f"| {ms(s.cpu_per_reconcile)}; {wave[4]} "
+            f"| {wave[5]} "
             f"| {'stuck' if math.isnan(r['breach_s']) else format(r['breach_s'], '.1f')} |")
     out.append("")
     out.append(f"Steady window {steady_s} s after every rollout was Healthy. Requests by verb and resource (per s):")
     for r in results:
         out.append(f"- {r['controller']} N={r['n']} steady: {r['steady'].breakdown(8)}")
-        out.append(f"- {r['controller']} N={r['n']} wave:   {r['wave'].breakdown(8)}")
+        if r["wave"] is not None:
+            out.append(f"- {r['controller']} N={r['n']} wave:   {r['wave'].breakdown(8)}")
+        if r.get("breach") is not None:
+            out.append(f"- {r['controller']} N={r['n']} breach: {r['breach'].breakdown(8)}")
+            out.append(f"- {r['controller']} N={r['n']} breach, every client (writes + reads per s): "
+                       f"{r['breach_users']}")
         out.append(f"- {r['controller']} N={r['n']} warning events: {r.get('warnings') or 'none'}")
         if "stuck" in r:
             out.append(f"- {r['controller']} N={r['n']} STUCK: {r['stuck']}")
@@ -769,9 +813,10 @@ def report(results: list, steady_s: int) -> str:
         ratios.append(
             f"- N={n}: RSS {ratio(a['steady'].rss, b['steady'].rss)}, peak RSS "
             f"{ratio(a['final'].hwm_mib, b['final'].hwm_mib)}, CPU steady {ratio(a['steady'].cpu, b['steady'].cpu)}, "
-            f"CPU wave {ratio(a['wave'].cpu, b['wave'].cpu)}, API req/s steady "
-            f"{ratio(a['steady'].rate(), b['steady'].rate())}, wave {ratio(a['wave'].rate(), b['wave'].rate())}, "
-            f"time to promote all {ratio(a['wave'].seconds, b['wave'].seconds)}")
+            + (f"CPU wave {ratio(a['wave'].cpu, b['wave'].cpu)}, " if a["wave"] and b["wave"] else "")
+            + f"API req/s steady {ratio(a['steady'].rate(), b['steady'].rate())}"
+            + (f", wave {ratio(a['wave'].rate(), b['wave'].rate())}, "
+               f"time to promote all {ratio(a['wave'].seconds, b['wave'].seconds)}" if a["wave"] and b["wave"] else ""))
     if ratios:
         out.append("")
         out.append("Ratios, mcp-rollout / Argo Rollouts:")
@@ -794,6 +839,7 @@ def main() -> int:
     p.add_argument("--steady-seconds", type=int, default=120)
     p.add_argument("--controllers", default="mcp-rollout,argo-rollouts")
     p.add_argument("--wave-timeout", type=int, default=1800, help="seconds for all N to be promoted")
+    p.add_argument("--skip-wave", action="store_true", help="no promote wave: deploy, rest, then the breach")
     p.add_argument("sizes", nargs="+", type=int)
     args = p.parse_args()
 
