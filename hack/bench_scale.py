@@ -151,8 +151,21 @@ def kwok_stages(kwok_dir: Path, nodes: int) -> str:
     # kwok plays pod stages 4 at a time for all its nodes; each node's kubelet is an actor of
     # its own. With 4, a breach of 1,000 rollouts waited on kwok (~21 pod updates/s, 96 s from
     # a canary taken out of rotation to its pod not Ready): one at a time per fake node.
-    config = ("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\n"
-              f"options:\n  podPlayStageParallelism: {nodes}")
+    # A configuration given in a file is not defaulted: kwok v0.8.0's defaults, but that one.
+    config = f"""apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  cidr: 10.0.0.0/24
+  manageAllNodes: false
+  enableDebuggingHandlers: true
+  enableContentionProfiling: false
+  enableProfilingHandler: true
+  podPlayStageParallelism: {nodes}
+  nodePlayStageParallelism: 4
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 1
+  enablePodsOnNodeSyncListPager: true
+  enablePodsOnNodeSyncStreamWatch: false"""
     parts = [
         config,
         (stage / "node" / "fast" / "node-initialize.yaml").read_text(),
