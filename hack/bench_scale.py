@@ -878,6 +878,8 @@ def main() -> int:
             print(report(results, args.steady_seconds), flush=True)
         keep = os.environ.get("BENCH_KEEP_WORK")
         if keep:
+            # The cluster's logs (the audit log: who wrote what, when) go with the cluster.
+            shutil.copytree(cluster.dir / "logs", work / "cluster-logs", dirs_exist_ok=True)
             log(f"work directory kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
