@@ -764,8 +764,10 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
         after = Snapshot(bed, ctrl, proc.pid)
         row["breach"] = Phase(bed, ctrl, before, after, n, row["breach_s"])
         row["breach_users"] = by_user(bed, before, after)
-        log(f"{ctrl.name} N={n}: breach → all on stable in {row['breach_s']:.1f} s; "
-            f"{row['breach'].rate():.1f} req/s; {row['breach'].breakdown()}; by client: {row['breach_users']}")
+        b = row["breach"]
+        log(f"{ctrl.name} N={n}: breach → all on stable in {row['breach_s']:.1f} s; {b.reconciles:.0f} reconciles, "
+            f"p50/p99 {ms(b.p50)}/{ms(b.p99)} ms, CPU {b.cpu * 100:.1f}%; "
+            f"{b.rate():.1f} req/s; {b.breakdown()}; by client: {row['breach_users']}")
     except TimeoutError as e:
         row["stuck"] = str(e)
         log(f"{ctrl.name} N={n}: STUCK: {e}; {unreconciled(items())}")
@@ -807,7 +809,9 @@ def report(results: list, steady_s: int) -> str:
         if r["wave"] is not None:
             out.append(f"- {r['controller']} N={r['n']} wave:   {r['wave'].breakdown(8)}")
         if r.get("breach") is not None:
-            out.append(f"- {r['controller']} N={r['n']} breach: {r['breach'].breakdown(8)}")
+            b = r["breach"]
+            out.append(f"- {r['controller']} N={r['n']} breach: {b.reconciles:.0f} reconciles, p50/p99 "
+                       f"{ms(b.p50)}/{ms(b.p99)} ms, CPU {b.cpu * 100:.1f}%; {b.breakdown(8)}")
             out.append(f"- {r['controller']} N={r['n']} breach, every client (writes + reads per s): "
                        f"{r['breach_users']}")
         out.append(f"- {r['controller']} N={r['n']} warning events: {r.get('warnings') or 'none'}")
