@@ -622,6 +622,74 @@ def by_user(bed: Bed, before: Snapshot, after: Snapshot, top: int = 8) -> str:
                      f"{counts[(u, 'reads')] / window:.1f} r" for u, _ in users.most_common(top))
 
 
+def breach_chain(bed: Bed, before: Snapshot, after: Snapshot, user: str) -> str:
+    """Where a rollback's time goes, per canary pod, from the audit log (the API server's own
+    timestamps): the breach to our rotation patch, that to the fake kubelet's Ready=False, that
+    to the EndpointSlice controller's write of the rollout Service's slice, that to our status
+    write that sees it. Canary pods are those we marked draining in the window; a rollout is
+    the first two dash-separated parts of a pod's name (`mcp-0042-…`)."""
+    import datetime
+    import re
+    import statistics
+
+    with open(bed.cluster.audit, "rb") as f:
+        f.seek(before.audit_offset)
+        data = f.read(after.audit_offset - before.audit_offset)
+    marked: dict[str, float] = {}
+    ours_rotation: dict[str, list[float]] = collections.defaultdict(list)
+    kubelet: dict[str, list[float]] = collections.defaultdict(list)
+    slices: dict[str, list[float]] = collections.defaultdict(list)
+    status: dict[str, list[float]] = collections.defaultdict(list)
+    start = None
+    for raw in data.splitlines():
+        try:
+            e = json.loads(raw)
+        except ValueError:
+            continue
+        if e.get("stage") != "ResponseComplete" or e.get("verb") not in WRITE_VERBS:
+            continue
+        at = datetime.datetime.fromisoformat(e["stageTimestamp"]).timestamp()
+        start = at if start is None else min(start, at)
+        who = e.get("user", {}).get("username", "")
+        ref = e.get("objectRef", {})
+        name, resource, sub = ref.get("name", ""), ref.get("resource"), ref.get("subresource")
+        if who == user and resource == "pods" and not sub:
+            marked.setdefault(name, at)
+        elif who == user and resource == "pods" and sub == "status":
+            ours_rotation[name].append(at)
+        elif who == user and resource == "mcprollouts" and sub == "status":
+            status[name].append(at)
+        elif resource == "pods" and sub == "status" and who == "kubernetes-admin":  # kwok
+            kubelet[name].append(at)
+        elif resource == "endpointslices" and who.endswith(":endpointslice-controller"):
+            m = re.fullmatch(r"(.+)-[a-z0-9]{5}", name)
+            if m:
+                slices[m.group(1)].append(at)
+    if start is None:
+        return "no writes"
+
+    def first_after(times: list[float], t: float) -> float | None:
+        return next((x for x in times if x >= t), None)
+
+    hops: dict[str, list[float]] = collections.defaultdict(list)
+    for pod in marked:
+        rollout = "-".join(pod.split("-")[:2])
+        rot = first_after(ours_rotation[pod], start)
+        ready = rot and first_after(kubelet[pod], rot)
+        sliced = ready and first_after(slices[rollout], ready)
+        seen = sliced and first_after(status[rollout], sliced)
+        for hop, (a, b) in {"breach→our rotation patch": (start, rot), "→kubelet Ready=False": (rot, ready),
+                            "→slice written": (ready, sliced), "→our status write": (sliced, seen)}.items():
+            if a is not None and b is not None:
+                hops[hop].append(b - a)
+
+    def q(xs: list[float], p: float) -> float:
+        return sorted(xs)[min(len(xs) - 1, int(p * len(xs)))]
+
+    return "; ".join(f"{h} p50 {statistics.median(x):.1f} s, p90 {q(x, 0.9):.1f} s (n={len(x)})"
+                     for h, x in hops.items() if x) or "no canary pod marked"
+
+
 class Phase:
     """What one phase of one controller's run cost."""
 
@@ -764,6 +832,8 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
         after = Snapshot(bed, ctrl, proc.pid)
         row["breach"] = Phase(bed, ctrl, before, after, n, row["breach_s"])
         row["breach_users"] = by_user(bed, before, after)
+        if ctrl.name == Ours.name:
+            log(f"{ctrl.name} N={n}: a rollback's hops, per canary pod: {breach_chain(bed, before, after, ctrl.user)}")
         b = row["breach"]
         log(f"{ctrl.name} N={n}: breach → all on stable in {row['breach_s']:.1f} s; {b.reconciles:.0f} reconciles, "
             f"p50/p99 {ms(b.p50)}/{ms(b.p99)} ms, CPU {b.cpu * 100:.1f}%; "
