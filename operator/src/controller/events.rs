@@ -15,10 +15,11 @@
 //! waits for the previous one of its rollout.
 //!
 //! At most `IN_FLIGHT` events are being published at once, whatever the number of rollouts:
-//! unbounded, a mass rollback of 1,000 rollouts had hundreds of event creates in flight
-//! beside the 16 reconciles, a third of this operator's requests to an API server that was
-//! the bottleneck, competing with the writes that take the canaries out of rotation. Under
-//! such load events lag (they are a record, not the mechanism); at ordinary rates they do not.
+//! unbounded (each batch went out as soon as its turn came), event creates were a third of
+//! this operator's requests in a breach of 1,000 rollouts (30.9 of 95.8 per second) on an API
+//! server that was the bottleneck, beside the writes that take the canaries out of rotation.
+//! Under such load events lag (they are a record, not the mechanism); at ordinary rates they
+//! do not.
 
 use std::{
     collections::HashMap,
