@@ -29,6 +29,20 @@ use kube::{
 
 use crate::api::labels;
 
+/// What `store` holds of the object an event is about, before the store takes the event (the
+/// index and the feed both ask, once per event).
+pub fn held<K>(store: &Store<K>, event: &Event<K>) -> Option<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    match event {
+        Event::Apply(object) | Event::InitApply(object) | Event::Delete(object) => {
+            store.get(&ObjectRef::from_obj(object))
+        }
+        Event::Init | Event::InitDone => None,
+    }
+}
+
 /// The rollout an object belongs to, read from its metadata (a label).
 pub type KeyOf = fn(&ObjectMeta) -> Option<&str>;
 
@@ -168,14 +182,6 @@ mod tests {
         let labels = rollout.map(|r| json!({labels::ROLLOUT: r}));
         serde_json::from_value(json!({"metadata": {"name": name, "namespace": namespace, "labels": labels}}))
             .unwrap()
-    }
-
-    /// What the store held of the event's object.
-    fn held(store: &Store<Pod>, event: &Event<Pod>) -> Option<Arc<Pod>> {
-        match event {
-            Event::Apply(o) | Event::InitApply(o) | Event::Delete(o) => store.get(&ObjectRef::from_obj(o)),
-            Event::Init | Event::InitDone => None,
-        }
     }
 
     /// What the watch does with each event (`feed::Feed`, for stores of packed objects):

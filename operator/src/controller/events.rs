@@ -208,26 +208,37 @@ mod ordering_tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_rollouts_batches_are_published_in_the_order_they_were_decided() {
-        let seen = Seen::default();
-        let app = Router::new()
-            .route("/apis/events.k8s.io/v1/namespaces/{namespace}/events", post(post_event))
-            .with_state(seen.clone());
+    /// An API server on loopback answering event creates with `app`; a client of it.
+    async fn serve(app: Router) -> (Client, tokio::task::JoinHandle<std::io::Result<()>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let config = kube::Config::new(format!("http://{address}").parse().unwrap());
-        let events = Events::new(
-            Client::try_from(config).unwrap(),
-            Reporter { controller: "test".into(), instance: None },
-        );
-        let regarding = ObjectReference {
+        (Client::try_from(config).unwrap(), server)
+    }
+
+    const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/{namespace}/events";
+
+    fn reporter() -> Reporter {
+        Reporter { controller: "test".into(), instance: None }
+    }
+
+    fn rollout_named(name: &str) -> ObjectReference {
+        ObjectReference {
             kind: Some("McpRollout".into()),
             namespace: Some("ns".into()),
-            name: Some("docs".into()),
+            name: Some(name.into()),
             ..ObjectReference::default()
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rollouts_batches_are_published_in_the_order_they_were_decided() {
+        let seen = Seen::default();
+        let (client, server) =
+            serve(Router::new().route(EVENTS_PATH, post(post_event)).with_state(seen.clone())).await;
+        let events = Events::new(client, reporter());
+        let regarding = rollout_named("docs");
         let key = ("ns".to_owned(), "docs".to_owned());
         events.publish(&key, vec![event("a1"), event("a2"), event("a3")], regarding.clone());
         // The next reconcile's batch, decided while the first is still being answered.
@@ -267,27 +278,13 @@ mod ordering_tests {
     async fn many_rollouts_events_go_out_a_few_at_a_time() {
         use std::sync::atomic::Ordering::SeqCst;
         let concurrency = Arc::new(Concurrency::default());
-        let app = Router::new()
-            .route("/apis/events.k8s.io/v1/namespaces/{namespace}/events", post(post_slowly))
-            .with_state(concurrency.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
-        let events = Events::with_in_flight(
-            Client::try_from(config).unwrap(),
-            Reporter { controller: "test".into(), instance: None },
-            2,
-        );
+        let (client, server) =
+            serve(Router::new().route(EVENTS_PATH, post(post_slowly)).with_state(concurrency.clone())).await;
+        let events = Events::with_in_flight(client, reporter(), 2);
         // Thirty rollouts rolled back at once, two events each.
         for i in 0..30 {
             let name = format!("r{i}");
-            let regarding = ObjectReference {
-                kind: Some("McpRollout".into()),
-                namespace: Some("ns".into()),
-                name: Some(name.clone()),
-                ..ObjectReference::default()
-            };
+            let regarding = rollout_named(&name);
             events.publish(&("ns".to_owned(), name), vec![event("rolled back"), event("drain")], regarding);
         }
         for _ in 0..200 {

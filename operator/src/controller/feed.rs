@@ -17,7 +17,7 @@
 use kube::{
     Resource,
     runtime::{
-        reflector::{ObjectRef, Store, store::Writer},
+        reflector::{Store, store::Writer},
         watcher::Event,
     },
 };
@@ -39,12 +39,7 @@ impl<K: Resource<DynamicType = ()> + 'static> Feed<K> {
     /// then does it wake the objects' rollouts).
     pub fn take(&mut self, event: &Event<Packed<K>>) -> bool {
         // What the store holds of the object until now: looked up once, for both questions.
-        let held = match event {
-            Event::Apply(object) | Event::InitApply(object) | Event::Delete(object) => {
-                self.store.get(&ObjectRef::from_obj(object))
-            }
-            Event::Init | Event::InitDone => None,
-        };
+        let held = super::by_rollout::held(&self.store, event);
         let news = match event {
             Event::Apply(object) => held.as_ref().is_none_or(|held| object.differs_from(held)),
             Event::Delete(_) | Event::Init | Event::InitApply(_) | Event::InitDone => true,
@@ -59,6 +54,7 @@ impl<K: Resource<DynamicType = ()> + 'static> Feed<K> {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::apps::v1::Deployment;
+    use kube::runtime::reflector::ObjectRef;
     use serde_json::json;
 
     use super::*;

@@ -739,16 +739,12 @@ async fn apply_writing(
     };
     // A route the API server refuses does not hold back the revisions' Deployments, marks and
     // budgets below (a new revision is still created); its error is returned after them.
-    let routed = match routed {
-        Ok(routed) => {
-            conflicts.extend(routed.conflicts.iter().map(|s| format!("Service {s}")));
-            if !routed.pods_added.is_empty() || !routed.pods_removed.is_empty() {
-                info!(rollout = %name, added = ?routed.pods_added, removed = ?routed.pods_removed, "rotation changed");
-            }
-            Ok(())
+    let routed = routed.map(|routed| {
+        conflicts.extend(routed.conflicts.iter().map(|s| format!("Service {s}")));
+        if !routed.pods_added.is_empty() || !routed.pods_removed.is_empty() {
+            info!(rollout = %name, added = ?routed.pods_added, removed = ?routed.pods_removed, "rotation changed");
         }
-        Err(e) => Err(e),
-    };
+    });
     // Draining pods are marked and guarded before any Deployment shrinks: the ReplicaSet then
     // removes exactly them, and evictions wait for their drain.
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &world.namespace);
