@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import datetime
 import json
 import math
 import os
+import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -628,10 +631,6 @@ def breach_chain(bed: Bed, before: Snapshot, after: Snapshot, user: str) -> str:
     to the EndpointSlice controller's write of the rollout Service's slice, that to our status
     write that sees it. Canary pods are those we marked draining in the window; a rollout is
     the first two dash-separated parts of a pod's name (`mcp-0042-…`)."""
-    import datetime
-    import re
-    import statistics
-
     with open(bed.cluster.audit, "rb") as f:
         f.seek(before.audit_offset)
         data = f.read(after.audit_offset - before.audit_offset)
