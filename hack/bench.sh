@@ -13,7 +13,10 @@
 #   Options (environment): BENCH_CONTROLLERS=mcp-rollout|argo-rollouts (both by default),
 #   BENCH_STEADY_SECONDS (120), BENCH_WAVE_TIMEOUT (1800 s), BENCH_SKIP_WAVE=1 (no promote wave:
 #   deploy, rest, then hold at 50 % and breach), BENCH_OPERATOR (another operator binary),
-#   BENCH_KEEP_WORK=1 (keep the work directory with every process's log).
+#   BENCH_KEEP_WORK=1 (keep the work directory with every process's log). The operator reads its
+#   flags' environment variables too (MAX_CONCURRENT_RECONCILES=64 runs it with 64 reconciles).
+#   BENCH_PROFILE=1: CPU profiles of the API server and the controller manager over the first
+#   60 s of the breach, into the work directory (with BENCH_KEEP_WORK=1, for `go tool pprof`).
 #
 # Loopback only, or addresses inside the network namespace of the cluster it starts. Every
 # process it starts is stopped on exit, and the cluster brought down.

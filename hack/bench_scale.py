@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import threading
 import statistics
 import subprocess
 import sys
@@ -526,9 +527,70 @@ def names(n: int) -> list[str]:
 # ── measuring ─────────────────────────────────────────────────────────────────────────────
 
 
+def machine_cpu() -> tuple[dict[str, float], float]:
+    """CPU seconds used so far by each process name on the machine (its `comm`, at most 15
+    characters: `kube-controller` is the controller manager), and the machine's busy seconds."""
+    used: collections.Counter = collections.Counter()
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm, rest = stat_path.read_text().split(" (", 1)[1].rsplit(")", 1)
+        except (OSError, IndexError, ValueError):
+            continue  # gone since the directory was read
+        fields = rest.split()
+        used[comm] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(x) for i, x in enumerate(cpu[:8]) if i not in (3, 4)) / CLK_TCK  # less idle, iowait
+    return used, busy
+
+
+# The controller manager's secure port (its /debug/pprof, authorized as any request by a
+# system:masters client).
+KCM_PORT = 10257
+
+
+def profile_cluster(bed: Bed, user: str, seconds: int) -> list[threading.Thread]:
+    """Starts CPU profiles of the API server and the controller manager over the next `seconds`
+    (BENCH_PROFILE=1), written to the work directory for `go tool pprof`."""
+    crt, key = bed.work / f"{user}.crt", bed.work / f"{user}.key"
+
+    def kcm() -> None:
+        subprocess.run(bed.cluster.in_netns([
+            "curl", "-sfk", "--max-time", str(seconds + 30), "--cert", str(crt), "--key", str(key),
+            "-o", str(bed.work / "kube-controller-manager.pprof"),
+            f"https://127.0.0.1:{KCM_PORT}/debug/pprof/profile?seconds={seconds}"]), timeout=seconds + 60)
+
+    def apiserver() -> None:
+        out = subprocess.run([str(bed.cluster.bin / "kubectl"), "--kubeconfig", str(bed.cluster.kubeconfig),
+                              "get", "--raw", f"/debug/pprof/profile?seconds={seconds}"],
+                             capture_output=True, timeout=seconds + 60)
+        (bed.work / "kube-apiserver.pprof").write_bytes(out.stdout)
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (kcm, apiserver)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def profile_summary(path: Path, top: int = 10) -> str:
+    """The Kubernetes controllers' loops in a CPU profile, by share of the samples (cumulative)."""
+    out = subprocess.run(["go", "tool", "pprof", "-top", "-cum", "-nodecount=400", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        return f"no profile ({out.stderr.strip()[:200]})"
+    total = re.search(r"Total samples = (\S+)", out.stdout)
+    loops = []
+    for line in out.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and re.search(r"pkg/controller/[\w/]+\.\(\*\w+\)\.(sync|handle|on|add|update|delete)\w*$",
+                                          fields[5], re.I):
+            loops.append(f"{fields[5].rsplit('/', 1)[-1]} {fields[4]}")
+    return f"{total.group(1) if total else '?'} sampled; " + ", ".join(loops[:top])
+
+
 class Snapshot:
     def __init__(self, bed: Bed, ctrl, pid: int):
         self.at = time.monotonic()
+        self.machine, self.machine_busy = machine_cpu()
         self.audit_offset = bed.cluster.audit.stat().st_size
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         self.cpu_s = (int(stat[11]) + int(stat[12])) / CLK_TCK
@@ -711,8 +773,18 @@ class Phase:
                                  if res == f"{ctrl.resource}/status" and verb in ("patch", "update"))
         self.lists = sum(v for (verb, _), v in self.requests.items() if verb == "list")
 
+        # Where the machine's CPU went (cores in use, by process name), to tell a busy
+        # component from one that waits.
+        self.machine_cores = (after.machine_busy - before.machine_busy) / self.window
+        spent = {k: (after.machine.get(k, 0) - before.machine.get(k, 0)) / self.window for k in after.machine}
+        self.by_process = sorted(((v, k) for k, v in spent.items() if v >= 0.01), reverse=True)
+
     def rate(self) -> float:
         return sum(self.requests.values()) / self.window
+
+    def machine(self, top: int = 8) -> str:
+        parts = ", ".join(f"{name} {cores:.2f}" for cores, name in self.by_process[:top])
+        return f"{self.machine_cores:.2f} of {os.cpu_count()} cores busy ({parts})"
 
     def breakdown(self, top: int = 6) -> str:
         parts = [f"{verb} {res} {v / self.window:.2f}" for (verb, res), v in self.requests.most_common(top)]
@@ -826,7 +898,13 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
         before = Snapshot(bed, ctrl, proc.pid)
         bed.set_breach(1)
         t0 = time.monotonic()
+        profiling = profile_cluster(bed, ctrl.user, 60) if os.environ.get("BENCH_PROFILE") else []
         all_are("all traffic on stable after the breach", ctrl.on_stable, 300)
+        for t in profiling:
+            t.join(timeout=120)
+        if profiling:
+            log(f"{ctrl.name} N={n}: the controller manager's first 60 s of the breach: "
+                f"{profile_summary(bed.work / 'kube-controller-manager.pprof')}")
         row["breach_s"] = time.monotonic() - t0
         after = Snapshot(bed, ctrl, proc.pid)
         row["breach"] = Phase(bed, ctrl, before, after, n, row["breach_s"])
@@ -836,7 +914,7 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
         b = row["breach"]
         log(f"{ctrl.name} N={n}: breach → all on stable in {row['breach_s']:.1f} s; {b.reconciles:.0f} reconciles, "
             f"p50/p99 {ms(b.p50)}/{ms(b.p99)} ms, CPU {b.cpu * 100:.1f}%; "
-            f"{b.rate():.1f} req/s; {b.breakdown()}; by client: {row['breach_users']}")
+            f"{b.rate():.1f} req/s; {b.breakdown()}; by client: {row['breach_users']}; machine: {b.machine()}")
     except TimeoutError as e:
         row["stuck"] = str(e)
         log(f"{ctrl.name} N={n}: STUCK: {e}; {unreconciled(items())}")
@@ -883,6 +961,7 @@ def report(results: list, steady_s: int) -> str:
                        f"{ms(b.p50)}/{ms(b.p99)} ms, CPU {b.cpu * 100:.1f}%; {b.breakdown(8)}")
             out.append(f"- {r['controller']} N={r['n']} breach, every client (writes + reads per s): "
                        f"{r['breach_users']}")
+            out.append(f"- {r['controller']} N={r['n']} breach, the machine: {b.machine()}")
         out.append(f"- {r['controller']} N={r['n']} warning events: {r.get('warnings') or 'none'}")
         if "stuck" in r:
             out.append(f"- {r['controller']} N={r['n']} STUCK: {r['stuck']}")

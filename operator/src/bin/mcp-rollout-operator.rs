@@ -88,6 +88,9 @@ struct RunArgs {
     /// namespace (POD_NAMESPACE). The chart's `notifications.defaultReceivers`.
     #[arg(long, env = "DEFAULT_NOTIFICATION_RECEIVERS", default_value = "[]", value_parser = parse_receivers, global = true)]
     default_notification_receivers: Receivers,
+    /// Reconciles running at once, across all rollouts (one rollout never has two).
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = controller::RECONCILE_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..), global = true)]
+    max_concurrent_reconciles: u16,
     /// Log as JSON lines.
     #[arg(long, env = "LOG_JSON", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", global = true)]
     log_json: bool,
@@ -197,6 +200,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = controller::Settings {
         router_image: args.router_image.clone(),
         allowed_destinations: args.allowed_destinations.0.clone(),
+        concurrency: args.max_concurrent_reconciles,
         default_receivers: controller::notify::Defaults {
             namespace: args.lease_namespace.clone().unwrap_or_else(|| "default".into()),
             receivers: args.default_notification_receivers.0.clone(),

@@ -102,6 +102,8 @@ pub struct Settings {
     /// Networks Prometheus and probe targets must be in; `None`: the cluster's own Service
     /// and pod networks.
     pub allowed_destinations: Option<Vec<ipnet::IpNet>>,
+    /// Reconciles running at once (`RECONCILE_CONCURRENCY` unless the flag says otherwise).
+    pub concurrency: u16,
     /// Receivers told about rollouts that name none.
     pub default_receivers: notify::Defaults,
 }
@@ -201,8 +203,8 @@ const RECONCILE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis
 /// burst of a thousand rollouts changing at once would send all their writes to the API server
 /// together. More does not help where the API server is what is busy: with 64 instead of 16, a
 /// wave of 1,000 on the 2-core bench took 430 s instead of 339 and a breach rolled them back
-/// no faster (48.0 s against 47.2).
-const RECONCILE_CONCURRENCY: u16 = 16;
+/// no faster (48.0 s against 47.2). `--max-concurrent-reconciles` sets another.
+pub const RECONCILE_CONCURRENCY: u16 = 16;
 
 /// The McpRollouts were not listed in time after this replica began leading.
 #[derive(Debug, thiserror::Error)]
@@ -268,7 +270,7 @@ pub async fn run(
     let controller = Controller::for_stream(rollout_events, listed.clone());
     let running = controller
         .with_config(
-            controller::Config::default().debounce(RECONCILE_DEBOUNCE).concurrency(RECONCILE_CONCURRENCY),
+            controller::Config::default().debounce(RECONCILE_DEBOUNCE).concurrency(settings.concurrency),
         )
         .owns_stream(deployment_events)
         .owns_stream(service_events)
