@@ -31,11 +31,11 @@ import os
 import re
 import shutil
 import signal
-import threading
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -900,13 +900,14 @@ def run_one(bed: Bed, ctrl, n: int, steady_s: int, results: list) -> None:
         t0 = time.monotonic()
         profiling = profile_cluster(bed, ctrl.user, 60) if os.environ.get("BENCH_PROFILE") else []
         all_are("all traffic on stable after the breach", ctrl.on_stable, 300)
+        row["breach_s"] = time.monotonic() - t0
+        after = Snapshot(bed, ctrl, proc.pid)
+        # After the breach's figures are taken: a breach shorter than the profiles waits here.
         for t in profiling:
             t.join(timeout=120)
         if profiling:
             log(f"{ctrl.name} N={n}: the controller manager's first 60 s of the breach: "
                 f"{profile_summary(bed.work / 'kube-controller-manager.pprof')}")
-        row["breach_s"] = time.monotonic() - t0
-        after = Snapshot(bed, ctrl, proc.pid)
         row["breach"] = Phase(bed, ctrl, before, after, n, row["breach_s"])
         row["breach_users"] = by_user(bed, before, after)
         if ctrl.name == Ours.name:

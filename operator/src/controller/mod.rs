@@ -203,7 +203,9 @@ const RECONCILE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis
 /// burst of a thousand rollouts changing at once would send all their writes to the API server
 /// together. More does not help where the API server is what is busy: with 64 instead of 16, a
 /// wave of 1,000 on the 2-core bench took 430 s instead of 339 and a breach rolled them back
-/// no faster (48.0 s against 47.2). `--max-concurrent-reconciles` sets another.
+/// no faster (48.0 s against 47.2); timed on the EndpointSlices, 210.1 s against 196.3 (the
+/// controller manager and the fake kubelet fell further behind). `--max-concurrent-reconciles`
+/// sets another.
 pub const RECONCILE_CONCURRENCY: u16 = 16;
 
 /// The McpRollouts were not listed in time after this replica began leading.
