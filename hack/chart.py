@@ -134,7 +134,8 @@ class Checks:
         self.ok(f"values.schema.json ({len(files)} values files)")
         for bad, why in [({"replicas": 0}, "replicas below 1"), ({"metrics": {"prot": 9090}}, "a misspelt key"),
                          ({"leaderElection": {"mode": "sometimes"}}, "an unknown mode"),
-                         ({"replicas": 2, "leaderElection": {"mode": "never"}}, "two replicas without a Lease")]:
+                         ({"replicas": 2, "leaderElection": {"mode": "never"}}, "two replicas without a Lease"),
+                         ({"maxConcurrentReconciles": 0}, "no reconcile at all")]:
             try:
                 render(bad)
             except helm_python.HelmError:

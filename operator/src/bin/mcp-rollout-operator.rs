@@ -255,3 +255,18 @@ fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconciles_at_once_default_to_the_controllers_own_and_never_to_none() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["mcp-rollout-operator", "run"], args].concat());
+        let default = parse(&[]).unwrap().run.max_concurrent_reconciles;
+        assert_eq!(default, controller::RECONCILE_CONCURRENCY);
+        assert_eq!(parse(&["--max-concurrent-reconciles", "64"]).unwrap().run.max_concurrent_reconciles, 64);
+        // Zero would run no reconcile at all: refused at start, not a silent stall.
+        assert!(parse(&["--max-concurrent-reconciles", "0"]).is_err());
+    }
+}
