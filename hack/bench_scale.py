@@ -448,8 +448,10 @@ class Argo:
 
     def prepare(self, ns: str, n: int) -> None:
         # The same Prometheus check as an AnalysisTemplate, run in the background from the first
-        # step (Argo's equivalent of analysis at every step); a stable and a canary Service per
-        # Rollout whose selectors Argo manages (the operator creates its own three).
+        # step (Argo's equivalent of analysis at every step); one Service per Rollout over all
+        # its pods, as the operator makes one (`trackServices: Auto`): a canary without traffic
+        # routing needs no per-track Service in either, and each Service in a namespace costs
+        # the EndpointSlice controller a match against every pod change there.
         template = {
             "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
             "metadata": {"name": "breach", "namespace": ns},
@@ -462,9 +464,9 @@ class Argo:
         }
         services = [{
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": f"{name}-{track}", "namespace": ns},
+            "metadata": {"name": name, "namespace": ns},
             "spec": {"selector": {"app": name}, "ports": [{"port": FIXTURE_PORT, "targetPort": "http"}]},
-        } for name in names(n) for track in ("stable", "canary")]
+        } for name in names(n)]
         self.bed.cluster.apply([template, *services])
 
     def start(self, ns: str) -> subprocess.Popen:
@@ -485,7 +487,6 @@ class Argo:
                 "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec(wave)},
                 "progressDeadlineSeconds": 900,
                 "strategy": {"canary": {
-                    "stableService": f"{name}-stable", "canaryService": f"{name}-canary",
                     "analysis": {"templates": [{"templateName": "breach"}]},
                     "steps": steps,
                 }},

@@ -15,7 +15,7 @@ use std::{
 
 use e2e::{Bed, fixture_rollout, revision_of, with_image};
 use k8s_openapi::api::{
-    core::v1::Secret,
+    core::v1::{Secret, Service},
     rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding},
 };
 use kube::{
@@ -180,6 +180,8 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
     v1["spec"]["probe"]["bearerTokenSecretRef"] = json!({"name": "mcp-token", "key": "token"});
     // One template of history: v2's promotion deletes v1's ControllerRevision.
     v1["spec"]["revisionHistoryLimit"] = json!(1);
+    // Per-track Services until v2, which goes back to `Auto`: the operator deletes them.
+    v1["spec"]["service"]["trackServices"] = json!("Always");
     bed.apply(&v1).await;
 
     // A Gateway API rollout, deleted at the end (finalizer, route restored).
@@ -233,7 +235,8 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
             c.no_keepalive = true;
         })
         .await;
-    let v2 = with_image(&v1, "mcp-fixture:v2-compatible", &[]);
+    let mut v2 = with_image(&v1, "mcp-fixture:v2-compatible", &[]);
+    v2["spec"]["service"]["trackServices"] = json!("Auto");
     bed.apply(&v2).await;
     bed.apply(&with_image(&routed, "mcp-fixture:v2-compatible", &[])).await;
     let v2_revision = revision_of(&v2);
@@ -244,6 +247,24 @@ async fn the_chart_runs_the_operator_with_exactly_the_rbac_it_ships() {
     })
     .await;
     traffic.abort();
+    let services: Api<Service> = Api::namespaced(bed.client.clone(), &bed.namespace);
+    e2e::eventually(
+        "docs' per-track Services deleted (trackServices: Auto)",
+        Duration::from_secs(30),
+        || async {
+            let names: Vec<String> = services
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter_map(|s| s.metadata.name)
+                .collect();
+            names.contains(&"docs".to_owned())
+                && !names.iter().any(|n| n == "docs-stable" || n == "docs-canary")
+        },
+    )
+    .await;
     let history: Api<k8s_openapi::api::apps::v1::ControllerRevision> =
         Api::namespaced(bed.client.clone(), &bed.namespace);
     e2e::eventually("v2 alone in the history (revisionHistoryLimit 1)", Duration::from_secs(30), || async {

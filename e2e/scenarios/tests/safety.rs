@@ -474,7 +474,9 @@ async fn a_refused_route_write_holds_the_step_and_says_why() {
 
 /// A name that cannot name the rollout's Services (too long for `<name>-canary`, or not a
 /// DNS-1035 label) is refused by the API server at admission, with the rule's message, and
-/// nothing is created; the longest name that fits is accepted.
+/// nothing is created; the longest name that fits is accepted, with its per-track Services
+/// (`trackServices: Always`). Set back to `Auto` (plain-Service routing uses none), those two
+/// are deleted and the rollout's own Service stays, the same object, healthy throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_that_cannot_name_the_rollouts_services_are_refused_at_admission() {
     let bed = Bed::start().await;
@@ -489,13 +491,39 @@ async fn names_that_cannot_name_the_rollouts_services_are_refused_at_admission()
     }
     assert!(bed.rollouts().list(&ListParams::default()).await.unwrap().items.is_empty());
     let longest = "a".repeat(56);
-    let rollout = fixture_rollout(&longest, "mcp-fixture:v1", &[], &bed.prometheus_url());
+    let mut rollout = fixture_rollout(&longest, "mcp-fixture:v1", &[], &bed.prometheus_url());
+    rollout["spec"]["service"]["trackServices"] = json!("Always");
     bed.apply(&rollout).await;
     bed.wait_healthy(&longest).await;
     let services: Api<Service> = Api::namespaced(bed.client.clone(), &bed.namespace);
-    for name in [longest.clone(), format!("{longest}-stable"), format!("{longest}-canary")] {
-        services.get(&name).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    let tracks = [format!("{longest}-stable"), format!("{longest}-canary")];
+    for name in std::iter::once(&longest).chain(&tracks) {
+        services.get(name).await.unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+    let front = services.get(&longest).await.unwrap().metadata.uid;
+
+    bed.rollouts()
+        .patch(
+            &longest,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"service": {"trackServices": "Auto"}}})),
+        )
+        .await
+        .unwrap();
+    e2e::eventually("the per-track Services deleted", Duration::from_secs(60), || async {
+        let names: Vec<String> =
+            services.list(&ListParams::default()).await.unwrap().items.iter().map(|s| s.name_any()).collect();
+        !tracks.iter().any(|t| names.contains(t))
+    })
+    .await;
+    assert_eq!(
+        services.get(&longest).await.unwrap().metadata.uid,
+        front,
+        "the rollout's Service was replaced"
+    );
+    let r = bed.get(&longest).await;
+    assert_eq!(phase(&r), Some(Phase::Healthy), "{:?}", r.status);
+    println!("longest name: its three Services made; trackServices Auto: the two per-track ones deleted");
 }
 
 /// An McpRollout cannot make the operator fetch what it likes: a Prometheus address outside

@@ -1,5 +1,5 @@
 //! The Kubernetes objects the operator applies, built purely from the McpRollout: one
-//! Deployment per live revision and the three Services.
+//! Deployment per live revision and its Services.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +16,7 @@ use k8s_openapi::{
 use kube::Resource;
 
 use super::names;
-use crate::api::{IN_ROTATION_GATE, McpRollout, labels};
+use crate::api::{IN_ROTATION_GATE, McpRollout, TrackServices, labels};
 
 /// Kubernetes' own default grace period.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -104,10 +104,28 @@ pub struct Tracks {
     pub canary: Option<String>,
 }
 
-/// The three Services: `<rollout>` over every in-rotation pod — or, with the MCP session
-/// router, over the router's pods — and `<rollout>-stable` and `<rollout>-canary` over one
-/// revision each (the canary's falls back to the stable revision when nothing is being rolled
-/// out, as routers expect a backend behind both).
+/// Whether the rollout has the per-track Services `<rollout>-stable` and `<rollout>-canary`:
+/// when asked for, or when its routing weights them (Gateway API backendRefs). Nothing else
+/// uses them — the replica-ratio router weights by pods behind `<rollout>`, the MCP session
+/// router reaches pods directly, probes go to pod IPs — and each costs the cluster's
+/// EndpointSlice controller a match against every pod change of the namespace (41% of its
+/// CPU with 3,000 Services in one namespace, `hack/bench.sh scale 1000`).
+pub fn has_track_services(rollout: &McpRollout) -> bool {
+    rollout.spec.service.track_services == TrackServices::Always
+        || rollout.spec.traffic_routing.as_ref().is_some_and(|t| t.gateway_api.is_some())
+}
+
+/// The names of the per-track Services, stable then canary.
+pub fn track_service_names(rollout: &McpRollout) -> [String; 2] {
+    let name = rollout.metadata.name.as_deref().unwrap_or_default();
+    [names::stable_service(name), names::canary_service(name)]
+}
+
+/// The rollout's Services: `<rollout>` over every in-rotation pod — or, with the MCP session
+/// router, over the router's pods — and, if it has them (`has_track_services`),
+/// `<rollout>-stable` and `<rollout>-canary` over one revision each (the canary's falls back
+/// to the stable revision when nothing is being rolled out, as routers expect a backend
+/// behind both).
 pub fn services(rollout: &McpRollout, tracks: &Tracks) -> Vec<Service> {
     let name = rollout.metadata.name.clone().unwrap_or_default();
     let stable = tracks.stable.clone().or_else(|| tracks.canary.clone());
@@ -134,11 +152,11 @@ pub fn services(rollout: &McpRollout, tracks: &Tracks) -> Vec<Service> {
     } else {
         service(rollout, names::service(&name), all.clone())
     };
-    vec![
-        front,
-        service(rollout, names::stable_service(&name), one(stable)),
-        service(rollout, names::canary_service(&name), one(canary)),
-    ]
+    if !has_track_services(rollout) {
+        return vec![front];
+    }
+    let [stable_name, canary_name] = track_service_names(rollout);
+    vec![front, service(rollout, stable_name, one(stable)), service(rollout, canary_name, one(canary))]
 }
 
 fn service(rollout: &McpRollout, name: String, selector: BTreeMap<String, String>) -> Service {
@@ -233,8 +251,35 @@ mod tests {
     }
 
     #[test]
+    fn track_services_only_when_asked_for_or_when_gateway_routing_weights_them() {
+        let template = serde_json::json!({"spec": {"containers": [{"name": "s", "image": "x"}]}});
+        let tracks = Tracks { stable: Some("s1".into()), canary: Some("c2".into()) };
+        let names = |r: &McpRollout| -> Vec<String> {
+            services(r, &tracks).into_iter().map(|s| s.metadata.name.unwrap()).collect()
+        };
+        let plain = rollout(template.clone());
+        assert!(!has_track_services(&plain));
+        assert_eq!(names(&plain), ["docs"]);
+        let mut routed = rollout(template.clone());
+        routed.spec.traffic_routing =
+            Some(serde_json::from_value(serde_json::json!({"mcpRouter": {}})).unwrap());
+        assert_eq!(names(&routed), ["docs"], "the session router reaches pods directly");
+        let mut gateway = rollout(template.clone());
+        gateway.spec.traffic_routing = Some(
+            serde_json::from_value(serde_json::json!({"gatewayAPI": {"httpRouteRef": {"name": "r"}}}))
+                .unwrap(),
+        );
+        assert_eq!(names(&gateway), ["docs", "docs-stable", "docs-canary"]);
+        let mut asked = rollout(template);
+        asked.spec.service.track_services = TrackServices::Always;
+        assert_eq!(names(&asked), ["docs", "docs-stable", "docs-canary"]);
+        assert_eq!(track_service_names(&asked), ["docs-stable", "docs-canary"]);
+    }
+
+    #[test]
     fn services_select_all_then_each_track_with_the_canary_falling_back_to_stable() {
-        let r = rollout(serde_json::json!({"spec": {"containers": [{"name": "s", "image": "x"}]}}));
+        let mut r = rollout(serde_json::json!({"spec": {"containers": [{"name": "s", "image": "x"}]}}));
+        r.spec.service.track_services = TrackServices::Always;
         let selector = |s: &Service| s.spec.as_ref().unwrap().selector.clone().unwrap();
         let steady = services(&r, &Tracks { stable: Some("s1".into()), canary: None });
         assert_eq!(steady.len(), 3);

@@ -8,7 +8,7 @@ use std::future::Future;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::{
     Api, Client,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions},
 };
 use serde_json::json;
 
@@ -122,8 +122,9 @@ impl TrafficRouter for PlainServiceRouter {
     }
 }
 
-/// Applies the rollout's three Services; returns the pods API of its namespace and the names
-/// of Services that exist and are not this McpRollout's (left alone: a conflict to report).
+/// Applies the rollout's Services and deletes its per-track ones it no longer has; returns the
+/// pods API of its namespace and the names of Services that exist and are not this
+/// McpRollout's (left alone: a conflict to report).
 pub async fn apply_services(
     client: &Client,
     request: &RouteRequest<'_>,
@@ -187,7 +188,49 @@ pub async fn apply_services(
             }
         }
     }
+    if !resources::has_track_services(request.rollout) {
+        remove_track_services(&services, request).await?;
+    }
     Ok((Api::namespaced(client.clone(), &namespace), conflicts))
+}
+
+/// Deletes the rollout's per-track Services once it no longer has them (`trackServices: Auto`
+/// and a routing that does not weight them; or Services an earlier operator version made for
+/// every rollout). Only ones observed with this McpRollout as their controller, and the delete
+/// is conditional on the observed uid: one made again since, by anybody, is not touched.
+async fn remove_track_services(services: &Api<Service>, request: &RouteRequest<'_>) -> Result<(), Error> {
+    let uid = request.rollout.metadata.uid.as_deref();
+    for name in resources::track_service_names(request.rollout) {
+        let Some(current) =
+            request.services.iter().find(|s| s.metadata.name.as_deref() == Some(name.as_str()))
+        else {
+            continue;
+        };
+        let ours = current
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid);
+        if !ours || current.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid: current.metadata.uid.clone(), resource_version: None }),
+            ..DeleteParams::default()
+        };
+        match services.delete(&name, &params).await {
+            Ok(answer) => {
+                request.writes.record_delete(&name, &answer);
+                tracing::info!(rollout = %request.rollout.metadata.name.as_deref().unwrap_or_default(), service = %name, "deleted a per-track Service nothing routes through (spec.service.trackServices: Auto)");
+            }
+            // Gone already, or another object of that name now (the precondition): not ours to
+            // delete either way.
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Whether an observed Service already has every field the operator applies: its labels and
@@ -284,7 +327,8 @@ mod tests {
             "apiVersion": "mcprollout.dev/v1alpha1", "kind": "McpRollout",
             "metadata": {"name": "docs", "namespace": "agents", "uid": "u-1"},
             "spec": {"template": {"spec": {"containers": [{"name": "s", "image": "x"}]}},
-                     "strategy": {"canary": {"steps": [{"setWeight": 50}]}}}
+                     "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
+                     "service": {"trackServices": "Always"}}
         }))
         .unwrap();
         let tracks = Tracks { stable: Some("s1".into()), canary: Some("c2".into()) };

@@ -224,6 +224,25 @@ pub struct McpServiceSpec {
     /// roots) for the name `probe.tlsServerName`.
     #[serde(default)]
     pub scheme: Scheme,
+
+    /// Whether the operator also makes `<rollout>-stable` and `<rollout>-canary`, a Service
+    /// over each track's pods (to reach the canary directly, or for a mesh or dashboards of
+    /// your own). `Auto`: only when the rollout's routing needs them — Gateway API routing,
+    /// whose backendRefs they are. `Always`: every rollout has them. Each Service costs the
+    /// cluster: its EndpointSlice controller matches every pod change in the namespace
+    /// against every Service there. Owned track Services no longer wanted are deleted.
+    #[serde(default)]
+    pub track_services: TrackServices,
+}
+
+/// When the per-track Services `<rollout>-stable` and `<rollout>-canary` exist.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TrackServices {
+    /// Only when the traffic routing needs them (Gateway API backendRefs).
+    #[default]
+    Auto,
+    /// Always, whatever the routing.
+    Always,
 }
 
 /// The URL scheme an MCP server is reached with.
@@ -251,6 +270,7 @@ impl Default for McpServiceSpec {
             path: default_path(),
             transport: Transport::default(),
             scheme: Scheme::default(),
+            track_services: TrackServices::default(),
         }
     }
 }
