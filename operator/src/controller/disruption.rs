@@ -102,23 +102,35 @@ pub async fn mark_pods(
     pods: &[Pod],
     writes: &super::caches::Writes,
 ) -> Result<Vec<String>, Error> {
-    let mut marked = Vec::new();
-    for (name, draining) in marking_changes(plan, pods) {
+    // All at once: each patch waits its turn on a busy API server, and one after another they
+    // held the reconcile (and its slot) that much longer.
+    let patches = marking_changes(plan, pods).into_iter().map(|(name, draining)| async move {
         let patch = if draining {
             json!({"metadata": {"labels": {DRAINING_LABEL: "true"}, "annotations": {DELETION_COST: DRAINING_COST}}})
         } else {
             json!({"metadata": {"labels": {DRAINING_LABEL: null}, "annotations": {DELETION_COST: null}}})
         };
-        match pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+        (pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await, name, draining)
+    });
+    let mut marked = Vec::new();
+    let mut refused = None;
+    for (answer, name, draining) in futures::future::join_all(patches).await {
+        match answer {
             Ok(patched) => writes.record(&patched),
             Err(kube::Error::Api(e)) if e.code == 404 => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                refused = refused.or(Some(e));
+                continue;
+            }
         }
         if draining {
             marked.push(name);
         }
     }
-    Ok(marked)
+    match refused {
+        Some(e) => Err(e.into()),
+        None => Ok(marked),
+    }
 }
 
 /// Applies a budget for each draining revision and deletes this rollout's budgets of revisions

@@ -746,17 +746,20 @@ async fn apply_writing(
         }
     });
     // Draining pods are marked and guarded before any Deployment shrinks: the ReplicaSet then
-    // removes exactly them, and evictions wait for their drain.
+    // removes exactly them, and evictions wait for their drain. Marks and budgets do not
+    // depend on each other: written together.
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &world.namespace);
-    let marked = disruption::mark_pods(&pods_api, &plan.revisions, &world.pods, writes).await?;
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &world.namespace);
+    let (marked, budgets_applied) = tokio::join!(
+        disruption::mark_pods(&pods_api, &plan.revisions, &world.pods, writes),
+        disruption::apply_budgets(&budgets, rollout, &plan.revisions, &world.budgets, writes),
+    );
+    let marked = marked?;
     if !marked.is_empty() {
         info!(rollout = %name, pods = ?marked, "marked draining");
     }
     // A budget the API server refuses never holds back the rest (the drain itself does not
     // need it); its error is returned at the end, so it still counts as a refused write.
-    let budgets: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &world.namespace);
-    let budgets_applied =
-        disruption::apply_budgets(&budgets, rollout, &plan.revisions, &world.budgets, writes).await;
     for revision in &plan.revisions {
         let deployment_name = names::deployment(name, &revision.revision);
         let current =

@@ -267,29 +267,53 @@ pub async fn patch_rotation(
 ) -> Result<RouteOutcome, Error> {
     // Into rotation first, as a Deployment surges: taking pods out first left a blue-green
     // flip with no ready endpoint for a moment, and agents saw connections refused (found in
-    // the e2e flip scenario). A moment of overlap is the cheaper error.
-    let mut changes = rotation_changes(plan, pods);
-    changes.sort_by_key(|(_, wanted)| !*wanted);
-    let mut outcome = RouteOutcome::default();
-    for (name, wanted) in changes {
-        let (status, reason) = if wanted { ("True", "InRotation") } else { ("False", "OutOfRotation") };
-        let now = jiff::Timestamp::now();
-        let patch = json!({"status": {"conditions": [{
-            "type": IN_ROTATION_GATE,
-            "status": status,
-            "reason": reason,
-            "lastTransitionTime": now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
-        }]}});
-        let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
-        match pods_api.patch_status(&name, &params, &Patch::Strategic(patch)).await {
-            Ok(patched) => writes.record(&patched),
-            // Deleted since it was listed: nothing to route.
-            Err(kube::Error::Api(e)) if e.code == 404 => continue,
-            Err(e) => return Err(e.into()),
+    // the e2e flip scenario). A moment of overlap is the cheaper error. Within each direction
+    // the pods are patched at once: on a busy API server each patch waits its turn, and a
+    // rollback's canary pods one after another held its reconcile (and slot) that much longer.
+    let (into, out_of): (Vec<_>, Vec<_>) = rotation_changes(plan, pods).into_iter().partition(|(_, w)| *w);
+    let pods_added = set_rotation(pods_api, into.into_iter().map(|(n, _)| n), true, writes).await?;
+    let pods_removed = set_rotation(pods_api, out_of.into_iter().map(|(n, _)| n), false, writes).await?;
+    Ok(RouteOutcome { pods_added, pods_removed, ..RouteOutcome::default() })
+}
+
+/// Sets the rotation condition of the named pods, all at once; returns those patched (a pod
+/// deleted since it was listed has nothing to route). The first refusal is the error, once
+/// every patch has been answered (those that went through are recorded).
+async fn set_rotation(
+    pods_api: &Api<Pod>,
+    names: impl Iterator<Item = String>,
+    wanted: bool,
+    writes: &super::caches::Writes,
+) -> Result<Vec<String>, Error> {
+    let (status, reason) = if wanted { ("True", "InRotation") } else { ("False", "OutOfRotation") };
+    let now = jiff::Timestamp::now();
+    let patch = json!({"status": {"conditions": [{
+        "type": IN_ROTATION_GATE,
+        "status": status,
+        "reason": reason,
+        "lastTransitionTime": now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+    }]}});
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
+    let patches = names.map(|name| {
+        let (patch, params) = (&patch, &params);
+        async move { (pods_api.patch_status(&name, params, &Patch::Strategic(patch)).await, name) }
+    });
+    let mut patched = Vec::new();
+    let mut refused = None;
+    for (answer, name) in futures::future::join_all(patches).await {
+        match answer {
+            Ok(pod) => {
+                writes.record(&pod);
+                patched.push(name);
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => refused = refused.or(Some(e)),
         }
-        if wanted { outcome.pods_added.push(name) } else { outcome.pods_removed.push(name) }
     }
-    Ok(outcome)
+    match refused {
+        Some(e) => Err(e.into()),
+        None => Ok(patched),
+    }
 }
 
 #[cfg(test)]
@@ -367,5 +391,93 @@ mod tests {
     fn a_revision_missing_from_the_plan_leaves_rotation() {
         let pods = vec![pod("old-a", "old", true, Some(true))];
         assert_eq!(rotation_changes(&[plan("s", 2)], &pods), vec![("old-a".to_owned(), false)]);
+    }
+
+    mod on_an_api_server {
+        //! `patch_rotation` against an API server on loopback that answers each pod status
+        //! patch after a while: the patches of one direction are in flight together, and
+        //! none taking a pod out is sent before every patch putting one in was answered.
+
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+
+        use axum::{
+            Json, Router,
+            extract::{Path, State},
+            routing::patch,
+        };
+        use serde_json::Value;
+
+        use super::*;
+
+        #[derive(Default)]
+        struct Seen {
+            /// ("sent" | "answered", pod, condition status), in order.
+            log: Vec<(&'static str, String, String)>,
+            in_flight: usize,
+            most_in_flight: usize,
+        }
+
+        type Shared = Arc<Mutex<Seen>>;
+
+        async fn patch_status(
+            State(seen): State<Shared>,
+            Path((_ns, name)): Path<(String, String)>,
+            Json(body): Json<Value>,
+        ) -> Json<Value> {
+            let status = body["status"]["conditions"][0]["status"].as_str().unwrap_or_default().to_owned();
+            {
+                let mut seen = seen.lock().unwrap();
+                seen.log.push(("sent", name.clone(), status.clone()));
+                seen.in_flight += 1;
+                seen.most_in_flight = seen.most_in_flight.max(seen.in_flight);
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            {
+                let mut seen = seen.lock().unwrap();
+                seen.log.push(("answered", name.clone(), status));
+                seen.in_flight -= 1;
+            }
+            Json(json!({"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": name, "namespace": "ns", "resourceVersion": "7"}}))
+        }
+
+        #[tokio::test]
+        async fn a_direction_is_patched_at_once_and_pods_leave_only_after_others_joined() {
+            let seen = Shared::default();
+            let app = Router::new()
+                .route("/api/v1/namespaces/{ns}/pods/{name}/status", patch(patch_status))
+                .with_state(seen.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+            let pods_api: Api<Pod> = Api::namespaced(Client::try_from(config).unwrap(), "ns");
+
+            // A rollback at 2 replicas each: both stable pods into rotation, both canary pods out.
+            let pods = vec![
+                pod("s-a", "s1", true, Some(false)),
+                pod("s-b", "s1", true, Some(false)),
+                pod("c-a", "c2", true, Some(true)),
+                pod("c-b", "c2", true, Some(true)),
+            ];
+            let plan = [plan("s1", 2), plan("c2", 0)];
+            let writes = crate::controller::caches::Writes::default();
+            let outcome = patch_rotation(&pods_api, &plan, &pods, &writes).await.unwrap();
+            server.abort();
+
+            assert_eq!(outcome.pods_added, ["s-a", "s-b"]);
+            assert_eq!(outcome.pods_removed, ["c-a", "c-b"]);
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.most_in_flight, 2, "{:?}", seen.log);
+            let last_in_answered = seen
+                .log
+                .iter()
+                .rposition(|(what, _, status)| *what == "answered" && status == "True")
+                .unwrap();
+            let first_out_sent =
+                seen.log.iter().position(|(what, _, status)| *what == "sent" && status == "False").unwrap();
+            assert!(last_in_answered < first_out_sent, "a pod left before the others joined: {:?}", seen.log);
+        }
     }
 }
