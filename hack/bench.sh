@@ -15,6 +15,7 @@
 #   deploy, rest, then hold at 50 % and breach), BENCH_OPERATOR (another operator binary),
 #   BENCH_KEEP_WORK=1 (keep the work directory with every process's log). The operator reads its
 #   flags' environment variables too (MAX_CONCURRENT_RECONCILES=64 runs it with 64 reconciles).
+#   BENCH_ARGO_QPS (2000): Argo's --qps (burst twice that); 40, its default, throttles it.
 #   BENCH_PROFILE=1: CPU profiles of the API server and the controller manager over the first
 #   60 s of the breach, into the work directory (with BENCH_KEEP_WORK=1, for `go tool pprof`).
 #

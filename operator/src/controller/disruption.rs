@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::StreamExt;
 use k8s_openapi::{
     api::{
         core::v1::Pod,
@@ -102,8 +103,8 @@ pub async fn mark_pods(
     pods: &[Pod],
     writes: &super::caches::Writes,
 ) -> Result<Vec<String>, Error> {
-    // All at once: each patch waits its turn on a busy API server, and one after another they
-    // held the reconcile (and its slot) that much longer.
+    // Together (`POD_PATCHES_AT_ONCE` at a time): each patch waits its turn on a busy API
+    // server, and one after another they held the reconcile (and its slot) that much longer.
     let patches = marking_changes(plan, pods).into_iter().map(|(name, draining)| async move {
         let patch = if draining {
             json!({"metadata": {"labels": {DRAINING_LABEL: "true"}, "annotations": {DELETION_COST: DRAINING_COST}}})
@@ -114,7 +115,8 @@ pub async fn mark_pods(
     });
     let mut marked = Vec::new();
     let mut refused = None;
-    for (answer, name, draining) in futures::future::join_all(patches).await {
+    let answers: Vec<_> = futures::stream::iter(patches).buffered(super::POD_PATCHES_AT_ONCE).collect().await;
+    for (answer, name, draining) in answers {
         match answer {
             Ok(patched) => writes.record(&patched),
             Err(kube::Error::Api(e)) if e.code == 404 => continue,

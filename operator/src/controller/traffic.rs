@@ -5,6 +5,7 @@
 
 use std::future::Future;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::{
     Api, Client,
@@ -276,9 +277,10 @@ pub async fn patch_rotation(
     Ok(RouteOutcome { pods_added, pods_removed, ..RouteOutcome::default() })
 }
 
-/// Sets the rotation condition of the named pods, all at once; returns those patched (a pod
-/// deleted since it was listed has nothing to route). The first refusal is the error, once
-/// every patch has been answered (those that went through are recorded).
+/// Sets the rotation condition of the named pods, `POD_PATCHES_AT_ONCE` at a time; returns
+/// those patched, in order (a pod deleted since it was listed has nothing to route). The first
+/// refusal is the error, once every patch has been answered (those that went through are
+/// recorded).
 async fn set_rotation(
     pods_api: &Api<Pod>,
     names: impl Iterator<Item = String>,
@@ -300,7 +302,8 @@ async fn set_rotation(
     });
     let mut patched = Vec::new();
     let mut refused = None;
-    for (answer, name) in futures::future::join_all(patches).await {
+    let answers: Vec<_> = futures::stream::iter(patches).buffered(super::POD_PATCHES_AT_ONCE).collect().await;
+    for (answer, name) in answers {
         match answer {
             Ok(pod) => {
                 writes.record(&pod);
@@ -394,9 +397,11 @@ mod tests {
     }
 
     mod on_an_api_server {
-        //! `patch_rotation` against an API server on loopback that answers each pod status
-        //! patch after a while: the patches of one direction are in flight together, and
-        //! none taking a pod out is sent before every patch putting one in was answered.
+        //! `patch_rotation` against an API server on loopback that holds the pod status
+        //! patches until as many as a test names were in flight together, or 2 s after the
+        //! first: the patches of one direction are in flight together, at most
+        //! `POD_PATCHES_AT_ONCE`, and none taking a pod out is sent before every patch putting
+        //! one in was answered.
 
         use std::sync::{Arc, Mutex};
         use std::time::Duration;
@@ -416,6 +421,10 @@ mod tests {
             log: Vec<(&'static str, String, String)>,
             in_flight: usize,
             most_in_flight: usize,
+            /// Answers wait until this many were in flight together once, or 2 s after the
+            /// first patch arrived.
+            hold_until_in_flight: usize,
+            first_arrived: Option<std::time::Instant>,
         }
 
         type Shared = Arc<Mutex<Seen>>;
@@ -431,8 +440,19 @@ mod tests {
                 seen.log.push(("sent", name.clone(), status.clone()));
                 seen.in_flight += 1;
                 seen.most_in_flight = seen.most_in_flight.max(seen.in_flight);
+                seen.first_arrived.get_or_insert_with(std::time::Instant::now);
             }
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            loop {
+                {
+                    let seen = seen.lock().unwrap();
+                    let window_over =
+                        seen.first_arrived.is_some_and(|t| t.elapsed() > Duration::from_secs(2));
+                    if seen.most_in_flight >= seen.hold_until_in_flight || window_over {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             {
                 let mut seen = seen.lock().unwrap();
                 seen.log.push(("answered", name.clone(), status));
@@ -442,9 +462,12 @@ mod tests {
                         "metadata": {"name": name, "namespace": "ns", "resourceVersion": "7"}}))
         }
 
-        #[tokio::test]
-        async fn a_direction_is_patched_at_once_and_pods_leave_only_after_others_joined() {
-            let seen = Shared::default();
+        /// An API server on loopback that answers pod status patches once `hold` were in
+        /// flight together.
+        async fn slow_api_server(
+            hold: usize,
+        ) -> (Api<Pod>, Shared, tokio::task::JoinHandle<std::io::Result<()>>) {
+            let seen = Shared::new(Mutex::new(Seen { hold_until_in_flight: hold, ..Seen::default() }));
             let app = Router::new()
                 .route("/api/v1/namespaces/{ns}/pods/{name}/status", patch(patch_status))
                 .with_state(seen.clone());
@@ -452,7 +475,12 @@ mod tests {
             let address = listener.local_addr().unwrap();
             let server = tokio::spawn(async move { axum::serve(listener, app).await });
             let config = kube::Config::new(format!("http://{address}").parse().unwrap());
-            let pods_api: Api<Pod> = Api::namespaced(Client::try_from(config).unwrap(), "ns");
+            (Api::namespaced(Client::try_from(config).unwrap(), "ns"), seen, server)
+        }
+
+        #[tokio::test]
+        async fn a_direction_is_patched_at_once_and_pods_leave_only_after_others_joined() {
+            let (pods_api, seen, server) = slow_api_server(2).await;
 
             // A rollback at 2 replicas each: both stable pods into rotation, both canary pods out.
             let pods = vec![
@@ -478,6 +506,27 @@ mod tests {
             let first_out_sent =
                 seen.log.iter().position(|(what, _, status)| *what == "sent" && status == "False").unwrap();
             assert!(last_in_answered < first_out_sent, "a pod left before the others joined: {:?}", seen.log);
+        }
+
+        #[tokio::test]
+        async fn a_large_flip_keeps_a_bounded_number_of_patches_in_flight() {
+            // Held until more than the bound are in flight: only a missing bound gets there
+            // (the first ones are answered 2 s after they arrived).
+            let (pods_api, seen, server) = slow_api_server(crate::controller::POD_PATCHES_AT_ONCE + 1).await;
+            let pods: Vec<Pod> = (0..40).map(|i| pod(&format!("b-{i:02}"), "b1", true, Some(true))).collect();
+            let writes = crate::controller::caches::Writes::default();
+            let outcome = patch_rotation(&pods_api, &[plan("b1", 0)], &pods, &writes).await.unwrap();
+            server.abort();
+
+            let names: Vec<String> = (0..40).map(|i| format!("b-{i:02}")).collect();
+            assert_eq!(outcome.pods_removed, names, "every pod, in order");
+            let seen = seen.lock().unwrap();
+            assert!(
+                seen.most_in_flight <= crate::controller::POD_PATCHES_AT_ONCE,
+                "{} at once",
+                seen.most_in_flight
+            );
+            assert!(seen.most_in_flight > 1, "one after another: {:?}", seen.log);
         }
     }
 }
