@@ -9,7 +9,8 @@
 #                          # module), on a local cluster of its own with kwok's fake nodes:
 #                          # API requests by verb and resource, RSS, CPU, reconcile p50/p99 at
 #                          # rest and in a wave of rollouts, time to promote all N, and from an
-#                          # analysis breach to all traffic on stable (hack/bench_scale.py)
+#                          # analysis breach to all traffic on stable, timed on the
+#                          # EndpointSlices for both (hack/bench_scale.py)
 #   Options (environment): BENCH_CONTROLLERS=mcp-rollout|argo-rollouts (both by default),
 #   BENCH_STEADY_SECONDS (120), BENCH_WAVE_TIMEOUT (1800 s), BENCH_SKIP_WAVE=1 (no promote wave:
 #   deploy, rest, then hold at 50 % and breach), BENCH_OPERATOR (another operator binary),
