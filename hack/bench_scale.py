@@ -734,7 +734,6 @@ def breach_chain(bed: Bed, before: Snapshot, after: Snapshot, user: str, breach_
     kubelet: dict[str, list[float]] = collections.defaultdict(list)
     slices: dict[str, list[float]] = collections.defaultdict(list)
     status: dict[str, list[float]] = collections.defaultdict(list)
-    start = breach_at
     for raw in data.splitlines():
         try:
             e = json.loads(raw)
@@ -758,17 +757,18 @@ def breach_chain(bed: Bed, before: Snapshot, after: Snapshot, user: str, breach_
             m = re.fullmatch(r"(.+)-[a-z0-9]{5}", name)
             if m:
                 slices[m.group(1)].append(at)
+
     def first_after(times: list[float], t: float) -> float | None:
         return next((x for x in times if x >= t), None)
 
     hops: dict[str, list[float]] = collections.defaultdict(list)
     for pod in marked:
         rollout = "-".join(pod.split("-")[:2])
-        rot = first_after(ours_rotation[pod], start)
+        rot = first_after(ours_rotation[pod], breach_at)
         ready = rot and first_after(kubelet[pod], rot)
         sliced = ready and first_after(slices[rollout], ready)
         seen = sliced and first_after(status[rollout], sliced)
-        for hop, (a, b) in {"breach→our rotation patch": (start, rot), "→kubelet Ready=False": (rot, ready),
+        for hop, (a, b) in {"breach→our rotation patch": (breach_at, rot), "→kubelet Ready=False": (rot, ready),
                             "→slice written": (ready, sliced), "→our status write": (sliced, seen)}.items():
             if a is not None and b is not None:
                 hops[hop].append(b - a)

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::StreamExt;
 use k8s_openapi::{
     api::{
         core::v1::Pod,
@@ -96,43 +95,24 @@ pub fn budget(rollout: &McpRollout, revision: &str) -> PodDisruptionBudget {
     }
 }
 
-/// Marks and unmarks pods as the plan says. A pod deleted since it was listed is skipped.
+/// Marks and unmarks pods as the plan says, together (`pod_patches`); returns the pods marked
+/// draining. A pod deleted since it was listed is skipped.
 pub async fn mark_pods(
     pods_api: &Api<Pod>,
     plan: &[RevisionPlan],
     pods: &[Pod],
     writes: &super::caches::Writes,
 ) -> Result<Vec<String>, Error> {
-    // Together (`POD_PATCHES_AT_ONCE` at a time): each patch waits its turn on a busy API
-    // server, and one after another they held the reconcile (and its slot) that much longer.
     let patches = marking_changes(plan, pods).into_iter().map(|(name, draining)| async move {
         let patch = if draining {
             json!({"metadata": {"labels": {DRAINING_LABEL: "true"}, "annotations": {DELETION_COST: DRAINING_COST}}})
         } else {
             json!({"metadata": {"labels": {DRAINING_LABEL: null}, "annotations": {DELETION_COST: null}}})
         };
-        (pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await, name, draining)
+        (pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await, (name, draining))
     });
-    let mut marked = Vec::new();
-    let mut refused = None;
-    let answers: Vec<_> = futures::stream::iter(patches).buffered(super::POD_PATCHES_AT_ONCE).collect().await;
-    for (answer, name, draining) in answers {
-        match answer {
-            Ok(patched) => writes.record(&patched),
-            Err(kube::Error::Api(e)) if e.code == 404 => continue,
-            Err(e) => {
-                refused = refused.or(Some(e));
-                continue;
-            }
-        }
-        if draining {
-            marked.push(name);
-        }
-    }
-    match refused {
-        Some(e) => Err(e.into()),
-        None => Ok(marked),
-    }
+    let patched = super::pod_patches::send(patches, writes).await?;
+    Ok(patched.into_iter().filter_map(|(name, draining)| draining.then_some(name)).collect())
 }
 
 /// Applies a budget for each draining revision and deletes this rollout's budgets of revisions

@@ -27,6 +27,7 @@ pub mod notify;
 pub mod observe;
 mod own_writes;
 pub mod packed;
+pub mod pod_patches;
 pub mod reconcile;
 pub mod resources;
 mod slim;
@@ -207,12 +208,6 @@ const RECONCILE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis
 /// controller manager and the fake kubelet fell further behind). `--max-concurrent-reconciles`
 /// sets another.
 pub const RECONCILE_CONCURRENCY: u16 = 16;
-
-/// Pod patches one reconcile keeps in flight at once (rotation, drain marks). Together rather
-/// than one after another, because on a busy API server each waits its turn; but bounded, because
-/// a blue-green flip of a large Deployment would otherwise open a connection per pod at once,
-/// times the reconciles running.
-pub const POD_PATCHES_AT_ONCE: usize = 16;
 
 /// The McpRollouts were not listed in time after this replica began leading.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,6 @@
 
 use std::future::Future;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::{
     Api, Client,
@@ -277,10 +276,8 @@ pub async fn patch_rotation(
     Ok(RouteOutcome { pods_added, pods_removed, ..RouteOutcome::default() })
 }
 
-/// Sets the rotation condition of the named pods, `POD_PATCHES_AT_ONCE` at a time; returns
-/// those patched, in order (a pod deleted since it was listed has nothing to route). The first
-/// refusal is the error, once every patch has been answered (those that went through are
-/// recorded).
+/// Sets the rotation condition of the named pods, together (`pod_patches`); returns those
+/// patched, in order (a pod deleted since it was listed has nothing to route).
 async fn set_rotation(
     pods_api: &Api<Pod>,
     names: impl Iterator<Item = String>,
@@ -300,23 +297,7 @@ async fn set_rotation(
         let (patch, params) = (&patch, &params);
         async move { (pods_api.patch_status(&name, params, &Patch::Strategic(patch)).await, name) }
     });
-    let mut patched = Vec::new();
-    let mut refused = None;
-    let answers: Vec<_> = futures::stream::iter(patches).buffered(super::POD_PATCHES_AT_ONCE).collect().await;
-    for (answer, name) in answers {
-        match answer {
-            Ok(pod) => {
-                writes.record(&pod);
-                patched.push(name);
-            }
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => refused = refused.or(Some(e)),
-        }
-    }
-    match refused {
-        Some(e) => Err(e.into()),
-        None => Ok(patched),
-    }
+    super::pod_patches::send(patches, writes).await
 }
 
 #[cfg(test)]
@@ -463,8 +444,8 @@ mod tests {
         }
 
         /// An API server on loopback that answers pod status patches once `hold` were in
-        /// flight together.
-        async fn slow_api_server(
+        /// flight together, or 2 s after the first arrived.
+        async fn holding_api_server(
             hold: usize,
         ) -> (Api<Pod>, Shared, tokio::task::JoinHandle<std::io::Result<()>>) {
             let seen = Shared::new(Mutex::new(Seen { hold_until_in_flight: hold, ..Seen::default() }));
@@ -480,7 +461,7 @@ mod tests {
 
         #[tokio::test]
         async fn a_direction_is_patched_at_once_and_pods_leave_only_after_others_joined() {
-            let (pods_api, seen, server) = slow_api_server(2).await;
+            let (pods_api, seen, server) = holding_api_server(2).await;
 
             // A rollback at 2 replicas each: both stable pods into rotation, both canary pods out.
             let pods = vec![
@@ -512,7 +493,8 @@ mod tests {
         async fn a_large_flip_keeps_a_bounded_number_of_patches_in_flight() {
             // Held until more than the bound are in flight: only a missing bound gets there
             // (the first ones are answered 2 s after they arrived).
-            let (pods_api, seen, server) = slow_api_server(crate::controller::POD_PATCHES_AT_ONCE + 1).await;
+            let (pods_api, seen, server) =
+                holding_api_server(crate::controller::pod_patches::POD_PATCHES_AT_ONCE + 1).await;
             let pods: Vec<Pod> = (0..40).map(|i| pod(&format!("b-{i:02}"), "b1", true, Some(true))).collect();
             let writes = crate::controller::caches::Writes::default();
             let outcome = patch_rotation(&pods_api, &[plan("b1", 0)], &pods, &writes).await.unwrap();
@@ -522,7 +504,7 @@ mod tests {
             assert_eq!(outcome.pods_removed, names, "every pod, in order");
             let seen = seen.lock().unwrap();
             assert!(
-                seen.most_in_flight <= crate::controller::POD_PATCHES_AT_ONCE,
+                seen.most_in_flight <= crate::controller::pod_patches::POD_PATCHES_AT_ONCE,
                 "{} at once",
                 seen.most_in_flight
             );
